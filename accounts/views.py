@@ -1,0 +1,44 @@
+"""Tenant-side pages: sign in, home, users, first-password (invite) page."""
+
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.urls import reverse_lazy
+
+from accounts.permissions import permission_required
+from accounts.policy import Perm, permissions_of
+from accounts.selectors import user_list
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+class ActivateView(auth_views.PasswordResetConfirmView):
+    """An invited user sets their first password with the link from the invite."""
+
+    template_name = "accounts/activate.html"
+    success_url = reverse_lazy("accounts:activated")
+    post_reset_login = False
+
+
+class ActivatedView(auth_views.PasswordResetCompleteView):
+    template_name = "accounts/activated.html"
+
+
+@login_required
+def home(request):
+    perms = [Perm(p) for p in permissions_of(request.user.role)]
+    return render(request, "accounts/home.html", {"permissions": perms})
+
+
+@permission_required(Perm.USERS_VIEW)
+def users(request):
+    return render(request, "accounts/users.html", {"users": user_list()})

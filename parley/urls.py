@@ -1,0 +1,26 @@
+"""URLs served on a tenant's host (``<tenant>.<domain>``)."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from accounts import api as accounts_api
+from accounts import views as accounts_views
+
+api_v1 = [
+    path("me/", accounts_api.MeView.as_view(), name="me"),
+    path("users/", accounts_api.UserListView.as_view(), name="users"),
+]
+
+urlpatterns = [
+    path("", accounts_views.home, name="home"),
+    path("login/", accounts_views.LoginView.as_view(), name="login"),
+    path("logout/", accounts_views.LogoutView.as_view(), name="logout"),
+    path("", include("accounts.urls")),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+]
+
+handler403 = "parley.views.permission_denied"
+handler404 = "parley.views.not_found"
+handler500 = "parley.views.server_error"

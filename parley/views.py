@@ -1,0 +1,30 @@
+"""Error pages: HTML for people, JSON with a stable code under /api/."""
+
+from __future__ import annotations
+
+from django.http import HttpResponseServerError, JsonResponse
+from django.template import loader
+from django.shortcuts import render
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith(("/api/", "/webhooks/"))
+
+
+def permission_denied(request, exception=None):
+    if _wants_json(request):
+        return JsonResponse({"code": "permission_denied", "detail": "You do not have permission."}, status=403)
+    return render(request, "errors/403.html", status=403)
+
+
+def not_found(request, exception=None):
+    if _wants_json(request):
+        return JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
+    return render(request, "errors/404.html", status=404)
+
+
+def server_error(request):
+    if _wants_json(request):
+        return JsonResponse({"code": "server_error", "detail": "Something went wrong on our side."}, status=500)
+    # No context processors here: whatever failed may fail again while rendering.
+    return HttpResponseServerError(loader.get_template("errors/500.html").render())

@@ -1,0 +1,117 @@
+"""The platform console: pages on the bare domain for platform operators.
+
+Every active user of the public schema is a platform operator; tenant users
+do not exist here (their tables live in their own schemas).
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from tenants import selectors, services
+from tenants.forms import TenantCreateForm, TenantSuspendForm
+from tenants.models import PUBLIC_SCHEMA
+
+
+def operator_required(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if getattr(request, "tenant", None) is None or request.tenant.schema_name != PUBLIC_SCHEMA:
+            raise PermissionDenied
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_active:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+class ConsoleLoginView(auth_views.LoginView):
+    template_name = "console/login.html"
+    redirect_authenticated_user = True
+    next_page = "console:tenant_list"
+
+    def get_default_redirect_url(self):
+        from django.urls import reverse
+
+        return reverse("console:tenant_list")
+
+
+class ConsoleLogoutView(auth_views.LogoutView):
+    next_page = "login"
+
+
+def _apply_errors(form, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            for error in errors:
+                form.add_error(field if field in form.fields else None, error)
+    else:
+        for error in exc.error_list:
+            form.add_error(None, error)
+
+
+@operator_required
+def tenant_list(request):
+    form = TenantCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tenant = services.tenant_request(**form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, f"Tenant {tenant.slug} requested; its workspace is being created.")
+            return redirect("console:tenant_detail", slug=tenant.slug)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "console/tenant_list.html", {"tenants": selectors.tenant_list(), "form": form}, status=status
+    )
+
+
+@operator_required
+def tenant_detail(request, slug: str):
+    tenant = selectors.tenant_get(slug=slug)
+    template = "console/_tenant_status.html" if request.htmx else "console/tenant_detail.html"
+    return render(
+        request,
+        template,
+        {"tenant": tenant, "base_url": services.tenant_base_url(tenant), "suspend_form": TenantSuspendForm()},
+    )
+
+
+@operator_required
+@require_POST
+def tenant_suspend(request, slug: str):
+    tenant = selectors.tenant_get(slug=slug)
+    form = TenantSuspendForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The reason is too long (300 characters at most).")
+        return redirect("console:tenant_detail", slug=slug)
+    try:
+        services.tenant_suspend(tenant=tenant, reason=form.cleaned_data["reason"])
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Tenant {slug} is suspended: its users, API clients and webhooks are refused.")
+    return redirect("console:tenant_detail", slug=slug)
+
+
+@operator_required
+@require_POST
+def tenant_reactivate(request, slug: str):
+    tenant = selectors.tenant_get(slug=slug)
+    try:
+        services.tenant_reactivate(tenant=tenant)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Tenant {slug} is active again.")
+    return redirect("console:tenant_detail", slug=slug)

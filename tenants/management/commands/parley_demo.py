@@ -1,0 +1,55 @@
+"""Seed the demo: a platform operator and tenants with one user per role (idempotent)."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django_tenants.utils import schema_context, tenant_context
+
+from accounts.policy import Role
+from tenants.models import Tenant
+from tenants.services import tenant_base_url, tenant_create
+
+DEMO_PASSWORD = "parley-demo-password"  # noqa: S105 - development demo only, refused in production
+DEMO_TENANTS = [
+    ("acme", "Acme Inc.", "acme"),
+    ("globex", "Globex Corporation", "globex"),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo operator and tenants (development only; owner role)."
+
+    def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            raise CommandError("The demo seed is refused in production.")
+        if settings.PARLEY_DB_ROLE != "owner":
+            raise CommandError("Run the demo seed with PARLEY_DB_ROLE=owner (it creates schemas).")
+        User = get_user_model()
+        with schema_context("public"):
+            operator = User.objects.filter(username="operator").first()
+            if operator is None:
+                operator = User(username="operator", email="operator@parley.test", is_staff=True)
+                operator.set_password(DEMO_PASSWORD)
+                operator.save()
+        lines = [f"Platform console  http://{settings.PARLEY_BASE_DOMAIN}:{settings.PARLEY_PUBLIC_PORT}/  "
+                 f"operator / {DEMO_PASSWORD}"]
+        for slug, name, host in DEMO_TENANTS:
+            tenant = Tenant.objects.filter(slug=slug).first()
+            if tenant is None:
+                tenant = tenant_create(
+                    slug=slug, name=name, domain=f"{host}.{settings.PARLEY_BASE_DOMAIN}",
+                    owner_email=f"owner@{slug}.test",
+                ).tenant
+            with tenant_context(tenant):
+                for role in Role:
+                    email = f"{role.value}@{slug}.test"
+                    user = User.objects.filter(email=email).first()
+                    if user is None:
+                        user = User(username=email, email=email, role=role.value)
+                    if not user.has_usable_password():
+                        user.set_password(DEMO_PASSWORD)
+                    user.role = role.value
+                    user.save()
+            lines.append(f"Tenant {slug:<8}   {tenant_base_url(tenant)}/  <role>@{slug}.test / {DEMO_PASSWORD}"
+                         f"  (roles: {', '.join(r.value for r in Role)})")
+        self.stdout.write("\n".join(lines))

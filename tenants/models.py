@@ -1,0 +1,75 @@
+"""The public schema's view of businesses: one Tenant per PostgreSQL schema."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+from django_tenants.models import DomainMixin, TenantMixin
+
+PUBLIC_SCHEMA = "public"
+
+
+class TenantQuerySet(models.QuerySet["Tenant"]):
+    def businesses(self) -> TenantQuerySet:
+        """Real tenants: neither the platform (public) nor the clone template."""
+        return self.exclude(schema_name=PUBLIC_SCHEMA).exclude(is_template=True)
+
+    def schedulable(self) -> TenantQuerySet:
+        """Schemas beat may send work to: the platform and active businesses."""
+        return self.filter(
+            models.Q(schema_name=PUBLIC_SCHEMA)
+            | models.Q(status=Tenant.Status.ACTIVE, is_template=False)
+        )
+
+
+class Tenant(TenantMixin):
+    class Status(models.TextChoices):
+        PROVISIONING = "provisioning", "Provisioning"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        FAILED = "failed", "Provisioning failed"
+
+    id = models.BigAutoField(primary_key=True)
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=120)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROVISIONING)
+    # The migrated schema every new tenant is cloned from. It has no domain,
+    # so it can never be reached by a request.
+    is_template = models.BooleanField(default=False)
+    status_reason = models.CharField(max_length=300, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    provisioned_at = models.DateTimeField(null=True, blank=True)
+    provisioning_seconds = models.FloatField(null=True, blank=True)
+    owner_email = models.EmailField(blank=True)
+    # Filled by the tenant-usage beat task, run inside each tenant's schema.
+    usage_users = models.PositiveIntegerField(null=True, blank=True)
+    usage_refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    # Schemas are created explicitly by tenants.services (as the owner role),
+    # never as a side effect of save() in a web process that runs as the app role.
+    auto_create_schema = False
+    auto_drop_schema = False
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_public(self) -> bool:
+        return self.schema_name == PUBLIC_SCHEMA
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Domain(DomainMixin):
+    id = models.BigAutoField(primary_key=True)
+
+    def __str__(self) -> str:
+        return self.domain

@@ -1,0 +1,260 @@
+"""State changes of tenants. Reads live in ``tenants.selectors``.
+
+Creating a schema needs the database **owner** role. The web process runs as
+the app role, so the console only *requests* a tenant (:func:`tenant_request`)
+and the provisioning worker, started with ``PARLEY_DB_ROLE=owner``, does the
+clone (:func:`tenant_provision`). The CLI runs both steps in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from django_tenants.clone import CloneSchema
+from django_tenants.utils import schema_exists, tenant_context
+
+from accounts.policy import Role
+from tenants import validation
+from tenants.models import Domain, Tenant
+
+
+class OwnerRoleRequiredError(RuntimeError):
+    """Schema DDL attempted from a process that connects as the app role."""
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    slug: str
+    name: str
+    domain: str
+    owner_email: str
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    tenant: Tenant
+    domain: str
+    owner_email: str
+    owner_created: bool
+    invite_url: str | None
+    seconds: float
+
+
+def tenant_validate(*, slug: str, name: str, domain: str, owner_email: str) -> TenantSpec:
+    """Check every input and every uniqueness rule; raise ValidationError with all problems."""
+    errors: dict[str, list[ValidationError]] = {}
+    cleaned: dict[str, str] = {}
+    for field, cleaner, value in (
+        ("slug", validation.clean_slug, slug),
+        ("name", validation.clean_name, name),
+        ("domain", validation.clean_domain, domain),
+        ("owner_email", validation.clean_email, owner_email),
+    ):
+        try:
+            cleaned[field] = cleaner(value)
+        except ValidationError as exc:
+            errors.setdefault(field, []).append(exc)
+    if "slug" in cleaned:
+        schema = validation.schema_name_for(cleaned["slug"])
+        if Tenant.objects.filter(slug=cleaned["slug"]).exists() or Tenant.objects.filter(schema_name=schema).exists():
+            errors.setdefault("slug", []).append(
+                ValidationError("The slug %(slug)r is taken.", code="slug_taken", params={"slug": cleaned["slug"]})
+            )
+    if "domain" in cleaned and Domain.objects.filter(domain=cleaned["domain"]).exists():
+        errors.setdefault("domain", []).append(
+            ValidationError(
+                "The domain %(domain)r is taken.", code="domain_taken", params={"domain": cleaned["domain"]}
+            )
+        )
+    if errors:
+        raise ValidationError(errors)
+    return TenantSpec(**cleaned)
+
+
+def _require_owner_role() -> None:
+    if settings.PARLEY_DB_ROLE != "owner":
+        raise OwnerRoleRequiredError(
+            "Creating a tenant schema needs the database owner role: run this with "
+            "PARLEY_DB_ROLE=owner (the provisioning worker and `make manage-owner` do)."
+        )
+
+
+def tenant_request(*, slug: str, name: str, domain: str, owner_email: str) -> Tenant:
+    """Record a new tenant (status ``provisioning``); the worker creates its schema.
+
+    Runs as the app role: it only inserts rows. The provisioning task is
+    enqueued once the transaction commits.
+    """
+    from tenants.tasks import tenant_provision as provision_task
+
+    spec = tenant_validate(slug=slug, name=name, domain=domain, owner_email=owner_email)
+    with transaction.atomic():
+        tenant = _tenant_rows_create(spec)
+        tenant_id = tenant.pk
+        transaction.on_commit(lambda: provision_task.delay(tenant_id))
+    return tenant
+
+
+def _tenant_rows_create(spec: TenantSpec) -> Tenant:
+    tenant = Tenant(
+        slug=spec.slug,
+        name=spec.name,
+        schema_name=validation.schema_name_for(spec.slug),
+        owner_email=spec.owner_email,
+        status=Tenant.Status.PROVISIONING,
+    )
+    tenant.save()
+    Domain.objects.create(domain=spec.domain, tenant=tenant, is_primary=True)
+    return tenant
+
+
+def tenant_create(*, slug: str, name: str, domain: str, owner_email: str) -> ProvisionResult:
+    """Validate, record and provision a tenant in one transaction (owner role).
+
+    Either everything exists afterwards (rows, schema, owner) or nothing does.
+    """
+    _require_owner_role()
+    spec = tenant_validate(slug=slug, name=name, domain=domain, owner_email=owner_email)
+    with transaction.atomic():
+        tenant = _tenant_rows_create(spec)
+        return tenant_provision(tenant=tenant)
+
+
+def tenant_provision(*, tenant: Tenant) -> ProvisionResult:
+    """Create what is still missing of a requested tenant: schema, owner, status.
+
+    Idempotent: a retry after a crash finds the schema (or the owner) already
+    there and carries on from that point.
+    """
+    _require_owner_role()
+    started = time.perf_counter()
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        if tenant.is_template or tenant.is_public:
+            raise ValidationError("The platform and template schemas are not provisioned.")
+        connection.set_schema_to_public()
+        if not schema_exists(tenant.schema_name):
+            clone_from_template(tenant.schema_name)
+        owner_created, invite_url = _ensure_owner(tenant)
+        seconds = time.perf_counter() - started
+        if tenant.status in (Tenant.Status.PROVISIONING, Tenant.Status.FAILED):
+            tenant.status = Tenant.Status.ACTIVE
+            tenant.status_reason = ""
+            tenant.status_changed_at = timezone.now()
+            tenant.provisioned_at = timezone.now()
+            tenant.provisioning_seconds = seconds
+            tenant.save(
+                update_fields=["status", "status_reason", "status_changed_at", "provisioned_at", "provisioning_seconds"]
+            )
+    domain = tenant.get_primary_domain()
+    return ProvisionResult(
+        tenant=tenant,
+        domain=domain.domain if domain else "",
+        owner_email=tenant.owner_email,
+        owner_created=owner_created,
+        invite_url=invite_url,
+        seconds=seconds,
+    )
+
+
+def tenant_mark_failed(*, tenant_id: int, reason: str) -> None:
+    Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.PROVISIONING).update(
+        status=Tenant.Status.FAILED, status_reason=reason[:300], status_changed_at=timezone.now()
+    )
+
+
+def clone_from_template(schema_name: str) -> None:
+    """Copy the migrated template schema (structure and its few rows).
+
+    The template's ``django_migrations`` rows come along, so the clone is
+    already at the current migration state: no per-tenant migrate run.
+    """
+    _require_owner_role()
+    template = settings.TENANT_BASE_SCHEMA
+    if not schema_exists(template):
+        raise RuntimeError(
+            f"The template schema {template!r} does not exist: run `manage.py parley_migrate` first."
+        )
+    CloneSchema().clone_schema(template, schema_name, "DATA")
+    from parley.dbroles import grant_app_access
+
+    with connection.cursor() as cursor:
+        grant_app_access(cursor, schema=schema_name, app_role=settings.PARLEY_DB_APP_ROLE)
+    connection.set_schema_to_public()
+
+
+def _ensure_owner(tenant: Tenant) -> tuple[bool, str | None]:
+    User = get_user_model()
+    with tenant_context(tenant):
+        existing = User.objects.filter(email__iexact=tenant.owner_email).first()
+        if existing is not None:
+            return False, None
+        owner = User(username=tenant.owner_email, email=tenant.owner_email, role=Role.OWNER)
+        owner.set_unusable_password()
+        owner.save()
+        return True, invite_url_for(tenant, owner)
+
+
+def invite_url_for(tenant: Tenant, user) -> str:
+    """A one-time link with which ``user`` sets their first password."""
+    with tenant_context(tenant):
+        uid = urlsafe_base64_encode(force_bytes(user.pk))
+        token = default_token_generator.make_token(user)
+        path = reverse("accounts:activate", kwargs={"uidb64": uid, "token": token})
+    return tenant_base_url(tenant) + path
+
+
+def tenant_base_url(tenant: Tenant) -> str:
+    domain = tenant.get_primary_domain()
+    host = domain.domain if domain else settings.PARLEY_BASE_DOMAIN
+    port = settings.PARLEY_PUBLIC_PORT
+    default_port = 443 if settings.PARLEY_PUBLIC_SCHEME == "https" else 80
+    suffix = "" if port == default_port else f":{port}"
+    return f"{settings.PARLEY_PUBLIC_SCHEME}://{host}{suffix}"
+
+
+def tenant_suspend(*, tenant: Tenant, reason: str = "") -> Tenant:
+    if tenant.is_public or tenant.is_template:
+        raise ValidationError("The platform itself cannot be suspended.", code="not_a_tenant")
+    if tenant.status != Tenant.Status.ACTIVE:
+        raise ValidationError(
+            "Only an active tenant can be suspended; %(slug)s is %(status)s.",
+            code="not_active",
+            params={"slug": tenant.slug, "status": tenant.get_status_display().lower()},
+        )
+    reason = " ".join(reason.split())[:300]
+    with transaction.atomic():
+        changed = Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.ACTIVE).update(
+            status=Tenant.Status.SUSPENDED, status_reason=reason, status_changed_at=timezone.now()
+        )
+        if changed != 1:
+            raise ValidationError("The tenant changed meanwhile; reload and try again.", code="conflict")
+    tenant.refresh_from_db()
+    return tenant
+
+
+def tenant_reactivate(*, tenant: Tenant) -> Tenant:
+    if tenant.status != Tenant.Status.SUSPENDED:
+        raise ValidationError(
+            "Only a suspended tenant can be reactivated; %(slug)s is %(status)s.",
+            code="not_suspended",
+            params={"slug": tenant.slug, "status": tenant.get_status_display().lower()},
+        )
+    with transaction.atomic():
+        changed = Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.SUSPENDED).update(
+            status=Tenant.Status.ACTIVE, status_reason="", status_changed_at=timezone.now()
+        )
+        if changed != 1:
+            raise ValidationError("The tenant changed meanwhile; reload and try again.", code="conflict")
+    tenant.refresh_from_db()
+    return tenant

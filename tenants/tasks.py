@@ -1,0 +1,56 @@
+"""Background work for tenants."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
+
+from parley.celery import app, tenant_task
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(bind=True, max_retries=3, default_retry_delay=5, acks_late=True)
+def tenant_provision(self, tenant_id: int) -> dict:
+    """Clone the template for a requested tenant (provisioning queue, owner role)."""
+    from django.core.mail import send_mail
+
+    from tenants.services import tenant_mark_failed
+    from tenants.services import tenant_provision as provision
+
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None or tenant.status not in (Tenant.Status.PROVISIONING, Tenant.Status.FAILED):
+        return {"tenant": tenant_id, "skipped": True}
+    try:
+        result = provision(tenant=tenant)
+    except Exception as exc:
+        logger.exception("provisioning of tenant id=%s failed", tenant_id)
+        if self.request.retries >= self.max_retries:
+            tenant_mark_failed(tenant_id=tenant_id, reason=f"{type(exc).__name__}: see provisioning worker log")
+            raise
+        raise self.retry(exc=exc) from exc
+    if result.invite_url:
+        send_mail(
+            subject=f"Your Parley workspace {result.tenant.name} is ready",
+            message=(
+                f"Set your password and sign in to {result.tenant.name}:\n\n{result.invite_url}\n\n"
+                "The link works once and expires in 3 days."
+            ),
+            from_email=None,
+            recipient_list=[result.owner_email],
+        )
+    logger.info("tenant id=%s provisioned in %.3fs", tenant_id, result.seconds)
+    return {"tenant": tenant_id, "seconds": result.seconds}
+
+
+@tenant_task()
+def tenant_usage_refresh() -> dict:
+    """Count the tenant's users (in its own schema) for the platform console."""
+    users = get_user_model().objects.filter(is_active=True).count()
+    tenant = connection.tenant
+    Tenant.objects.filter(pk=tenant.pk).update(usage_users=users, usage_refreshed_at=timezone.now())
+    return {"schema": connection.schema_name, "users": users}

@@ -1,0 +1,115 @@
+"""Session set-up: a fresh test database with both roles, migrated as the owner,
+with two tenants (acme, globex) that each have one user per role (acme has a
+second agent), and a platform operator. Tests run as the app role inside a
+transaction that is rolled back; what the session created stays committed so
+that real worker and server processes can see it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django_tenants.utils import schema_context, tenant_context
+
+from parley.dbroles import RoleNames, bootstrap_database
+from tests import support
+
+
+def _seed() -> None:
+    from tenants.migrating import migrate_all
+    from tenants.models import Tenant
+    from tenants.services import tenant_create
+
+    migrate_all(log=lambda _msg: None)
+    User = get_user_model()
+    with schema_context("public"):
+        operator = User(username="operator", email="operator@parley.test", is_staff=True)
+        operator.set_password(support.PASSWORD)
+        operator.save()
+    for slug, domain in support.TENANTS.items():
+        tenant_create(slug=slug, name=slug.title(), domain=domain, owner_email=f"owner@{slug}.test")
+        with tenant_context(Tenant.objects.get(slug=slug)):
+            emails = [f"{role}@{slug}.test" for role in support.ROLES]
+            if slug == "acme":
+                emails.append("agent2@acme.test")
+            for email in emails:
+                role = email.split("@")[0].rstrip("0123456789")
+                user = User.objects.filter(email=email).first() or User(username=email, email=email)
+                user.role = role
+                user.set_password(support.PASSWORD)
+                user.save()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_blocker):
+    superuser = support._env("DATABASE_SUPERUSER_URL")
+    dbname = settings.DATABASES["default"]["NAME"]
+    with django_db_blocker.unblock():
+        if superuser:
+            import dj_database_url
+            import psycopg
+
+            su = dj_database_url.parse(superuser)
+            dsn = psycopg.conninfo.make_conninfo(
+                dbname=su["NAME"], user=su["USER"], host=su["HOST"] or None, port=su["PORT"] or None,
+                password=su["PASSWORD"] or None,
+            )
+            bootstrap_database(
+                superuser_dsn=dsn, dbname=dbname,
+                roles=RoleNames(owner=settings.PARLEY_DB_OWNER_ROLE, app=settings.PARLEY_DB_APP_ROLE),
+                recreate=True,
+            )
+        with support.owner_role():
+            _seed()
+        connection.close()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_first(request):
+    """Each test starts in the public schema, whatever the last request left."""
+    if "django_db_setup" in request.fixturenames or request.node.get_closest_marker("django_db"):
+        connection.set_schema_to_public()
+    yield
+
+
+@pytest.fixture
+def as_owner(django_db_setup):
+    with support.owner_role():
+        yield
+
+
+@pytest.fixture
+def owner_db(as_owner, db):
+    """A rolled-back test transaction on an owner-role connection (for DDL)."""
+    yield
+
+
+@pytest.fixture
+def acme(db):
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(slug="acme")
+
+
+@pytest.fixture
+def globex(db):
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(slug="globex")
+
+
+@pytest.fixture(scope="session")
+def default_worker(django_db_setup):
+    worker = support.Worker("default").start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def provisioning_worker(django_db_setup):
+    worker = support.Worker("provisioning", role="owner").start()
+    yield worker
+    worker.stop()

@@ -1,0 +1,122 @@
+"""Helpers shared by the suite: roles, tenants, clients, real worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dj_database_url
+from django.conf import settings
+from django.db import connections
+from django.test import Client, override_settings
+
+from parley import devstack
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PASSWORD = "parley-test-password-1"
+TENANTS = {"acme": "acme.localhost", "globex": "globex.localhost"}
+ROLES = ["owner", "admin", "agent", "marketer", "analyst", "integrator"]
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or devstack.read_services_env().get(name)
+
+
+def owner_settings() -> dict:
+    url = _env("DATABASE_OWNER_URL")
+    if not url:
+        raise RuntimeError("DATABASE_OWNER_URL is needed for the tests (the owner role runs migrations).")
+    return dj_database_url.parse(url)
+
+
+@contextlib.contextmanager
+def owner_role():
+    """Reconnect the default alias as the owner role (outside any transaction)."""
+    conn = connections["default"]
+    if conn.in_atomic_block:
+        raise RuntimeError("owner_role() must be entered before the test transaction starts")
+    owner = owner_settings()
+    keys = ("USER", "PASSWORD", "HOST", "PORT")
+    saved = {k: conn.settings_dict.get(k) for k in keys}
+    conn.close()
+    conn.settings_dict.update({k: owner.get(k) or "" for k in keys})
+    try:
+        with override_settings(PARLEY_DB_ROLE="owner"):
+            yield
+    finally:
+        conn.close()
+        conn.settings_dict.update(saved)
+
+
+def tenant_client(slug: str) -> Client:
+    return Client(HTTP_HOST=TENANTS[slug])
+
+
+def console_client() -> Client:
+    return Client(HTTP_HOST=settings.PARLEY_BASE_DOMAIN)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(devstack.read_services_env())
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "parley.settings_test",
+            "PARLEY_ENV": "test",
+            "PARLEY_TEST_DB_NAME": settings.DATABASES["default"]["NAME"],
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """A real ``celery worker`` process against the test database and Redis."""
+
+    def __init__(self, queues: str, role: str = "app"):
+        self.queues, self.role = queues, role
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(devstack.state_dir()) / f"test-worker-{queues}.log"
+
+    def start(self) -> Worker:
+        env = subprocess_env(PARLEY_DB_ROLE=self.role)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "parley", "worker", "-Q", self.queues,
+                "--pool", "solo", "-n", f"test-{self.queues}-{os.getpid()}@%h", "-l", "info",
+                "--without-mingle", "--without-gossip",
+            ],
+            cwd=BASE_DIR, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log.read_text()[-3000:]}")
+            if "ready." in self.log.read_text():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
