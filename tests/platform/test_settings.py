@@ -1,0 +1,103 @@
+"""Settings: typed helpers refuse bad values; production refuses default secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from parley import env
+from tests.support import BASE_DIR
+
+STRONG_SECRET = "x7Gq2vRk9Lm4Np8Ts1Wy5Zb3Cd6Fh0Jk2Mn5Pq8Rt1Vw4Xy7Za9Bc3De6Fg0Hj"
+
+
+def test_it_parses_typed_values(monkeypatch):
+    monkeypatch.setenv("P_BOOL", "yes")
+    monkeypatch.setenv("P_INT", "42")
+    monkeypatch.setenv("P_LIST", "a, b,,c")
+    assert env.env_bool("P_BOOL", False) is True
+    assert env.env_int("P_INT", 1, minimum=1, maximum=100) == 42
+    assert env.env_list("P_LIST") == ["a", "b", "c"]
+    assert env.env_str("P_MISSING", "fallback") == "fallback"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "call", "message"),
+    [
+        ("P_BOOL", "maybe", lambda: env.env_bool("P_BOOL", False), "is not a boolean"),
+        ("P_INT", "ten", lambda: env.env_int("P_INT", 1), "is not an integer"),
+        ("P_INT", "0", lambda: env.env_int("P_INT", 1, minimum=1), "below the minimum"),
+        ("P_CHOICE", "prod", lambda: env.env_str("P_CHOICE", choices=("production",)), "is not one of"),
+    ],
+)
+def test_it_refuses_bad_values(monkeypatch, name, value, call, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        call()
+
+
+def test_it_reads_secrets_from_files(monkeypatch, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t\n")
+    monkeypatch.setenv("P_SECRET_FILE", str(secret))
+    assert env.env_secret("P_SECRET") == "s3cr3t"
+    monkeypatch.setenv("P_SECRET", "direct")
+    with pytest.raises(ImproperlyConfigured, match="not both"):
+        env.env_secret("P_SECRET")
+    monkeypatch.delenv("P_SECRET")
+    monkeypatch.setenv("P_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="cannot be read"):
+        env.env_secret("P_SECRET")
+
+
+def _production(**extra: str) -> dict[str, str]:
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "PARLEY_ENV": "production",
+        "DJANGO_SETTINGS_MODULE": "parley.settings",
+        "PARLEY_BASE_DOMAIN": "parley.example.com",
+        "DATABASE_URL": "postgres://parley_app@db.invalid:5432/parley",
+        "REDIS_URL": "redis://redis.invalid:6379/0",
+    }
+    environment.update(extra)
+    return environment
+
+
+def _manage(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({}, "PARLEY_SECRET_KEY (or PARLEY_SECRET_KEY_FILE) must be set in production."),
+        ({"PARLEY_SECRET_KEY": "parley-development-only-secret-key-never-use-it-in-production-0123456789"}, "is a default"),
+        ({"PARLEY_SECRET_KEY": "django-insecure-" + "a" * 50}, "is a default"),
+        ({"PARLEY_SECRET_KEY": "short"}, "too short"),
+    ],
+)
+def test_it_refuses_to_start_in_production_without_a_real_secret(extra, message):
+    result = _manage(_production(**extra), "check")
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_it_refuses_to_start_in_production_without_a_database_url():
+    environment = _production(PARLEY_SECRET_KEY=STRONG_SECRET)
+    del environment["DATABASE_URL"]
+    result = _manage(environment, "check")
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set." in result.stderr
+
+
+def test_it_passes_check_deploy_in_production(tmp_path):
+    secret_file = tmp_path / "secret_key"
+    secret_file.write_text(STRONG_SECRET)
+    result = _manage(_production(PARLEY_SECRET_KEY_FILE=str(secret_file)), "check", "--deploy", "--fail-level", "DEBUG")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "System check identified no issues (0 silenced)." in result.stdout
