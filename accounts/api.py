@@ -16,7 +16,16 @@ from accounts.selectors import user_list
 class UserSerializer(serializers.ModelSerializer):
     class Meta:
         model = get_user_model()
-        fields = ["id", "username", "email", "first_name", "last_name", "role", "is_active", "last_login"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "role",
+            "is_active",
+            "last_login",
+        ]
         read_only_fields = fields
 
 
@@ -38,7 +47,9 @@ class MeSerializer(UserSerializer):
 class MeView(APIView):
     permission_classes = [HasPolicyPermission]
 
-    @extend_schema(responses=MeSerializer, summary="The signed-in user, their tenant and permissions")
+    @extend_schema(
+        responses=MeSerializer, summary="The signed-in user, their tenant and permissions"
+    )
     def get(self, request):
         return Response(MeSerializer(request.user, context={"request": request}).data)
 

@@ -42,7 +42,14 @@ ROLE_RANK: dict[str, int] = {
 POLICY: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(Perm.values),
     Role.ADMIN: frozenset(
-        {Perm.USERS_VIEW, Perm.USERS_MANAGE, Perm.TENANT_SETTINGS, Perm.INBOX_USE, Perm.AUDIT_VIEW, Perm.CONNECTORS_MANAGE}
+        {
+            Perm.USERS_VIEW,
+            Perm.USERS_MANAGE,
+            Perm.TENANT_SETTINGS,
+            Perm.INBOX_USE,
+            Perm.AUDIT_VIEW,
+            Perm.CONNECTORS_MANAGE,
+        }
     ),
     Role.AGENT: frozenset({Perm.INBOX_USE}),
     Role.MARKETER: frozenset({Perm.FLOWS_EDIT}),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied, ValidationError as DjangoValidationError
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
@@ -31,7 +32,9 @@ _CODES = {
 
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -49,6 +52,9 @@ def exception_handler(exc, context):
         body = {"code": code, "detail": data["detail"]}
     else:
         body = {"code": code, "detail": "The request is invalid.", "errors": data}
-    return Response(body, status=response.status_code, headers=getattr(response, "headers", None) and {
-        k: v for k, v in response.headers.items() if k in ("WWW-Authenticate", "Retry-After")
-    })
+    return Response(
+        body,
+        status=response.status_code,
+        headers=getattr(response, "headers", None)
+        and {k: v for k, v in response.headers.items() if k in ("WWW-Authenticate", "Retry-After")},
+    )

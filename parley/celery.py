@@ -26,7 +26,10 @@ app.conf.beat_schedule = {
     # Proves that beat and at least one worker are alive (read by /healthz).
     "heartbeat": {"task": "parley.tasks.heartbeat", "schedule": 15.0, "tenant_schemas": ["public"]},
     # Per-tenant usage figures for the platform console; runs once per tenant.
-    "tenant-usage": {"task": "tenants.tasks.tenant_usage_refresh", "schedule": crontab(minute="*/15")},
+    "tenant-usage": {
+        "task": "tenants.tasks.tenant_usage_refresh",
+        "schedule": crontab(minute="*/15"),
+    },
 }
 
 

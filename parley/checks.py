@@ -25,10 +25,16 @@ def platform_is_not_a_package(app_configs, **kwargs):
 @register()
 def identity_apps_are_per_tenant(app_configs, **kwargs):
     needed = {
-        "django.contrib.auth", "django.contrib.sessions", "django_otp", "guardian",
-        "rest_framework_simplejwt.token_blacklist", "accounts",
+        "django.contrib.auth",
+        "django.contrib.sessions",
+        "django_otp",
+        "guardian",
+        "rest_framework_simplejwt.token_blacklist",
+        "accounts",
     }
     missing = sorted(needed - set(settings.TENANT_APPS))
     if missing:
-        return [Error(f"Identity apps missing from TENANT_APPS: {', '.join(missing)}", id="parley.E002")]
+        return [
+            Error(f"Identity apps missing from TENANT_APPS: {', '.join(missing)}", id="parley.E002")
+        ]
     return []

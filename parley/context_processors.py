@@ -11,5 +11,7 @@ def parley(request) -> dict:
         "parley_tenant": None if is_console else tenant,
         "parley_is_console": is_console,
         # What the menu shows comes from the policy table, never from role names.
-        "can": {perm.name.lower(): (not is_console and user_has(user, perm.value)) for perm in Perm},
+        "can": {
+            perm.name.lower(): (not is_console and user_has(user, perm.value)) for perm in Perm
+        },
     }

@@ -50,14 +50,20 @@ def bootstrap_database(
                 cur.execute(sql.SQL("CREATE ROLE {} LOGIN NOINHERIT").format(sql.Identifier(name)))
             if password:
                 cur.execute(
-                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(name), sql.Literal(password))
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        sql.Identifier(name), sql.Literal(password)
+                    )
                 )
         # The app role must never be able to create anything, anywhere.
         cur.execute(
-            sql.SQL("ALTER ROLE {} NOCREATEDB NOCREATEROLE NOSUPERUSER").format(sql.Identifier(roles.app))
+            sql.SQL("ALTER ROLE {} NOCREATEDB NOCREATEROLE NOSUPERUSER").format(
+                sql.Identifier(roles.app)
+            )
         )
         if recreate:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname])
         if cur.fetchone() is None:
             cur.execute(
@@ -80,7 +86,9 @@ def bootstrap_database(
         cur.execute(sql.SQL("SET ROLE {}").format(owner))
         cur.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(app))
         cur.execute(
-            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT USAGE ON SCHEMAS TO {}").format(owner, app)
+            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT USAGE ON SCHEMAS TO {}").format(
+                owner, app
+            )
         )
         cur.execute(
             sql.SQL(
@@ -88,9 +96,9 @@ def bootstrap_database(
             ).format(owner, app)
         )
         cur.execute(
-            sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT USAGE, SELECT ON SEQUENCES TO {}").format(
-                owner, app
-            )
+            sql.SQL(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT USAGE, SELECT ON SEQUENCES TO {}"
+            ).format(owner, app)
         )
         cur.execute(sql.SQL("RESET ROLE"))
     return created
@@ -106,7 +114,9 @@ def grant_app_access(cursor, *, schema: str, app_role: str) -> None:
     schema_id, app = sql.Identifier(schema), sql.Identifier(app_role)
     cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_id, app))
     cursor.execute(
-        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema_id, app)
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
+            schema_id, app
+        )
     )
     cursor.execute(
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema_id, app)

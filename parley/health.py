@@ -47,7 +47,9 @@ def _check_worker() -> dict:
     ok = age <= settings.PARLEY_HEARTBEAT_MAX_AGE
     result = {"ok": ok, "age_seconds": round(age, 1)}
     if not ok:
-        result["error"] = f"last heartbeat {age:.0f}s ago (limit {settings.PARLEY_HEARTBEAT_MAX_AGE}s)"
+        result["error"] = (
+            f"last heartbeat {age:.0f}s ago (limit {settings.PARLEY_HEARTBEAT_MAX_AGE}s)"
+        )
     return result
 
 
@@ -55,10 +57,17 @@ def _check_worker() -> dict:
 @require_GET
 def healthz(request) -> JsonResponse:
     checks: dict[str, dict] = {}
-    for name, check in (("database", _check_database), ("redis", _check_redis), ("worker", _check_worker)):
+    for name, check in (
+        ("database", _check_database),
+        ("redis", _check_redis),
+        ("worker", _check_worker),
+    ):
         try:
             checks[name] = check()
         except Exception as exc:  # a failed dependency is a 503, never a 500
             checks[name] = {"ok": False, "error": type(exc).__name__}
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks},
+        status=200 if healthy else 503,
+    )

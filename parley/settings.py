@@ -24,18 +24,26 @@ from parley.env import env_bool, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-PARLEY_ENV = env_str("PARLEY_ENV", "development", choices=("development", "test", "production", "build"))
+PARLEY_ENV = env_str(
+    "PARLEY_ENV", "development", choices=("development", "test", "production", "build")
+)
 PRODUCTION = PARLEY_ENV == "production"
 DEBUG = env_bool("PARLEY_DEBUG", default=PARLEY_ENV == "development") and not PRODUCTION
 
 # --- secrets ------------------------------------------------------------------------
 
-_DEV_SECRET_KEY = "parley-development-only-secret-key-never-use-it-in-production-0123456789"
+_DEV_SECRET_KEY = "parley-development-only-secret-key-never-use-it-in-production-0123456789"  # noqa: S105
 SECRET_KEY = env_secret("PARLEY_SECRET_KEY") or ""
 if PRODUCTION:
     if not SECRET_KEY:
-        raise ImproperlyConfigured("PARLEY_SECRET_KEY (or PARLEY_SECRET_KEY_FILE) must be set in production.")
-    if SECRET_KEY == _DEV_SECRET_KEY or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured(
+            "PARLEY_SECRET_KEY (or PARLEY_SECRET_KEY_FILE) must be set in production."
+        )
+    if (
+        SECRET_KEY == _DEV_SECRET_KEY
+        or SECRET_KEY.startswith("django-insecure")
+        or len(SECRET_KEY) < 50
+    ):
         raise ImproperlyConfigured(
             "PARLEY_SECRET_KEY is a default or too short: use at least 50 random characters, e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
@@ -49,8 +57,12 @@ PARLEY_BASE_DOMAIN = env_str("PARLEY_BASE_DOMAIN", "localhost").lower()
 ALLOWED_HOSTS = [PARLEY_BASE_DOMAIN, f".{PARLEY_BASE_DOMAIN}", *env_list("PARLEY_EXTRA_HOSTS")]
 if not PRODUCTION:
     ALLOWED_HOSTS += ["127.0.0.1", "testserver", ".testserver"]
-PARLEY_PUBLIC_PORT = env_int("PARLEY_PUBLIC_PORT", 443 if PRODUCTION else 8000, minimum=1, maximum=65535)
-PARLEY_PUBLIC_SCHEME = "https" if PRODUCTION else env_str("PARLEY_PUBLIC_SCHEME", "http", choices=("http", "https"))
+PARLEY_PUBLIC_PORT = env_int(
+    "PARLEY_PUBLIC_PORT", 443 if PRODUCTION else 8000, minimum=1, maximum=65535
+)
+PARLEY_PUBLIC_SCHEME = (
+    "https" if PRODUCTION else env_str("PARLEY_PUBLIC_SCHEME", "http", choices=("http", "https"))
+)
 
 # --- applications ---------------------------------------------------------------------
 
@@ -158,7 +170,9 @@ def _database(url_name: str, password_name: str) -> dict:
             return {"ENGINE": "django_tenants.postgresql_backend", "NAME": "unused-at-build"}
         hint = "" if PRODUCTION else " Run `make run` (embedded PostgreSQL) or set it."
         raise ImproperlyConfigured(f"{url_name} is not set.{hint}")
-    config = dj_database_url.parse(url, conn_max_age=env_int("PARLEY_DB_CONN_MAX_AGE", 60, minimum=0))
+    config = dj_database_url.parse(
+        url, conn_max_age=env_int("PARLEY_DB_CONN_MAX_AGE", 60, minimum=0)
+    )
     password = env_secret(password_name)
     if password:
         config["PASSWORD"] = password
@@ -185,7 +199,8 @@ import os as _os  # noqa: E402
 REDIS_URL = _os.environ.get("REDIS_URL") or _services.get("REDIS_URL") or ""
 if not REDIS_URL and PARLEY_ENV != "build":
     raise ImproperlyConfigured(
-        "REDIS_URL is not set." + ("" if PRODUCTION else " Run `make run` (embedded Redis) or set it.")
+        "REDIS_URL is not set."
+        + ("" if PRODUCTION else " Run `make run` (embedded Redis) or set it.")
     )
 
 CACHES = {
@@ -214,7 +229,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # worker started with PARLEY_DB_ROLE=owner.
 CELERY_TASK_ROUTES = {"tenants.tasks.tenant_provision": {"queue": "provisioning"}}
 CELERY_BEAT_SCHEDULER = "parley.beat:ParleyBeatScheduler"
-CELERY_BEAT_SCHEDULE_FILENAME = str(devstack.state_dir() / "celerybeat-schedule") if not PRODUCTION else "/tmp/celerybeat-schedule"  # noqa: S108
+CELERY_BEAT_SCHEDULE_FILENAME = env_str(
+    "PARLEY_BEAT_SCHEDULE_FILE",
+    "celerybeat-schedule" if PRODUCTION else str(devstack.state_dir() / "celerybeat-schedule"),
+)
 PARLEY_HEARTBEAT_MAX_AGE = env_int("PARLEY_HEARTBEAT_MAX_AGE", 90, minimum=5)
 
 # --- identity ------------------------------------------------------------------------------
@@ -228,7 +246,10 @@ GUARDIAN_ANONYMOUS_USER_NAME = None  # no anonymous user row in any schema
 ANONYMOUS_USER_NAME = None
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -237,7 +258,9 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 PASSWORD_RESET_TIMEOUT = env_int("PARLEY_INVITE_TTL_SECONDS", 3 * 24 * 3600, minimum=600)
 
-SESSION_ENGINE = "django.contrib.sessions.backends.db"  # per schema: a session exists in one tenant only
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.db"  # per schema: a session exists in one tenant only
+)
 SESSION_COOKIE_AGE = env_int("PARLEY_SESSION_ABSOLUTE_SECONDS", 12 * 3600, minimum=300)
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
@@ -272,15 +295,19 @@ SPECTACULAR_SETTINGS = {
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist")]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist"),
+]
 # Outside production, WhiteNoise serves straight from the finders (no collectstatic).
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = PARLEY_ENV == "development"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
+        # The image build (PARLEY_ENV=build) must write the manifest production reads.
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if PRODUCTION
+        if PARLEY_ENV in ("production", "build")
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
@@ -345,7 +372,11 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s] %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": env_str("PARLEY_LOG_LEVEL", "INFO")},
     "loggers": {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from django.http import HttpResponseServerError, JsonResponse
-from django.template import loader
 from django.shortcuts import render
+from django.template import loader
 
 
 def _wants_json(request) -> bool:
@@ -13,7 +13,9 @@ def _wants_json(request) -> bool:
 
 def permission_denied(request, exception=None):
     if _wants_json(request):
-        return JsonResponse({"code": "permission_denied", "detail": "You do not have permission."}, status=403)
+        return JsonResponse(
+            {"code": "permission_denied", "detail": "You do not have permission."}, status=403
+        )
     return render(request, "errors/403.html", status=403)
 
 
@@ -25,6 +27,8 @@ def not_found(request, exception=None):
 
 def server_error(request):
     if _wants_json(request):
-        return JsonResponse({"code": "server_error", "detail": "Something went wrong on our side."}, status=500)
+        return JsonResponse(
+            {"code": "server_error", "detail": "Something went wrong on our side."}, status=500
+        )
     # No context processors here: whatever failed may fail again while rendering.
     return HttpResponseServerError(loader.get_template("errors/500.html").render())

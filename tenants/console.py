@@ -68,11 +68,16 @@ def tenant_list(request):
         except ValidationError as exc:
             _apply_errors(form, exc)
         else:
-            messages.success(request, f"Tenant {tenant.slug} requested; its workspace is being created.")
+            messages.success(
+                request, f"Tenant {tenant.slug} requested; its workspace is being created."
+            )
             return redirect("console:tenant_detail", slug=tenant.slug)
     status = 400 if request.method == "POST" else 200
     return render(
-        request, "console/tenant_list.html", {"tenants": selectors.tenant_list(), "form": form}, status=status
+        request,
+        "console/tenant_list.html",
+        {"tenants": selectors.tenant_list(), "form": form},
+        status=status,
     )
 
 
@@ -83,7 +88,11 @@ def tenant_detail(request, slug: str):
     return render(
         request,
         template,
-        {"tenant": tenant, "base_url": services.tenant_base_url(tenant), "suspend_form": TenantSuspendForm()},
+        {
+            "tenant": tenant,
+            "base_url": services.tenant_base_url(tenant),
+            "suspend_form": TenantSuspendForm(),
+        },
     )
 
 
@@ -100,7 +109,9 @@ def tenant_suspend(request, slug: str):
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"Tenant {slug} is suspended: its users, API clients and webhooks are refused.")
+        messages.success(
+            request, f"Tenant {slug} is suspended: its users, API clients and webhooks are refused."
+        )
     return redirect("console:tenant_detail", slug=slug)
 
 

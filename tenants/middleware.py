@@ -25,12 +25,19 @@ class TenantStatusMiddleware:
         path = request.path
         if tenant.status == Tenant.Status.SUSPENDED:
             if path.startswith("/webhooks/"):
-                return JsonResponse({"code": "tenant_gone", "detail": "This workspace does not accept events."}, status=410)
+                return JsonResponse(
+                    {"code": "tenant_gone", "detail": "This workspace does not accept events."},
+                    status=410,
+                )
             if path.startswith("/api/"):
                 return JsonResponse(
-                    {"code": "tenant_suspended", "detail": "This workspace is suspended."}, status=403
+                    {"code": "tenant_suspended", "detail": "This workspace is suspended."},
+                    status=403,
                 )
             return render(request, "errors/tenant_suspended.html", {"tenant": tenant}, status=403)
         if path.startswith(("/api/", "/webhooks/")):
-            return JsonResponse({"code": "tenant_not_ready", "detail": "This workspace is not ready yet."}, status=503)
+            return JsonResponse(
+                {"code": "tenant_not_ready", "detail": "This workspace is not ready yet."},
+                status=503,
+            )
         return render(request, "errors/tenant_not_ready.html", {"tenant": tenant}, status=503)

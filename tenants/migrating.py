@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
+from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_exists
 from psycopg import sql
 
@@ -34,7 +35,9 @@ def applied_migrations(schema: str) -> set[tuple[str, str]]:
         )
         if cursor.fetchone() is None:
             return set()
-        cursor.execute(sql.SQL("SELECT app, name FROM {}.django_migrations").format(sql.Identifier(schema)))
+        cursor.execute(
+            sql.SQL("SELECT app, name FROM {}.django_migrations").format(sql.Identifier(schema))
+        )
         return {(app, name) for app, name in cursor.fetchall()}
 
 
@@ -54,7 +57,12 @@ def ensure_platform_rows() -> None:
     )
     Tenant.objects.get_or_create(
         schema_name=settings.TENANT_BASE_SCHEMA,
-        defaults={"slug": "template", "name": "Tenant template", "is_template": True, "status": Tenant.Status.ACTIVE},
+        defaults={
+            "slug": "template",
+            "name": "Tenant template",
+            "is_template": True,
+            "status": Tenant.Status.ACTIVE,
+        },
     )
 
 
@@ -68,23 +76,40 @@ def migrate_all(*, log: Callable[[str], None] = print, verbosity: int = 0) -> di
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         result["public"] = True
     ensure_platform_rows()
+    # (Re)install django-tenants' clone_schema() function once per deploy, so
+    # provisioning only calls it (the library would re-create it on every clone).
+    CloneSchema()._create_clone_schema_function()
     template = settings.TENANT_BASE_SCHEMA
     if not schema_exists(template):
         with connection.cursor() as cursor:
             cursor.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(template)))
     if schemas_behind([template]):
         log(f"Migrating the template schema {template}…")
-        call_command("migrate_schemas", tenant=True, schema_name=template, interactive=False, verbosity=verbosity)
+        call_command(
+            "migrate_schemas",
+            tenant=True,
+            schema_name=template,
+            interactive=False,
+            verbosity=verbosity,
+        )
         result["template"] = True
     schemas = list(
-        Tenant.objects.businesses().exclude(status=Tenant.Status.PROVISIONING).values_list("schema_name", flat=True)
+        Tenant.objects.businesses()
+        .exclude(status=Tenant.Status.PROVISIONING)
+        .values_list("schema_name", flat=True)
     )
     schemas = [s for s in schemas if schema_exists(s)]
     result["tenants_checked"] = len(schemas)
     behind = schemas_behind(schemas)
     for index, schema in enumerate(behind, 1):
         log(f"Migrating tenant schema {schema} ({index}/{len(behind)})…")
-        call_command("migrate_schemas", tenant=True, schema_name=schema, interactive=False, verbosity=verbosity)
+        call_command(
+            "migrate_schemas",
+            tenant=True,
+            schema_name=schema,
+            interactive=False,
+            verbosity=verbosity,
+        )
     result["tenants_migrated"] = len(behind)
     connection.set_schema_to_public()
     return result

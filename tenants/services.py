@@ -66,14 +66,23 @@ def tenant_validate(*, slug: str, name: str, domain: str, owner_email: str) -> T
             errors.setdefault(field, []).append(exc)
     if "slug" in cleaned:
         schema = validation.schema_name_for(cleaned["slug"])
-        if Tenant.objects.filter(slug=cleaned["slug"]).exists() or Tenant.objects.filter(schema_name=schema).exists():
+        if (
+            Tenant.objects.filter(slug=cleaned["slug"]).exists()
+            or Tenant.objects.filter(schema_name=schema).exists()
+        ):
             errors.setdefault("slug", []).append(
-                ValidationError("The slug %(slug)r is taken.", code="slug_taken", params={"slug": cleaned["slug"]})
+                ValidationError(
+                    "The slug %(slug)r is taken.",
+                    code="slug_taken",
+                    params={"slug": cleaned["slug"]},
+                )
             )
     if "domain" in cleaned and Domain.objects.filter(domain=cleaned["domain"]).exists():
         errors.setdefault("domain", []).append(
             ValidationError(
-                "The domain %(domain)r is taken.", code="domain_taken", params={"domain": cleaned["domain"]}
+                "The domain %(domain)r is taken.",
+                code="domain_taken",
+                params={"domain": cleaned["domain"]},
             )
         )
     if errors:
@@ -154,7 +163,13 @@ def tenant_provision(*, tenant: Tenant) -> ProvisionResult:
             tenant.provisioned_at = timezone.now()
             tenant.provisioning_seconds = seconds
             tenant.save(
-                update_fields=["status", "status_reason", "status_changed_at", "provisioned_at", "provisioning_seconds"]
+                update_fields=[
+                    "status",
+                    "status_reason",
+                    "status_changed_at",
+                    "provisioned_at",
+                    "provisioning_seconds",
+                ]
             )
     domain = tenant.get_primary_domain()
     return ProvisionResult(
@@ -185,12 +200,25 @@ def clone_from_template(schema_name: str) -> None:
         raise RuntimeError(
             f"The template schema {template!r} does not exist: run `manage.py parley_migrate` first."
         )
-    CloneSchema().clone_schema(template, schema_name, "DATA")
+    if not _clone_function_exists():
+        # parley_migrate installs it at deploy; this is the fallback for a
+        # database migrated by plain migrate_schemas.
+        CloneSchema()._create_clone_schema_function()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT public.clone_schema(%s, %s, 'DATA')", [template, schema_name])
     from parley.dbroles import grant_app_access
 
     with connection.cursor() as cursor:
         grant_app_access(cursor, schema=schema_name, app_role=settings.PARLEY_DB_APP_ROLE)
     connection.set_schema_to_public()
+
+
+def _clone_function_exists() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regprocedure('public.clone_schema(text, text, public.cloneparms[])') IS NOT NULL"
+        )
+        return cursor.fetchone()[0]
 
 
 def _ensure_owner(tenant: Tenant) -> tuple[bool, str | None]:
@@ -238,7 +266,9 @@ def tenant_suspend(*, tenant: Tenant, reason: str = "") -> Tenant:
             status=Tenant.Status.SUSPENDED, status_reason=reason, status_changed_at=timezone.now()
         )
         if changed != 1:
-            raise ValidationError("The tenant changed meanwhile; reload and try again.", code="conflict")
+            raise ValidationError(
+                "The tenant changed meanwhile; reload and try again.", code="conflict"
+            )
     tenant.refresh_from_db()
     return tenant
 
@@ -255,6 +285,8 @@ def tenant_reactivate(*, tenant: Tenant) -> Tenant:
             status=Tenant.Status.ACTIVE, status_reason="", status_changed_at=timezone.now()
         )
         if changed != 1:
-            raise ValidationError("The tenant changed meanwhile; reload and try again.", code="conflict")
+            raise ValidationError(
+                "The tenant changed meanwhile; reload and try again.", code="conflict"
+            )
     tenant.refresh_from_db()
     return tenant

@@ -14,10 +14,35 @@ LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Names that would collide with the platform's own hosts, schemas or routes.
 RESERVED_NAMES = frozenset(
     {
-        "public", "www", "api", "admin", "static", "media", "platform", "console", "app",
-        "mail", "smtp", "template", "tenant-template", "root", "postgres", "pg", "healthz",
-        "webhooks", "assets", "help", "support", "status", "docs", "auth", "login", "system",
-        "information-schema", "localhost", "parley",
+        "public",
+        "www",
+        "api",
+        "admin",
+        "static",
+        "media",
+        "platform",
+        "console",
+        "app",
+        "mail",
+        "smtp",
+        "template",
+        "tenant-template",
+        "root",
+        "postgres",
+        "pg",
+        "healthz",
+        "webhooks",
+        "assets",
+        "help",
+        "support",
+        "status",
+        "docs",
+        "auth",
+        "login",
+        "system",
+        "information-schema",
+        "localhost",
+        "parley",
     }
 )
 
@@ -36,7 +61,9 @@ def clean_slug(value: str) -> str:
             params={"slug": value},
         )
     if slug in RESERVED_NAMES or slug.startswith("pg-"):
-        raise ValidationError("The slug %(slug)r is reserved.", code="reserved_slug", params={"slug": slug})
+        raise ValidationError(
+            "The slug %(slug)r is reserved.", code="reserved_slug", params={"slug": slug}
+        )
     return slug
 
 
@@ -67,10 +94,14 @@ def clean_domain(value: str) -> str:
     if labels[-1].isdigit():
         raise ValidationError("An IP address cannot be a tenant domain.", code="invalid_domain")
     if domain == settings.PARLEY_BASE_DOMAIN:
-        raise ValidationError("The bare platform domain belongs to the platform console.", code="reserved_domain")
+        raise ValidationError(
+            "The bare platform domain belongs to the platform console.", code="reserved_domain"
+        )
     if labels[0] in RESERVED_NAMES:
         raise ValidationError(
-            "The host name %(label)r is reserved.", code="reserved_domain", params={"label": labels[0]}
+            "The host name %(label)r is reserved.",
+            code="reserved_domain",
+            params={"label": labels[0]},
         )
     return domain
 

@@ -53,12 +53,18 @@ def django_db_setup(django_db_blocker):
 
             su = dj_database_url.parse(superuser)
             dsn = psycopg.conninfo.make_conninfo(
-                dbname=su["NAME"], user=su["USER"], host=su["HOST"] or None, port=su["PORT"] or None,
+                dbname=su["NAME"],
+                user=su["USER"],
+                host=su["HOST"] or None,
+                port=su["PORT"] or None,
                 password=su["PASSWORD"] or None,
             )
             bootstrap_database(
-                superuser_dsn=dsn, dbname=dbname,
-                roles=RoleNames(owner=settings.PARLEY_DB_OWNER_ROLE, app=settings.PARLEY_DB_APP_ROLE),
+                superuser_dsn=dsn,
+                dbname=dbname,
+                roles=RoleNames(
+                    owner=settings.PARLEY_DB_OWNER_ROLE, app=settings.PARLEY_DB_APP_ROLE
+                ),
                 recreate=True,
             )
         with support.owner_role():

@@ -30,7 +30,9 @@ def _env(name: str) -> str | None:
 def owner_settings() -> dict:
     url = _env("DATABASE_OWNER_URL")
     if not url:
-        raise RuntimeError("DATABASE_OWNER_URL is needed for the tests (the owner role runs migrations).")
+        raise RuntimeError(
+            "DATABASE_OWNER_URL is needed for the tests (the owner role runs migrations)."
+        )
     return dj_database_url.parse(url)
 
 
@@ -93,11 +95,27 @@ class Worker:
         env = subprocess_env(PARLEY_DB_ROLE=self.role)
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "parley", "worker", "-Q", self.queues,
-                "--pool", "solo", "-n", f"test-{self.queues}-{os.getpid()}@%h", "-l", "info",
-                "--without-mingle", "--without-gossip",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "parley",
+                "worker",
+                "-Q",
+                self.queues,
+                "--pool",
+                "solo",
+                "-n",
+                f"test-{self.queues}-{os.getpid()}@%h",
+                "-l",
+                "info",
+                "--without-mingle",
+                "--without-gossip",
             ],
-            cwd=BASE_DIR, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         self.wait_ready()
         return self

@@ -30,7 +30,12 @@ def test_it_parses_typed_values(monkeypatch):
         ("P_BOOL", "maybe", lambda: env.env_bool("P_BOOL", False), "is not a boolean"),
         ("P_INT", "ten", lambda: env.env_int("P_INT", 1), "is not an integer"),
         ("P_INT", "0", lambda: env.env_int("P_INT", 1, minimum=1), "below the minimum"),
-        ("P_CHOICE", "prod", lambda: env.env_str("P_CHOICE", choices=("production",)), "is not one of"),
+        (
+            "P_CHOICE",
+            "prod",
+            lambda: env.env_str("P_CHOICE", choices=("production",)),
+            "is not one of",
+        ),
     ],
 )
 def test_it_refuses_bad_values(monkeypatch, name, value, call, message):
@@ -68,7 +73,12 @@ def _production(**extra: str) -> dict[str, str]:
 
 def _manage(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=environment, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -76,7 +86,12 @@ def _manage(environment: dict[str, str], *args: str) -> subprocess.CompletedProc
     ("extra", "message"),
     [
         ({}, "PARLEY_SECRET_KEY (or PARLEY_SECRET_KEY_FILE) must be set in production."),
-        ({"PARLEY_SECRET_KEY": "parley-development-only-secret-key-never-use-it-in-production-0123456789"}, "is a default"),
+        (
+            {
+                "PARLEY_SECRET_KEY": "parley-development-only-secret-key-never-use-it-in-production-0123456789"
+            },
+            "is a default",
+        ),
         ({"PARLEY_SECRET_KEY": "django-insecure-" + "a" * 50}, "is a default"),
         ({"PARLEY_SECRET_KEY": "short"}, "too short"),
     ],
@@ -98,6 +113,12 @@ def test_it_refuses_to_start_in_production_without_a_database_url():
 def test_it_passes_check_deploy_in_production(tmp_path):
     secret_file = tmp_path / "secret_key"
     secret_file.write_text(STRONG_SECRET)
-    result = _manage(_production(PARLEY_SECRET_KEY_FILE=str(secret_file)), "check", "--deploy", "--fail-level", "DEBUG")
+    result = _manage(
+        _production(PARLEY_SECRET_KEY_FILE=str(secret_file)),
+        "check",
+        "--deploy",
+        "--fail-level",
+        "DEBUG",
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "System check identified no issues (0 silenced)." in result.stdout

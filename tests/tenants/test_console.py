@@ -47,7 +47,13 @@ def test_it_requests_a_tenant_and_enqueues_provisioning(django_capture_on_commit
     client = _operator_client()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(
-            "/", {"slug": "initech", "name": "Initech", "domain": "initech.localhost", "owner_email": "boss@initech.test"}
+            "/",
+            {
+                "slug": "initech",
+                "name": "Initech",
+                "domain": "initech.localhost",
+                "owner_email": "boss@initech.test",
+            },
         )
     assert response.status_code == 302 and response["Location"] == "/tenants/initech/"
     tenant = Tenant.objects.get(slug="initech")
@@ -61,7 +67,9 @@ def test_it_requests_a_tenant_and_enqueues_provisioning(django_capture_on_commit
 def test_it_shows_errors_for_bad_console_input_and_creates_nothing():
     client = _operator_client()
     before = Tenant.objects.count()
-    response = client.post("/", {"slug": "acme", "name": "X", "domain": "www.localhost", "owner_email": "x@y.test"})
+    response = client.post(
+        "/", {"slug": "acme", "name": "X", "domain": "www.localhost", "owner_email": "x@y.test"}
+    )
     assert response.status_code == 400
     page = response.content.decode()
     assert "The slug &#x27;acme&#x27; is taken." in page
@@ -87,13 +95,21 @@ def test_it_answers_404_for_the_template_and_public_rows():
 
 
 @pytest.mark.slow
-def test_it_provisions_a_console_request_on_the_owner_worker(django_db_blocker, provisioning_worker):
+def test_it_provisions_a_console_request_on_the_owner_worker(
+    django_db_blocker, provisioning_worker
+):
     with django_db_blocker.unblock():
         connection.set_schema_to_public()
         client = _operator_client()
         try:
             client.post(
-                "/", {"slug": "hooli", "name": "Hooli", "domain": "hooli.localhost", "owner_email": "gavin@hooli.test"}
+                "/",
+                {
+                    "slug": "hooli",
+                    "name": "Hooli",
+                    "domain": "hooli.localhost",
+                    "owner_email": "gavin@hooli.test",
+                },
             )
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -101,12 +117,16 @@ def test_it_provisions_a_console_request_on_the_owner_worker(django_db_blocker, 
                 if tenant.status != Tenant.Status.PROVISIONING:
                     break
                 time.sleep(0.2)
-            assert tenant.status == Tenant.Status.ACTIVE, provisioning_worker.log.read_text()[-2000:]
+            assert tenant.status == Tenant.Status.ACTIVE, provisioning_worker.log.read_text()[
+                -2000:
+            ]
             assert schema_exists("t_hooli")
             with tenant_context(tenant):
                 assert get_user_model().objects.get().email == "gavin@hooli.test"
             connection.set_schema_to_public()
-            assert "Active" in client.get("/tenants/hooli/", HTTP_HX_REQUEST="true").content.decode()
+            assert (
+                "Active" in client.get("/tenants/hooli/", HTTP_HX_REQUEST="true").content.decode()
+            )
         finally:
             connection.set_schema_to_public()
             with support.owner_role():

@@ -37,7 +37,10 @@ def test_it_refuses_a_suspended_tenant_with_403_and_410(acme):
     assert page.status_code == 403
     assert "This workspace is suspended" in page.content.decode()
     api = client.get("/api/v1/me/")
-    assert api.status_code == 403 and api.json() == {"code": "tenant_suspended", "detail": "This workspace is suspended."}
+    assert api.status_code == 403 and api.json() == {
+        "code": "tenant_suspended",
+        "detail": "This workspace is suspended.",
+    }
     assert client.post("/webhooks/whatsapp/", data={}).status_code == 410
     # The other tenant is untouched.
     assert support.tenant_client("globex").get("/login/").status_code == 200

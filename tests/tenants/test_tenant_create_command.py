@@ -24,12 +24,21 @@ def _state():
 
 
 def _create(**overrides):
-    args = {"slug": "initech", "name": "Initech", "domain": "initech.localhost", "owner_email": "boss@initech.test"}
+    args = {
+        "slug": "initech",
+        "name": "Initech",
+        "domain": "initech.localhost",
+        "owner_email": "boss@initech.test",
+    }
     args.update(overrides)
     out = StringIO()
     call_command(
-        "tenant_create", f"--slug={args['slug']}", f"--name={args['name']}", f"--domain={args['domain']}",
-        f"--owner-email={args['owner_email']}", stdout=out,
+        "tenant_create",
+        f"--slug={args['slug']}",
+        f"--name={args['name']}",
+        f"--domain={args['domain']}",
+        f"--owner-email={args['owner_email']}",
+        stdout=out,
     )
     return out.getvalue()
 
@@ -105,7 +114,9 @@ def test_it_lists_tenants(db):
     call_command("tenant_list", stdout=out)
     lines = out.getvalue().splitlines()
     assert lines[0].split()[:3] == ["SLUG", "STATUS", "DOMAINS"]
-    assert any(line.startswith("acme ") and "acme.localhost" in line and "active" in line for line in lines)
+    assert any(
+        line.startswith("acme ") and "acme.localhost" in line and "active" in line for line in lines
+    )
     assert not any(line.startswith(("public", "template")) for line in lines)
 
 

@@ -31,13 +31,17 @@ class Command(BaseCommand):
                 operator = User(username="operator", email="operator@parley.test", is_staff=True)
                 operator.set_password(DEMO_PASSWORD)
                 operator.save()
-        lines = [f"Platform console  http://{settings.PARLEY_BASE_DOMAIN}:{settings.PARLEY_PUBLIC_PORT}/  "
-                 f"operator / {DEMO_PASSWORD}"]
+        lines = [
+            f"Platform console  http://{settings.PARLEY_BASE_DOMAIN}:{settings.PARLEY_PUBLIC_PORT}/  "
+            f"operator / {DEMO_PASSWORD}"
+        ]
         for slug, name, host in DEMO_TENANTS:
             tenant = Tenant.objects.filter(slug=slug).first()
             if tenant is None:
                 tenant = tenant_create(
-                    slug=slug, name=name, domain=f"{host}.{settings.PARLEY_BASE_DOMAIN}",
+                    slug=slug,
+                    name=name,
+                    domain=f"{host}.{settings.PARLEY_BASE_DOMAIN}",
                     owner_email=f"owner@{slug}.test",
                 ).tenant
             with tenant_context(tenant):
@@ -50,6 +54,8 @@ class Command(BaseCommand):
                         user.set_password(DEMO_PASSWORD)
                     user.role = role.value
                     user.save()
-            lines.append(f"Tenant {slug:<8}   {tenant_base_url(tenant)}/  <role>@{slug}.test / {DEMO_PASSWORD}"
-                         f"  (roles: {', '.join(r.value for r in Role)})")
+            lines.append(
+                f"Tenant {slug:<8}   {tenant_base_url(tenant)}/  <role>@{slug}.test / {DEMO_PASSWORD}"
+                f"  (roles: {', '.join(r.value for r in Role)})"
+            )
         self.stdout.write("\n".join(lines))

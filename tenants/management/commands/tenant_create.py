@@ -18,15 +18,22 @@ class Command(BaseCommand):
     help = "Create a tenant: its schema (cloned from the template), its domain and its owner."
 
     def add_arguments(self, parser):
-        parser.add_argument("--slug", required=True, help="3-40 lowercase letters, digits and hyphens")
+        parser.add_argument(
+            "--slug", required=True, help="3-40 lowercase letters, digits and hyphens"
+        )
         parser.add_argument("--name", required=True, help="display name of the business")
         parser.add_argument("--domain", required=True, help="host name, e.g. acme.localhost")
-        parser.add_argument("--owner-email", required=True, help="e-mail of the tenant's first owner")
+        parser.add_argument(
+            "--owner-email", required=True, help="e-mail of the tenant's first owner"
+        )
 
     def handle(self, *args, **options):
         try:
             result = tenant_create(
-                slug=options["slug"], name=options["name"], domain=options["domain"], owner_email=options["owner_email"]
+                slug=options["slug"],
+                name=options["name"],
+                domain=options["domain"],
+                owner_email=options["owner_email"],
             )
         except ValidationError as exc:
             raise CommandError("Tenant not created:\n" + format_validation_error(exc)) from exc
@@ -39,4 +46,6 @@ class Command(BaseCommand):
         self.stdout.write(f"  owner:   {result.owner_email}")
         if result.invite_url:
             self.stdout.write(f"  invite:  {result.invite_url}")
-            self.stdout.write("           (one-time link for the owner to set a password; treat it as a secret)")
+            self.stdout.write(
+                "           (one-time link for the owner to set a password; treat it as a secret)"
+            )

@@ -18,7 +18,10 @@ class Command(BaseCommand):
                 self.stdout.write(
                     json.dumps(
                         {
-                            "slug": t.slug, "name": t.name, "status": t.status, "schema": t.schema_name,
+                            "slug": t.slug,
+                            "name": t.name,
+                            "status": t.status,
+                            "schema": t.schema_name,
                             "domains": [d.domain for d in t.domains.all()],
                             "created_at": t.created_at.isoformat(),
                         }
@@ -30,7 +33,8 @@ class Command(BaseCommand):
             return
         rows = [("SLUG", "STATUS", "DOMAINS", "SCHEMA", "NAME")]
         rows += [
-            (t.slug, t.status, ",".join(d.domain for d in t.domains.all()), t.schema_name, t.name) for t in tenants
+            (t.slug, t.status, ",".join(d.domain for d in t.domains.all()), t.schema_name, t.name)
+            for t in tenants
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for r in rows:

@@ -11,11 +11,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
-        parser.add_argument("--reason", default="", help="shown to operators (300 characters at most)")
+        parser.add_argument(
+            "--reason", default="", help="shown to operators (300 characters at most)"
+        )
 
     def handle(self, *args, **options):
         try:
-            tenant = tenant_suspend(tenant=tenant_get(slug=options["slug"]), reason=options["reason"])
+            tenant = tenant_suspend(
+                tenant=tenant_get(slug=options["slug"]), reason=options["reason"]
+            )
         except Http404:
             raise CommandError(f"No tenant with slug {options['slug']!r}.") from None
         except ValidationError as exc:
