@@ -121,3 +121,24 @@ def grant_app_access(cursor, *, schema: str, app_role: str) -> None:
     cursor.execute(
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema_id, app)
     )
+    revoke_append_only(cursor, schema=schema, app_role=app_role)
+
+
+# Append-only tables: the app role may read and insert, never change or remove.
+APPEND_ONLY_TABLES = ("audit_auditevent", "tenants_auditanchor")
+
+
+def revoke_append_only(cursor, *, schema: str, app_role: str) -> None:
+    """Take UPDATE, DELETE, TRUNCATE, REFERENCES and TRIGGER on append-only tables
+    from the app role. Must follow every clone and migrate: a cloned table gets
+    the owner's default privileges (full DML) again."""
+    app = sql.Identifier(app_role)
+    for table in APPEND_ONLY_TABLES:
+        cursor.execute("SELECT to_regclass(%s)", [f'"{schema}".{table}'])
+        if cursor.fetchone()[0] is None:
+            continue
+        cursor.execute(
+            sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON {}.{} FROM {}").format(
+                sql.Identifier(schema), sql.Identifier(table), app
+            )
+        )

@@ -180,10 +180,29 @@ def up() -> dict[str, str]:
         env.update(start_postgres())
     if not os.environ.get("REDIS_URL"):
         env.update(start_redis())
+    env.setdefault("PARLEY_AUDIT_SIGNING_KEY_FILE", str(ensure_signing_key()))
     lines = ["# written by parley.devstack; safe to delete (it is rewritten on start)"]
     lines += [f"{k}={v}" for k, v in sorted(env.items())]
     services_env_path().write_text("\n".join(lines) + "\n")
     return env
+
+
+def ensure_signing_key() -> Path:
+    """A development Ed25519 key for audit export manifests, kept in the state folder."""
+    path = state_dir() / "secrets" / "audit-signing-key.pem"
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        path.write_bytes(pem)
+        path.chmod(0o600)
+    return path
 
 
 def down() -> None:

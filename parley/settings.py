@@ -84,6 +84,7 @@ SHARED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "pgtrigger",
+    "audit",
     # Listed after pgtrigger on purpose: its ready() aligns migrate_schemas'
     # autodetector with makemigrations' (see parley/apps.py).
     "parley",
@@ -100,6 +101,7 @@ TENANT_APPS = [
     "django_otp.plugins.otp_static",
     "guardian",
     "rest_framework_simplejwt.token_blacklist",
+    "audit",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -117,6 +119,9 @@ MIDDLEWARE = [
     "parley.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
+    # After tenant resolution (events go to the request's schema), before
+    # anything that may answer 403, so every refusal is recorded.
+    "audit.middleware.AuditContextMiddleware",
     "tenants.middleware.TenantStatusMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -290,6 +295,25 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# --- audit ---------------------------------------------------------------------------------------
+
+# Ed25519 private key (PEM) that signs audit export manifests.
+PARLEY_AUDIT_SIGNING_KEY = env_secret("PARLEY_AUDIT_SIGNING_KEY") or (
+    None
+    if PRODUCTION or not _services.get("PARLEY_AUDIT_SIGNING_KEY_FILE")
+    else Path(_services["PARLEY_AUDIT_SIGNING_KEY_FILE"]).read_text()
+)
+if PRODUCTION and not PARLEY_AUDIT_SIGNING_KEY:
+    raise ImproperlyConfigured(
+        "PARLEY_AUDIT_SIGNING_KEY (or _FILE) must be set in production: it signs audit exports."
+    )
+# Behind the edge proxy (which overwrites X-Forwarded-For), the client address is its first entry.
+PARLEY_TRUST_X_FORWARDED_FOR = env_bool("PARLEY_TRUST_X_FORWARDED_FOR", default=PRODUCTION)
+PARLEY_AUDIT_PAGE_SIZE = 50
+# Outbound calls (SIEM sinks, later connectors) may reach private addresses only outside production.
+PARLEY_OUTBOUND_ALLOW_PRIVATE = env_bool("PARLEY_OUTBOUND_ALLOW_PRIVATE", default=not PRODUCTION)
+PARLEY_AUDIT_FORWARD_BATCH = env_int("PARLEY_AUDIT_FORWARD_BATCH", 500, minimum=1, maximum=10_000)
 
 # --- static files -------------------------------------------------------------------------------
 

@@ -5,10 +5,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from accounts import api as accounts_api
 from accounts import views as accounts_views
+from audit import api as audit_api
 
 api_v1 = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
     path("users/", accounts_api.UserListView.as_view(), name="users"),
+    path("audit/events/", audit_api.AuditEventListView.as_view(), name="audit-events"),
+    path("audit/exports/", audit_api.AuditExportView.as_view(), name="audit-export"),
 ]
 
 urlpatterns = [
@@ -16,6 +19,7 @@ urlpatterns = [
     path("login/", accounts_views.LoginView.as_view(), name="login"),
     path("logout/", accounts_views.LogoutView.as_view(), name="logout"),
     path("", include("accounts.urls")),
+    path("", include("audit.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pgtrigger
 from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
@@ -73,3 +74,31 @@ class Domain(DomainMixin):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class AuditAnchor(models.Model):
+    """A chain head copied into the public schema at a point in time.
+
+    If events are later cut from the end of a chain, its head falls below an
+    anchored sequence number and ``audit_verify`` reports it. Append-only.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    schema_name = models.CharField(max_length=63, db_index=True)
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    anchored_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["schema_name", "-seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["schema_name", "seq"], name="audit_anchor_unique_head")
+        ]
+        triggers = [
+            pgtrigger.Protect(
+                name="anchor_append_only", operation=pgtrigger.Update | pgtrigger.Delete
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schema_name}#{self.seq}"

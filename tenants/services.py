@@ -24,6 +24,8 @@ from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_exists, tenant_context
 
 from accounts.policy import Role
+from audit.context import Actor
+from audit.services import record
 from tenants import validation
 from tenants.models import Domain, Tenant
 
@@ -98,7 +100,9 @@ def _require_owner_role() -> None:
         )
 
 
-def tenant_request(*, slug: str, name: str, domain: str, owner_email: str) -> Tenant:
+def tenant_request(
+    *, slug: str, name: str, domain: str, owner_email: str, actor: Actor | None = None
+) -> Tenant:
     """Record a new tenant (status ``provisioning``); the worker creates its schema.
 
     Runs as the app role: it only inserts rows. The provisioning task is
@@ -110,6 +114,13 @@ def tenant_request(*, slug: str, name: str, domain: str, owner_email: str) -> Te
     with transaction.atomic():
         tenant = _tenant_rows_create(spec)
         tenant_id = tenant.pk
+        record(
+            "tenant.requested",
+            actor=actor,
+            target_type="tenant",
+            target_id=spec.slug,
+            details={"domain": spec.domain},
+        )
         transaction.on_commit(lambda: provision_task.delay(tenant_id))
     return tenant
 
@@ -127,7 +138,9 @@ def _tenant_rows_create(spec: TenantSpec) -> Tenant:
     return tenant
 
 
-def tenant_create(*, slug: str, name: str, domain: str, owner_email: str) -> ProvisionResult:
+def tenant_create(
+    *, slug: str, name: str, domain: str, owner_email: str, actor: Actor | None = None
+) -> ProvisionResult:
     """Validate, record and provision a tenant in one transaction (owner role).
 
     Either everything exists afterwards (rows, schema, owner) or nothing does.
@@ -136,10 +149,10 @@ def tenant_create(*, slug: str, name: str, domain: str, owner_email: str) -> Pro
     spec = tenant_validate(slug=slug, name=name, domain=domain, owner_email=owner_email)
     with transaction.atomic():
         tenant = _tenant_rows_create(spec)
-        return tenant_provision(tenant=tenant)
+        return tenant_provision(tenant=tenant, actor=actor)
 
 
-def tenant_provision(*, tenant: Tenant) -> ProvisionResult:
+def tenant_provision(*, tenant: Tenant, actor: Actor | None = None) -> ProvisionResult:
     """Create what is still missing of a requested tenant: schema, owner, status.
 
     Idempotent: a retry after a crash finds the schema (or the owner) already
@@ -171,6 +184,16 @@ def tenant_provision(*, tenant: Tenant) -> ProvisionResult:
                     "provisioning_seconds",
                 ]
             )
+            record(
+                "tenant.created",
+                actor=actor,
+                target_type="tenant",
+                target_id=tenant.slug,
+                details={
+                    "schema": tenant.schema_name,
+                    "domain": str(tenant.get_primary_domain() or ""),
+                },
+            )
     domain = tenant.get_primary_domain()
     return ProvisionResult(
         tenant=tenant,
@@ -183,9 +206,20 @@ def tenant_provision(*, tenant: Tenant) -> ProvisionResult:
 
 
 def tenant_mark_failed(*, tenant_id: int, reason: str) -> None:
-    Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.PROVISIONING).update(
-        status=Tenant.Status.FAILED, status_reason=reason[:300], status_changed_at=timezone.now()
-    )
+    with transaction.atomic():
+        changed = Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.PROVISIONING).update(
+            status=Tenant.Status.FAILED,
+            status_reason=reason[:300],
+            status_changed_at=timezone.now(),
+        )
+        if changed:
+            record(
+                "tenant.provisioning_failed",
+                outcome="failed",
+                target_type="tenant",
+                target_id=tenant_id,
+                details={"reason": reason[:300]},
+            )
 
 
 def clone_from_template(schema_name: str) -> None:
@@ -251,7 +285,7 @@ def tenant_base_url(tenant: Tenant) -> str:
     return f"{settings.PARLEY_PUBLIC_SCHEME}://{host}{suffix}"
 
 
-def tenant_suspend(*, tenant: Tenant, reason: str = "") -> Tenant:
+def tenant_suspend(*, tenant: Tenant, reason: str = "", actor: Actor | None = None) -> Tenant:
     if tenant.is_public or tenant.is_template:
         raise ValidationError("The platform itself cannot be suspended.", code="not_a_tenant")
     if tenant.status != Tenant.Status.ACTIVE:
@@ -269,11 +303,18 @@ def tenant_suspend(*, tenant: Tenant, reason: str = "") -> Tenant:
             raise ValidationError(
                 "The tenant changed meanwhile; reload and try again.", code="conflict"
             )
+        record(
+            "tenant.suspended",
+            actor=actor,
+            target_type="tenant",
+            target_id=tenant.slug,
+            details={"reason": reason},
+        )
     tenant.refresh_from_db()
     return tenant
 
 
-def tenant_reactivate(*, tenant: Tenant) -> Tenant:
+def tenant_reactivate(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
     if tenant.status != Tenant.Status.SUSPENDED:
         raise ValidationError(
             "Only a suspended tenant can be reactivated; %(slug)s is %(status)s.",
@@ -288,5 +329,6 @@ def tenant_reactivate(*, tenant: Tenant) -> Tenant:
             raise ValidationError(
                 "The tenant changed meanwhile; reload and try again.", code="conflict"
             )
+        record("tenant.reactivated", actor=actor, target_type="tenant", target_id=tenant.slug)
     tenant.refresh_from_db()
     return tenant

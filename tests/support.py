@@ -86,13 +86,13 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 class Worker:
     """A real ``celery worker`` process against the test database and Redis."""
 
-    def __init__(self, queues: str, role: str = "app"):
-        self.queues, self.role = queues, role
+    def __init__(self, queues: str, role: str = "app", extra_env: dict[str, str] | None = None):
+        self.queues, self.role, self.extra_env = queues, role, extra_env or {}
         self.proc: subprocess.Popen | None = None
         self.log = Path(devstack.state_dir()) / f"test-worker-{queues}.log"
 
     def start(self) -> Worker:
-        env = subprocess_env(PARLEY_DB_ROLE=self.role)
+        env = subprocess_env(PARLEY_DB_ROLE=self.role, **self.extra_env)
         self.proc = subprocess.Popen(
             [
                 sys.executable,

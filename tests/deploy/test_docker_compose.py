@@ -403,6 +403,15 @@ def test_it_bootstraps_the_roles_with_quoted_passwords() -> None:
 # --- static files ---------------------------------------------------------------------------
 
 
+def _signing_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
 def _settings_value(parley_env: str, expression: str) -> str:
     env = {
         key: value
@@ -412,6 +421,7 @@ def _settings_value(parley_env: str, expression: str) -> str:
     env.update(
         PARLEY_ENV=parley_env,
         PARLEY_SECRET_KEY=secrets.token_urlsafe(50),
+        PARLEY_AUDIT_SIGNING_KEY=_signing_key_pem(),
         DATABASE_URL="postgres://parley_app@db.invalid:5432/parley",
         REDIS_URL="redis://redis.invalid:6379/0",
         DJANGO_SETTINGS_MODULE="parley.settings",

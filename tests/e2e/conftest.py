@@ -53,7 +53,9 @@ def live_url(django_db_setup):
     proc.wait(10)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API runs an event loop in this thread while it
+# is open, and Django refuses synchronous database calls from tests after it.
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 

@@ -11,6 +11,9 @@ from django.core.exceptions import ImproperlyConfigured
 from parley import env
 from tests.support import BASE_DIR
 
+SIGNING_KEY = (
+    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n"
+)
 STRONG_SECRET = "x7Gq2vRk9Lm4Np8Ts1Wy5Zb3Cd6Fh0Jk2Mn5Pq8Rt1Vw4Xy7Za9Bc3De6Fg0Hj"
 
 
@@ -66,6 +69,7 @@ def _production(**extra: str) -> dict[str, str]:
         "PARLEY_BASE_DOMAIN": "parley.example.com",
         "DATABASE_URL": "postgres://parley_app@db.invalid:5432/parley",
         "REDIS_URL": "redis://redis.invalid:6379/0",
+        "PARLEY_AUDIT_SIGNING_KEY": SIGNING_KEY,
     }
     environment.update(extra)
     return environment
@@ -100,6 +104,14 @@ def test_it_refuses_to_start_in_production_without_a_real_secret(extra, message)
     result = _manage(_production(**extra), "check")
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_it_refuses_to_start_in_production_without_an_audit_signing_key():
+    environment = _production(PARLEY_SECRET_KEY=STRONG_SECRET)
+    del environment["PARLEY_AUDIT_SIGNING_KEY"]
+    result = _manage(environment, "check")
+    assert result.returncode != 0
+    assert "PARLEY_AUDIT_SIGNING_KEY (or _FILE) must be set in production" in result.stderr
 
 
 def test_it_refuses_to_start_in_production_without_a_database_url():

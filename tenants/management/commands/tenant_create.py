@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.context import cli_actor
 from tenants.services import OwnerRoleRequiredError, tenant_create
 
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
                 name=options["name"],
                 domain=options["domain"],
                 owner_email=options["owner_email"],
+                actor=cli_actor(),
             )
         except ValidationError as exc:
             raise CommandError("Tenant not created:\n" + format_validation_error(exc)) from exc

@@ -2,6 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.http import Http404
 
+from audit.context import cli_actor
 from tenants.selectors import tenant_get
 from tenants.services import tenant_suspend
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             tenant = tenant_suspend(
-                tenant=tenant_get(slug=options["slug"]), reason=options["reason"]
+                tenant=tenant_get(slug=options["slug"]), reason=options["reason"], actor=cli_actor()
             )
         except Http404:
             raise CommandError(f"No tenant with slug {options['slug']!r}.") from None

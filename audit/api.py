@@ -1,0 +1,106 @@
+"""Audit API: list events (filters, cursor pages) and export with a signed manifest."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.views import APIView
+
+from audit import access, selectors
+from audit.catalogue import ACTIONS
+from audit.export import FORMATS
+from audit.models import AuditEvent, Outcome
+from audit.services import export_archive
+
+
+class CanViewAudit(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return access.can(request, access.VIEW)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "seq",
+            "occurred_at",
+            "actor_kind",
+            "actor_id",
+            "actor_name",
+            "action",
+            "target_type",
+            "target_id",
+            "outcome",
+            "ip",
+            "user_agent",
+            "request_id",
+            "details",
+            "prev_hash",
+            "hash",
+        ]
+        read_only_fields = fields
+
+
+class EventQuerySerializer(serializers.Serializer):
+    actor = serializers.CharField(required=False, max_length=200)
+    action = serializers.ChoiceField(required=False, choices=sorted(ACTIONS))
+    outcome = serializers.ChoiceField(required=False, choices=Outcome.values)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class AuditEventListView(generics.ListAPIView):
+    permission_classes = [CanViewAudit]
+    serializer_class = AuditEventSerializer
+
+    @extend_schema(
+        parameters=[EventQuerySerializer], summary="Audit events, newest first (cursor pages)"
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        query = EventQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return selectors.event_list(selectors.EventFilter(**query.validated_data))
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=FORMATS, default="jsonl")
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError("'since' must be before 'until'.")
+        return attrs
+
+
+class AuditExportView(APIView):
+    permission_classes = [CanViewAudit]
+
+    @extend_schema(
+        request=ExportRequestSerializer,
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        summary="Export the audit trail: a ZIP with the file, its signed manifest and the public key",
+    )
+    def post(self, request):
+        from django.db import connection
+        from django.http import HttpResponse
+
+        body = ExportRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        label = "platform" if connection.schema_name == "public" else request.tenant.slug
+        archive, manifest = export_archive(
+            fmt=body.validated_data["format"],
+            since=body.validated_data.get("since"),
+            until=body.validated_data.get("until"),
+            tenant_label=label,
+        )
+        response = HttpResponse(archive, content_type="application/zip")
+        response["Content-Disposition"] = (
+            f'attachment; filename="audit-{label}-{manifest["last_seq"] or 0}.zip"'
+        )
+        return response

@@ -1,0 +1,108 @@
+"""Events recorded from framework signals: sign-in, sign-out, user changes.
+
+User changes are caught at the model (pre/post save) so that no code path can
+change a user or a role without its event; they run inside the saving
+transaction.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import receiver
+
+from audit.context import Actor, actor_for_user
+from audit.models import Outcome
+from audit.services import record
+
+User = get_user_model()
+_TRACKED = (
+    "username",
+    "email",
+    "first_name",
+    "last_name",
+    "role",
+    "is_active",
+    "is_staff",
+    "is_superuser",
+)
+
+
+@receiver(user_logged_in)
+def _logged_in(sender, request, user, **kwargs):
+    record(
+        "auth.login.succeeded",
+        actor=actor_for_user(user),
+        target_type="user",
+        target_id=user.pk,
+        request=request,
+    )
+
+
+@receiver(user_login_failed)
+def _login_failed(sender, credentials, request=None, **kwargs):
+    username = str(credentials.get("username", ""))[:150]
+    record(
+        "auth.login.failed",
+        outcome=Outcome.FAILED,
+        actor=Actor(kind="anonymous", name=username),
+        target_type="user",
+        details={"username": username},
+        request=request,
+    )
+
+
+@receiver(user_logged_out)
+def _logged_out(sender, request, user, **kwargs):
+    if user is not None:
+        record(
+            "auth.logout",
+            actor=actor_for_user(user),
+            target_type="user",
+            target_id=user.pk,
+            request=request,
+        )
+
+
+@receiver(pre_save, sender=User)
+def _remember_previous(sender, instance, raw=False, **kwargs):
+    if raw or instance.pk is None:
+        instance._audit_before = None
+        return
+    instance._audit_before = (
+        User.objects.filter(pk=instance.pk).values(*_TRACKED, "password").first()
+    )
+
+
+@receiver(post_save, sender=User)
+def _record_user_change(sender, instance, created, raw=False, update_fields=None, **kwargs):
+    if raw:
+        return
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return
+    target = {"target_type": "user", "target_id": instance.pk}
+    if created:
+        record(
+            "user.created",
+            details={
+                "username": instance.username,
+                "role": instance.role,
+                "active": instance.is_active,
+            },
+            **target,
+        )
+        return
+    before = getattr(instance, "_audit_before", None) or {}
+    changed = [f for f in _TRACKED if before.get(f) != getattr(instance, f)]
+    if "role" in changed:
+        record(
+            "user.role_changed", details={"from": before.get("role"), "to": instance.role}, **target
+        )
+    if "is_active" in changed:
+        record("user.deactivated" if not instance.is_active else "user.reactivated", **target)
+    other = [f for f in changed if f not in ("role", "is_active")]
+    if other:
+        record("user.updated", details={"fields": other}, **target)
+    if before and before.get("password") != instance.password:
+        record("user.password_set", **target)

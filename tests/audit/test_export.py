@@ -1,0 +1,125 @@
+"""Exports round-trip with their signed manifest; one changed byte is caught."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from accounts.policy import Perm, role_has
+from audit.models import AuditEvent
+from audit.services import record
+from tests import support
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_it_round_trips_an_export_and_rejects_a_changed_byte(acme, tmp_path, fmt):
+    with tenant_context(acme):
+        record("user.updated", details={"fields": ["first_name"], "note": 'quotes " and , commas'})
+    out = tmp_path / f"acme.{fmt}"
+    call_command("audit_export", "--tenant", "acme", "--format", fmt, "--out", str(out))
+    manifest_path = tmp_path / f"acme.{fmt}.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    with tenant_context(acme):
+        assert (
+            manifest["count"] == AuditEvent.objects.count() - 1
+        )  # the export's own event comes after
+        exported = AuditEvent.objects.filter(action="audit.exported").order_by("-seq").first()
+    assert exported.details["sha256"] == manifest["sha256"]
+    stdout = io.StringIO()
+    call_command("audit_verify_export", str(out), str(manifest_path), stdout=stdout)
+    assert "Export OK" in stdout.getvalue()
+
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    out.write_bytes(bytes(data))
+    with pytest.raises(CommandError, match="REJECTED"):
+        call_command("audit_verify_export", str(out), str(manifest_path))
+
+
+def test_it_rejects_a_manifest_that_was_edited(acme, tmp_path):
+    out = tmp_path / "acme.jsonl"
+    call_command("audit_export", "--tenant", "acme", "--out", str(out))
+    manifest_path = tmp_path / "acme.jsonl.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["count"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(CommandError, match="signature is invalid"):
+        call_command("audit_verify_export", str(out), str(manifest_path))
+
+
+def test_it_refuses_bad_export_arguments(tmp_path):
+    with pytest.raises(CommandError, match="No tenant with slug 'nope'"):
+        call_command("audit_export", "--tenant", "nope", "--out", str(tmp_path / "x"))
+    with pytest.raises(CommandError, match="is not an ISO date"):
+        call_command(
+            "audit_export", "--tenant", "acme", "--since", "yesterday", "--out", str(tmp_path / "x")
+        )
+    with pytest.raises(CommandError, match="--since must be before --until"):
+        call_command(
+            "audit_export",
+            "--tenant",
+            "acme",
+            "--since",
+            "2026-02-01",
+            "--until",
+            "2026-01-01",
+            "--out",
+            str(tmp_path / "x"),
+        )
+
+
+def _client_for(tenant, role):
+    client = support.tenant_client(tenant.slug)
+    with tenant_context(tenant):
+        client.force_login(get_user_model().objects.get(email=f"{role}@{tenant.slug}.test"))
+    connection.set_schema_to_public()
+    return client
+
+
+@pytest.mark.parametrize("role", support.ROLES)
+def test_it_lets_only_audit_roles_view_and_export(acme, role):
+    client = _client_for(acme, role)
+    allowed = role_has(role, Perm.AUDIT_VIEW)
+    expected = 200 if allowed else 403
+    assert client.get("/audit/").status_code == expected
+    assert client.get("/api/v1/audit/events/").status_code == expected
+    response = client.post("/audit/export/", {"format": "jsonl"})
+    assert response.status_code == expected
+    api = client.post("/api/v1/audit/exports/", {"format": "csv"}, content_type="application/json")
+    assert api.status_code == expected
+    if allowed:
+        archive = zipfile.ZipFile(io.BytesIO(api.content))
+        names = archive.namelist()
+        assert "platform-audit-public-key.pem" in names
+        assert any(n.endswith(".csv.manifest.json") for n in names)
+
+
+def test_it_exports_from_the_page_a_zip_that_verifies(acme, tmp_path):
+    client = _client_for(acme, "analyst")
+    response = client.post("/audit/export/", {"format": "jsonl"})
+    assert response["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    archive.extractall(tmp_path)
+    data_name = next(n for n in archive.namelist() if n.endswith(".jsonl"))
+    stdout = io.StringIO()
+    call_command(
+        "audit_verify_export",
+        str(tmp_path / data_name),
+        str(tmp_path / f"{data_name}.manifest.json"),
+        "--public-key",
+        str(tmp_path / "platform-audit-public-key.pem"),
+        stdout=stdout,
+    )
+    assert "Export OK" in stdout.getvalue()
+    with tenant_context(acme):
+        event = AuditEvent.objects.filter(action="audit.exported").order_by("-seq").first()
+    assert event.actor_name == "analyst@acme.test"
