@@ -14,9 +14,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-HASHED_FIELDS = (
-    "seq",
-    "occurred_at",
+# What the actor did, where from: hashed (SHA-256 of canonical JSON) outside
+# the chain lock.
+CONTENT_FIELDS = (
     "actor_kind",
     "actor_id",
     "actor_name",
@@ -28,8 +28,11 @@ HASHED_FIELDS = (
     "user_agent",
     "request_id",
     "details",
-    "prev_hash",
 )
+# Every hashed field; the link hash binds position, time and predecessor:
+#   hash = SHA-256("<seq>|<occurred_at>|<prev_hash>|<content_hash>")
+# It is computed in the database (audit_append()), under the chain lock.
+HASHED_FIELDS = ("seq", "occurred_at", "prev_hash", *CONTENT_FIELDS)
 
 _SECRET_KEY_RE = re.compile(
     r"(pass(word|wd)?|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|private[_-]?key|otp|body)",
@@ -70,10 +73,8 @@ def clean_details(value: Any, *, _depth: int = 0) -> Any:
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
-    data = {name: fields.get(name) for name in HASHED_FIELDS}
-    occurred = data["occurred_at"]
-    if isinstance(occurred, datetime):
-        data["occurred_at"] = format_timestamp(occurred)
+    """Canonical JSON of an event's content (sorted keys, no spaces, UTF-8)."""
+    data = {name: fields.get(name) for name in CONTENT_FIELDS}
     data["ip"] = normalise_ip(data["ip"])
     details = data["details"]
     if isinstance(details, (str, bytes)):
@@ -82,5 +83,16 @@ def canonical(fields: dict[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def event_hash(fields: dict[str, Any]) -> str:
+def content_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(fields)).hexdigest()
+
+
+def link_hash(seq: int, occurred_at: datetime | str, prev_hash: str, content: str) -> str:
+    stamp = format_timestamp(occurred_at) if isinstance(occurred_at, datetime) else occurred_at
+    return hashlib.sha256(f"{seq}|{stamp}|{prev_hash}|{content}".encode()).hexdigest()
+
+
+def event_hash(fields: dict[str, Any]) -> str:
+    return link_hash(
+        fields["seq"], fields["occurred_at"], fields["prev_hash"], content_hash(fields)
+    )

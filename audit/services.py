@@ -8,6 +8,8 @@ chain: each event's ``prev_hash`` is the hash of the event before it.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from typing import Any
 
@@ -15,14 +17,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import catalogue, context
-from audit.hashing import clean_details, event_hash, normalise_ip
-from audit.models import GENESIS_HASH, AuditEvent, Outcome
+from audit.hashing import clean_details, content_hash, normalise_ip
+from audit.models import AuditEvent, Outcome
 
 logger = logging.getLogger(__name__)
-
-# First key of the advisory lock; the second is a hash of the schema name,
-# so each schema's chain has its own lock.
-AUDIT_LOCK_CLASS = 0x41554454  # "AUDT"
 
 
 class UnknownActionError(ValueError):
@@ -62,19 +60,38 @@ def record(
         "request_id": (getattr(request, "id", "") or "")[:64] if request is not None else "",
         "details": clean_details(details or {}),
     }
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", [AUDIT_LOCK_CLASS]
-            )
-            cursor.execute("SELECT seq, hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1")
-            head = cursor.fetchone()
-        # Taken under the lock, so time order and chain order agree.
-        fields["occurred_at"] = timezone.now()
-        fields["seq"] = head[0] + 1 if head else 1
-        fields["prev_hash"] = head[1] if head else GENESIS_HASH
-        fields["hash"] = event_hash(fields)
-        return AuditEvent.objects.create(**fields)
+    digest = content_hash(fields)
+    # One statement under this schema's chain lock (held until the caller's
+    # transaction commits): audit_append() takes the lock, reads the head,
+    # computes the link hash and inserts. See audit/migrations/0002.
+    # Outside a transaction the statement is its own transaction (one round
+    # trip, lock released at once); inside one, the event commits or rolls
+    # back with the caller's action.
+    block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with block, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s::inet, %s, %s, %s::jsonb)",
+            [
+                digest,
+                fields["actor_kind"],
+                fields["actor_id"],
+                fields["actor_name"],
+                fields["action"],
+                fields["target_type"],
+                fields["target_id"],
+                fields["outcome"],
+                fields["ip"],
+                fields["user_agent"],
+                fields["request_id"],
+                json.dumps(fields["details"]),
+            ],
+        )
+        event_id, seq, occurred_at, prev_hash, link = cursor.fetchone()
+    event = AuditEvent(
+        id=event_id, seq=seq, occurred_at=occurred_at, prev_hash=prev_hash, hash=link, **fields
+    )
+    event._state.adding = False
+    return event
 
 
 def record_denied(request) -> None:

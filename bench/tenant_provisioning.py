@@ -24,56 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _setup import prepare  # noqa: E402
 
 BENCH_DB = "bench_parley"
-
-
-def _with_db(url: str, db: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
-def _prepare_environment() -> None:
-    from parley import devstack
-
-    services = devstack.read_services_env()
-    for key in ("DATABASE_URL", "DATABASE_OWNER_URL", "DATABASE_SUPERUSER_URL", "REDIS_URL"):
-        if not os.environ.get(key) and services.get(key):
-            os.environ[key] = services[key]
-    superuser = os.environ.get("DATABASE_SUPERUSER_URL")
-    if not superuser:
-        sys.exit(
-            "DATABASE_SUPERUSER_URL is needed to create the benchmark database (embedded mode provides it)."
-        )
-    import dj_database_url
-    import psycopg
-
-    from parley.dbroles import bootstrap_database
-
-    su = dj_database_url.parse(superuser)
-    dsn = psycopg.conninfo.make_conninfo(
-        dbname=su["NAME"],
-        user=su["USER"],
-        host=su["HOST"] or None,
-        port=su["PORT"] or None,
-        password=su["PASSWORD"] or None,
-    )
-    bootstrap_database(superuser_dsn=dsn, dbname=BENCH_DB, recreate=True)
-    os.environ["DATABASE_URL"] = _with_db(os.environ["DATABASE_URL"], BENCH_DB)
-    os.environ["DATABASE_OWNER_URL"] = _with_db(os.environ["DATABASE_OWNER_URL"], BENCH_DB)
-    os.environ["PARLEY_DB_ROLE"] = "owner"
-    os.environ.setdefault("PARLEY_ENV", "test")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "parley.settings"
-    os.environ.setdefault("PARLEY_LOG_LEVEL", "WARNING")
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -90,7 +50,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    _prepare_environment()
+    prepare(BENCH_DB)
     import django
 
     django.setup()

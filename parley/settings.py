@@ -112,6 +112,9 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 PUBLIC_SCHEMA_URLCONF = "parley.urls_public"
 ROOT_URLCONF = "parley.urls"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False  # unknown host: 404, fail closed
+# SET search_path once per connection and schema switch, not before every query
+# (django-tenants resets it whenever the tenant changes).
+TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     "parley.middleware.RequestIdMiddleware",

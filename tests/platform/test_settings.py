@@ -11,9 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from parley import env
 from tests.support import BASE_DIR
 
-SIGNING_KEY = (
-    "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n"
-)
+SIGNING_KEY = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n"
 STRONG_SECRET = "x7Gq2vRk9Lm4Np8Ts1Wy5Zb3Cd6Fh0Jk2Mn5Pq8Rt1Vw4Xy7Za9Bc3De6Fg0Hj"
 
 
