@@ -14,7 +14,6 @@ import logging
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 from audit import catalogue, context
 from audit.hashing import clean_details, content_hash, normalise_ip

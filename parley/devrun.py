@@ -40,6 +40,7 @@ def _manage(env: dict[str, str], *args: str, role: str = "app") -> None:
 def run() -> int:
     env, _ = _env_with_services()
     env.setdefault("PARLEY_ENV", "development")
+    env["DJANGO_SETTINGS_MODULE"] = "parley.settings"
     print("==> migrating (owner role)", flush=True)
     _manage(env, "parley_migrate", role="owner")
     print("==> seeding the demo", flush=True)
@@ -67,6 +68,9 @@ def run() -> int:
 def test(args: list[str]) -> int:
     env, started_here = _env_with_services()
     env["PARLEY_ENV"] = "test"
+    # Importing parley (for devstack) set the default settings module in this
+    # process's environment: the suite must run on the test settings.
+    env["DJANGO_SETTINGS_MODULE"] = "parley.settings_test"
     try:
         return subprocess.run(
             [sys.executable, "-m", "pytest", *args], cwd=BASE_DIR, env=env

@@ -46,6 +46,13 @@ def _seed() -> None:
 def django_db_setup(django_db_blocker):
     superuser = support._env("DATABASE_SUPERUSER_URL")
     dbname = settings.DATABASES["default"]["NAME"]
+    if not dbname.startswith("test_"):
+        # Fail closed: this fixture drops and recreates the database.
+        pytest.exit(
+            f"refusing to recreate database {dbname!r}: run the suite with parley.settings_test "
+            "(make test does)",
+            returncode=3,
+        )
     with django_db_blocker.unblock():
         if superuser:
             import dj_database_url
