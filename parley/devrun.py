@@ -8,6 +8,7 @@ demo, print URLs and logins, and run web, worker, provisioning worker and beat
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ def _env_with_services() -> tuple[dict[str, str], bool]:
     services = devstack.up()
     env = dict(os.environ)
     env.update(services)
+    # Procfile commands (python, celery) must be this virtualenv's.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     started_here = not had_pg and not pg_was_running
     return env, started_here
 
@@ -56,9 +59,19 @@ def run() -> int:
         [sys.executable, "-m", "honcho", "-f", str(PROCFILE), "start"], cwd=BASE_DIR, env=env
     )
     try:
-        return proc.wait()
+        code = proc.wait()
+        return 0 if code in (130, -signal.SIGINT) else code  # stopped by Ctrl-C: a normal end
     except KeyboardInterrupt:
-        proc.wait()
+        # Ctrl-C reaches honcho too (same process group); a lone SIGINT to us
+        # (e.g. from a supervisor) is passed on. Either way honcho stops its
+        # processes, then we stop the embedded services.
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         return 0
     finally:
         if not os.environ.get("PARLEY_KEEP_SERVICES"):

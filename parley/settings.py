@@ -82,6 +82,7 @@ SHARED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served by us, not a CDN
     "django_htmx",
     "pgtrigger",
     "audit",
@@ -297,6 +298,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Tenant-scoped REST API. Errors are JSON with a stable `code`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- audit ---------------------------------------------------------------------------------------

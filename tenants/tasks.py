@@ -50,6 +50,10 @@ def tenant_provision(self, tenant_id: int) -> dict:
             from_email=None,
             recipient_list=[result.owner_email],
         )
+    from django_tenants.utils import tenant_context
+
+    with tenant_context(result.tenant):
+        tenant_usage_refresh.delay()  # the console shows the user count right away
     logger.info("tenant id=%s provisioned in %.3fs", tenant_id, result.seconds)
     return {"tenant": tenant_id, "seconds": result.seconds}
 
