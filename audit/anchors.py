@@ -11,9 +11,9 @@ from tenants.models import PUBLIC_SCHEMA, AuditAnchor, Tenant
 def chain_head(schema: str) -> tuple[int, str] | None:
     with connection.cursor() as cursor:
         cursor.execute(
-            sql.SQL("SELECT seq, hash FROM {}.audit_auditevent ORDER BY seq DESC LIMIT 1").format(
-                sql.Identifier(schema)
-            )
+            sql.SQL(
+                "SELECT seq, hash FROM {}.audit_auditevent WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+            ).format(sql.Identifier(schema))
         )
         return cursor.fetchone()
 

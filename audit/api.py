@@ -24,6 +24,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
+            "id",
             "seq",
             "occurred_at",
             "actor_kind",

@@ -14,11 +14,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit import signing
-from audit.hashing import HASHED_FIELDS, event_hash, format_timestamp, normalise_ip
+from audit.hashing import EXPORTED_FIELDS, content_hash, format_timestamp, link_hash, normalise_ip
 from audit.models import GENESIS_HASH, AuditEvent
 
 MANIFEST_FORMAT = "parley-audit-export/1"
-COLUMNS = [*HASHED_FIELDS, "hash"]
+COLUMNS = list(EXPORTED_FIELDS)
 FORMATS = ("jsonl", "csv")
 
 
@@ -171,7 +171,11 @@ def verify_export(
         problems.append(f"{len(rows)} events in the file, {manifest.get('count')} in the manifest")
     prev = None
     for row in rows:
-        if event_hash(row) != row["hash"]:
+        digest = content_hash(row)
+        if (
+            digest != row["content_hash"]
+            or link_hash(row["seq"], row["occurred_at"], row["prev_hash"], digest) != row["hash"]
+        ):
             problems.append(f"event #{row['seq']} does not match its hash")
             break
         if prev is not None and row["prev_hash"] != prev["hash"]:

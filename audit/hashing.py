@@ -31,8 +31,10 @@ CONTENT_FIELDS = (
 )
 # Every hashed field; the link hash binds position, time and predecessor:
 #   hash = SHA-256("<seq>|<occurred_at>|<prev_hash>|<content_hash>")
-# It is computed in the database (audit_append()), under the chain lock.
+# It is computed in the database (audit_seal()), under the chain lock.
 HASHED_FIELDS = ("seq", "occurred_at", "prev_hash", *CONTENT_FIELDS)
+# What an export carries per event: everything hashed, plus both hashes.
+EXPORTED_FIELDS = (*HASHED_FIELDS, "content_hash", "hash")
 
 _SECRET_KEY_RE = re.compile(
     r"(pass(word|wd)?|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|private[_-]?key|otp|body)",

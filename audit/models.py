@@ -23,9 +23,40 @@ class Outcome(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+_CONTENT_COLUMNS = (
+    "occurred_at",
+    "actor_kind",
+    "actor_id",
+    "actor_name",
+    "action",
+    "target_type",
+    "target_id",
+    "outcome",
+    "ip",
+    "user_agent",
+    "request_id",
+    "details",
+    "content_hash",
+)
+# Before UPDATE or DELETE: the only change ever allowed is sealing an unsealed
+# event (setting seq, prev_hash and hash once); content never changes.
+_SEAL_ONLY = (
+    "IF TG_OP = 'DELETE' THEN "
+    "RAISE EXCEPTION 'audit events are append-only: DELETE refused'; END IF; "
+    "IF OLD.seq IS NOT NULL OR OLD.hash IS NOT NULL OR NEW.seq IS NULL OR NEW.hash IS NULL "
+    "OR NEW.prev_hash IS NULL OR NEW.id <> OLD.id "
+    + "".join(f"OR NEW.{c} IS DISTINCT FROM OLD.{c} " for c in _CONTENT_COLUMNS)
+    + "THEN RAISE EXCEPTION 'audit events are append-only: only sealing an unsealed event is allowed'; "
+    "END IF; RETURN NEW;"
+)
+
+
 class AuditEvent(models.Model):
+    """One event. Written unsealed (seq and hashes empty) inside the action's
+    transaction; sealed into the chain right after commit by ``audit_seal()``."""
+
     id = models.BigAutoField(primary_key=True)
-    seq = models.BigIntegerField(unique=True)
+    seq = models.BigIntegerField(unique=True, null=True, blank=True)
     occurred_at = models.DateTimeField(db_index=True)
     actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
     actor_id = models.CharField(max_length=64, blank=True)
@@ -38,18 +69,25 @@ class AuditEvent(models.Model):
     user_agent = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     details = models.JSONField(default=dict, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    content_hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64, null=True, blank=True)
+    hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
 
     class Meta:
-        ordering = ["-seq"]
+        ordering = ["-id"]
         indexes = [
-            models.Index(fields=["actor_id", "seq"]),
-            models.Index(fields=["outcome", "seq"]),
+            models.Index(fields=["actor_id", "id"]),
+            models.Index(fields=["outcome", "id"]),
+            models.Index(
+                fields=["id"], condition=models.Q(seq__isnull=True), name="audit_event_unsealed"
+            ),
         ]
         triggers = [
-            pgtrigger.Protect(
-                name="audit_append_only", operation=pgtrigger.Update | pgtrigger.Delete
+            pgtrigger.Trigger(
+                name="audit_seal_only",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+                when=pgtrigger.Before,
+                func=_SEAL_ONLY,
             ),
             pgtrigger.Trigger(
                 name="audit_no_truncate",
@@ -61,7 +99,11 @@ class AuditEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.seq} {self.action} {self.outcome}"
+        return f"#{self.seq or 'unsealed'} {self.action} {self.outcome}"
+
+    @property
+    def sealed(self) -> bool:
+        return self.seq is not None
 
 
 class AuditSink(models.Model):

@@ -20,7 +20,7 @@ class EventFilter:
 
 
 def event_list(filters: EventFilter) -> QuerySet[AuditEvent]:
-    queryset = AuditEvent.objects.order_by("-seq")
+    queryset = AuditEvent.objects.order_by("-id")
     if filters.actor:
         queryset = queryset.filter(
             Q(actor_name__icontains=filters.actor) | Q(actor_id=filters.actor)
@@ -39,14 +39,14 @@ def event_list(filters: EventFilter) -> QuerySet[AuditEvent]:
 def event_page(
     filters: EventFilter, *, before: int | None, size: int
 ) -> tuple[list[AuditEvent], int | None]:
-    """One page, newest first, keyset-paginated on ``seq``; returns (events, next ``before``)."""
+    """One page, newest first, keyset-paginated on ``id``; returns (events, next ``before``)."""
     queryset = event_list(filters)
     if before:
-        queryset = queryset.filter(seq__lt=before)
+        queryset = queryset.filter(id__lt=before)
     events = list(queryset[: size + 1])
     more = len(events) > size
     events = events[:size]
-    return events, (events[-1].seq if more and events else None)
+    return events, (events[-1].id if more and events else None)
 
 
 def sink_list() -> QuerySet[AuditSink]:

@@ -1,19 +1,23 @@
 """Writing to the audit trail: :func:`record`, the one way in.
 
-``record`` writes inside the caller's transaction (an action and its event
-commit or roll back together) and serialises writers of one schema on a
-transaction-scoped advisory lock, so concurrent writers form one unbroken
-chain: each event's ``prev_hash`` is the hash of the event before it.
+``record`` inserts the event inside the caller's transaction (an action and its
+event commit or roll back together), unsealed. Right after that transaction
+commits, :func:`seal` chains every unsealed event of the schema under the
+chain's advisory lock (SQL function ``audit_seal``): each gets the next
+sequence number and ``hash = SHA-256(seq|occurred_at|prev_hash|content_hash)``.
+Writers therefore never hold the chain lock for the length of their own
+transaction, and one seal commits many events. A beat task seals whatever a
+crashed process left behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from audit import catalogue, context
 from audit.hashing import clean_details, content_hash, normalise_ip
@@ -59,38 +63,72 @@ def record(
         "request_id": (getattr(request, "id", "") or "")[:64] if request is not None else "",
         "details": clean_details(details or {}),
     }
-    digest = content_hash(fields)
-    # One statement under this schema's chain lock (held until the caller's
-    # transaction commits): audit_append() takes the lock, reads the head,
-    # computes the link hash and inserts. See audit/migrations/0002.
-    # Outside a transaction the statement is its own transaction (one round
-    # trip, lock released at once); inside one, the event commits or rolls
-    # back with the caller's action.
-    block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with block, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT * FROM audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s::inet, %s, %s, %s::jsonb)",
-            [
-                digest,
-                fields["actor_kind"],
-                fields["actor_id"],
-                fields["actor_name"],
-                fields["action"],
-                fields["target_type"],
-                fields["target_id"],
-                fields["outcome"],
-                fields["ip"],
-                fields["user_agent"],
-                fields["request_id"],
-                json.dumps(fields["details"]),
-            ],
-        )
-        event_id, seq, occurred_at, prev_hash, link = cursor.fetchone()
-    event = AuditEvent(
-        id=event_id, seq=seq, occurred_at=occurred_at, prev_hash=prev_hash, hash=link, **fields
-    )
+    fields["occurred_at"] = timezone.now()
+    fields["content_hash"] = content_hash(fields)
+    params = [
+        fields["occurred_at"],
+        fields["actor_kind"],
+        fields["actor_id"],
+        fields["actor_name"],
+        fields["action"],
+        fields["target_type"],
+        fields["target_id"],
+        fields["outcome"],
+        fields["ip"],
+        fields["user_agent"],
+        fields["request_id"],
+        json.dumps(fields["details"]),
+        fields["content_hash"],
+    ]
+    schema = connection.schema_name
+    with connection.cursor() as cursor:
+        if connection.in_atomic_block:
+            # Part of the caller's action: stored now, chained once it commits
+            # (and gone with it if it rolls back).
+            cursor.execute(_INSERT, params)
+            event = AuditEvent(id=cursor.fetchone()[0], **fields)
+            transaction.on_commit(lambda: _seal_after_commit(schema))
+        else:
+            # An event on its own: insert and seal in one statement and one commit.
+            cursor.execute(_INSERT_SEALED, params)
+            event = AuditEvent(id=cursor.fetchone()[0], **fields)
     event._state.adding = False
     return event
+
+
+_INSERT = (
+    "INSERT INTO audit_auditevent (occurred_at, actor_kind, actor_id, actor_name, action, target_type, "
+    "target_id, outcome, ip, user_agent, request_id, details, content_hash) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::inet, %s, %s, %s::jsonb, %s) RETURNING id"
+)
+_INSERT_SEALED = (
+    "SELECT audit_record_sealed(%s, %s, %s, %s, %s, %s, %s, %s, %s::inet, %s, %s, %s::jsonb, %s)"
+)
+
+
+def _seal_after_commit(schema: str) -> None:
+    # The action has committed: a failure here must not turn it into an error
+    # page. The event is stored (unsealed) and the beat sealer chains it.
+    try:
+        seal(schema=schema)
+    except Exception:
+        logger.exception(
+            "sealing audit events of %s failed; the periodic sealer will retry", schema
+        )
+
+
+def seal(*, schema: str | None = None, max_rows: int = 10_000) -> int:
+    """Chain this schema's unsealed events (see migration audit/0002); returns how many.
+
+    Runs in the current transaction if there is one (tests, the sealing task),
+    otherwise as its own short transaction.
+    """
+    from django_tenants.utils import schema_context
+
+    schema = schema or connection.schema_name
+    with schema_context(schema), connection.cursor() as cursor:
+        cursor.execute("SELECT audit_seal(%s)", [max_rows])
+        return cursor.fetchone()[0]
 
 
 def record_denied(request) -> None:
@@ -156,6 +194,7 @@ def export_archive(
     from audit.export import write_export
 
     with transaction.atomic():
+        seal()  # everything committed so far belongs in the export
         data = io.BytesIO()
         manifest = write_export(
             out=data,

@@ -32,6 +32,14 @@ def forward_all_sinks() -> int:
 
 
 @app.task
+def seal_events() -> int:
+    """Beat: chain events a crashed process left unsealed (normally none)."""
+    from audit.services import seal
+
+    return seal()
+
+
+@app.task
 def anchor_chain_heads() -> int:
     from audit.anchors import anchor_all
 

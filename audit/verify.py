@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from django.db import connection
 from psycopg import sql
 
-from audit.hashing import HASHED_FIELDS, event_hash
+from audit.hashing import EXPORTED_FIELDS, content_hash, link_hash
 from audit.models import GENESIS_HASH
 
-_COLUMNS = [*HASHED_FIELDS, "hash"]
+_COLUMNS = list(EXPORTED_FIELDS)
 _BATCH = 20_000
 
 
@@ -24,6 +24,8 @@ class ChainReport:
     broken_seq: int | None = None
     reason: str = ""
     anchors_checked: int = 0
+    unsealed: int = 0
+    unsealed_stale: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -32,15 +34,20 @@ class ChainReport:
 
     def summary(self) -> str:
         if self.ok:
-            return (
+            text = (
                 f"{self.schema}: intact, {self.count} events, head #{self.head_seq} {self.head_hash[:16]}…, "
                 f"{self.anchors_checked} anchor(s) matched"
             )
+            if self.unsealed:
+                text += f"; {self.unsealed} event(s) not chained yet"
+            if self.unsealed_stale:
+                text += f" ({self.unsealed_stale} for over {UNSEALED_GRACE_SECONDS // 60} min: is beat running?)"
+            return text
         return f"{self.schema}: BROKEN at #{self.broken_seq}: {self.reason}"
 
 
 def _rows(schema: str):
-    query = sql.SQL("SELECT {} FROM {}.audit_auditevent ORDER BY seq").format(
+    query = sql.SQL("SELECT {} FROM {}.audit_auditevent WHERE seq IS NOT NULL ORDER BY seq").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS), sql.Identifier(schema)
     )
     with connection.chunked_cursor() as cursor:
@@ -71,7 +78,11 @@ def verify_chain(schema: str) -> ChainReport:
         fields = dict(zip(_COLUMNS, row, strict=True))
         if isinstance(fields["details"], str):
             fields["details"] = json.loads(fields["details"])
-        if event_hash(fields) != row[index_hash]:
+        digest = content_hash(fields)
+        if (
+            digest != fields["content_hash"]
+            or link_hash(seq, fields["occurred_at"], prev_hash, digest) != row[index_hash]
+        ):
             report.broken_seq = seq
             report.reason = f"event #{seq} was altered (its content no longer matches its hash)"
             return report
@@ -80,7 +91,23 @@ def verify_chain(schema: str) -> ChainReport:
         report.head_seq, report.head_hash = seq, prev_hash
         expected_seq += 1
     _check_anchors(report)
+    _count_unsealed(report)
     return report
+
+
+UNSEALED_GRACE_SECONDS = 600
+
+
+def _count_unsealed(report: ChainReport) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE occurred_at < now() - make_interval(secs => %s)) "
+                "FROM {}.audit_auditevent WHERE seq IS NULL"
+            ).format(sql.Identifier(report.schema)),
+            [UNSEALED_GRACE_SECONDS],
+        )
+        report.unsealed, report.unsealed_stale = cursor.fetchone()
 
 
 def _check_anchors(report: ChainReport) -> None:

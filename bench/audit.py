@@ -92,18 +92,20 @@ def _generate_chain(schema: str, events: int) -> float:
 
     from django.db import connection
 
-    from audit.hashing import event_hash, format_timestamp
+    from audit.hashing import content_hash, format_timestamp, link_hash
     from audit.models import GENESIS_HASH
 
     started = time.perf_counter()
     base = datetime(2026, 1, 1, tzinfo=UTC)
     columns = (
         "seq, occurred_at, actor_kind, actor_id, actor_name, action, target_type, target_id, outcome, ip, "
-        "user_agent, request_id, details, prev_hash, hash"
+        "user_agent, request_id, details, content_hash, prev_hash, hash"
     )
     with connection.cursor() as cursor:
         cursor.execute(f"SET search_path TO {schema}")
-        cursor.execute("SELECT seq, hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1")
+        cursor.execute(
+            "SELECT seq, hash FROM audit_auditevent WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        )
         head = cursor.fetchone() or (0, GENESIS_HASH)
         prev = head[1]
         with cursor.connection.cursor().copy(
@@ -126,7 +128,8 @@ def _generate_chain(schema: str, events: int) -> float:
                     "details": {"fields": ["first_name"], "n": seq},
                     "prev_hash": prev,
                 }
-                digest = event_hash(fields)
+                content = content_hash(fields)
+                digest = link_hash(seq, fields["occurred_at"], prev, content)
                 copy.write_row(
                     (
                         seq,
@@ -142,6 +145,7 @@ def _generate_chain(schema: str, events: int) -> float:
                         "bench",
                         fields["request_id"],
                         json.dumps(fields["details"]),
+                        content,
                         prev,
                         digest,
                     )

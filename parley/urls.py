@@ -3,11 +3,10 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from parley.views import relaxed_styles
-
 from accounts import api as accounts_api
 from accounts import views as accounts_views
 from audit import api as audit_api
+from parley.views import relaxed_styles
 
 api_v1 = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
@@ -24,7 +23,11 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", relaxed_styles(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="api-docs"),
+    path(
+        "api/docs/",
+        relaxed_styles(SpectacularSwaggerSplitView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
 ]
 
 handler403 = "parley.views.permission_denied"

@@ -9,15 +9,17 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections, transaction
 from django_tenants.utils import tenant_context
 
-from audit.hashing import event_hash
+from audit.hashing import CONTENT_FIELDS, content_hash, link_hash
 from audit.models import GENESIS_HASH, AuditEvent
-from audit.services import UnknownActionError, record
+from audit.services import UnknownActionError, record, seal
 from audit.verify import verify_chain
 from tenants.models import AuditAnchor, Tenant
 
 
 def _seed(n: int) -> list[AuditEvent]:
-    return [record("auth.logout", details={"n": i}) for i in range(n)]
+    ids = [record("auth.logout", details={"n": i}).pk for i in range(n)]
+    seal()  # the test transaction never commits, so seal here
+    return list(AuditEvent.objects.filter(pk__in=ids).order_by("seq"))
 
 
 @pytest.mark.django_db
@@ -27,7 +29,7 @@ def test_it_links_each_event_to_the_one_before(acme):
         for before, after in zip(events, events[1:], strict=False):
             assert after.seq == before.seq + 1
             assert after.prev_hash == before.hash
-        first = AuditEvent.objects.order_by("seq").first()
+        first = AuditEvent.objects.filter(seq__isnull=False).order_by("seq").first()
         assert first.seq == 1 and first.prev_hash == GENESIS_HASH
         assert all(len(e.hash) == 64 for e in events)
         report = verify_chain(acme.schema_name)
@@ -115,14 +117,14 @@ def test_it_detects_a_forged_row_inserted_in_the_middle(chain, acme):
             "details": {"from": "agent", "to": "owner"},
             "prev_hash": previous.hash,
         }
-        AuditEvent.objects.bulk_create([AuditEvent(**forged, hash="f" * 64)])
+        AuditEvent.objects.bulk_create([AuditEvent(**forged, content_hash="e" * 64, hash="f" * 64)])
         report = verify_chain(acme.schema_name)
     assert report.broken_seq == at and "altered" in report.reason
 
 
 def test_it_detects_a_cut_off_tail_through_the_anchor(chain, acme):
     with tenant_context(acme):
-        head = AuditEvent.objects.order_by("-seq").first()
+        head = AuditEvent.objects.filter(seq__isnull=False).order_by("-seq").first()
     AuditAnchor.objects.create(schema_name=acme.schema_name, seq=head.seq, hash=head.hash)
     with tenant_context(acme):
         _tamper("DELETE FROM audit_auditevent WHERE seq > %s", [chain[6]])
@@ -137,33 +139,18 @@ def test_it_detects_a_consistently_rewritten_chain_through_the_anchor(chain, acm
         target = AuditEvent.objects.get(seq=chain[8])
     AuditAnchor.objects.create(schema_name=acme.schema_name, seq=target.seq, hash=target.hash)
     with tenant_context(acme):
-        # Rewrite the last two events and recompute their hashes so every link holds.
+        # Rewrite the last two events and recompute every hash so each link holds.
         prev_hash = AuditEvent.objects.get(seq=chain[7]).hash
         for seq in (chain[8], chain[9]):
             event = AuditEvent.objects.get(seq=seq)
-            fields = {
-                f: getattr(event, f)
-                for f in (
-                    "seq",
-                    "occurred_at",
-                    "actor_kind",
-                    "actor_id",
-                    "actor_name",
-                    "action",
-                    "target_type",
-                    "target_id",
-                    "outcome",
-                    "ip",
-                    "user_agent",
-                    "request_id",
-                    "details",
-                )
-            }
-            fields.update(actor_name="mallory", prev_hash=prev_hash)
-            new_hash = event_hash(fields)
+            fields = {f: getattr(event, f) for f in CONTENT_FIELDS}
+            fields["actor_name"] = "mallory"
+            content = content_hash(fields)
+            new_hash = link_hash(seq, event.occurred_at, prev_hash, content)
             _tamper(
-                "UPDATE audit_auditevent SET actor_name = 'mallory', prev_hash = %s, hash = %s WHERE seq = %s",
-                [prev_hash, new_hash, seq],
+                "UPDATE audit_auditevent SET actor_name = 'mallory', content_hash = %s, prev_hash = %s, hash = %s "
+                "WHERE seq = %s",
+                [content, prev_hash, new_hash, seq],
             )
             prev_hash = new_hash
         report = verify_chain(acme.schema_name)
@@ -208,7 +195,7 @@ def test_it_keeps_one_chain_with_eight_concurrent_writers(django_db_blocker):
         connection.set_schema_to_public()
         report = verify_chain(tenant.schema_name)
         assert report.ok, report.reason
-        assert report.count == start + 320
+        assert report.count == start + 320 and report.unsealed == 0
         with tenant_context(tenant):
             seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
         assert seqs == list(range(1, len(seqs) + 1))

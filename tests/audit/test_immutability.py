@@ -7,7 +7,7 @@ from django.db import DatabaseError, connection, transaction
 from django_tenants.utils import tenant_context
 
 from audit.models import AuditEvent
-from audit.services import record
+from audit.services import record, seal
 from tenants.services import tenant_create
 
 MUTATIONS = [
@@ -46,7 +46,7 @@ def test_it_refuses_orm_mutations_and_trigger_tampering_from_the_app_role(acme):
             AuditEvent.objects.filter(pk=event.pk).delete()
         for statement in (
             "ALTER TABLE audit_auditevent DISABLE TRIGGER USER",
-            "DROP TRIGGER IF EXISTS pgtrigger_audit_append_only_f6eda ON audit_auditevent",
+            "DROP TRIGGER IF EXISTS pgtrigger_audit_seal_only_f5497 ON audit_auditevent",
             "SET session_replication_role = replica",
             "SET ROLE parley_owner",
             "CREATE TABLE audit_copy (id int)",
@@ -61,7 +61,7 @@ def test_it_refuses_orm_mutations_and_trigger_tampering_from_the_app_role(acme):
         # pgtrigger's ignore switch is open to anyone, but the privileges still hold.
         with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                "SELECT set_config('pgtrigger.ignore', '{audit_auditevent:pgtrigger_audit_append_only_f6eda}', true)"
+                "SELECT set_config('pgtrigger.ignore', '{audit_auditevent:pgtrigger_audit_seal_only_f5497}', true)"
             )
             cursor.execute("UPDATE audit_auditevent SET actor_name = 'mallory'")
         assert AuditEvent.objects.get(pk=event.pk).actor_name == event.actor_name
@@ -80,6 +80,17 @@ def test_it_revokes_mutations_on_a_freshly_cloned_tenant(owner_db):
         slug="initech", name="Initech", domain="initech.localhost", owner_email="boss@initech.test"
     )
     with connection.cursor() as cursor:
+        for column, expected in (
+            ("hash", True),
+            ("seq", True),
+            ("actor_name", False),
+            ("details", False),
+        ):
+            cursor.execute(
+                "SELECT has_column_privilege('parley_app', 't_initech.audit_auditevent', %s, 'UPDATE')",
+                [column],
+            )
+            assert cursor.fetchone()[0] is expected, column
         for privilege, expected in (
             ("SELECT", True),
             ("INSERT", True),
@@ -98,3 +109,21 @@ def test_it_revokes_mutations_on_a_freshly_cloned_tenant(owner_db):
             "SELECT tableowner FROM pg_tables WHERE schemaname = 't_initech' AND tablename = 'audit_auditevent'"
         )
         assert cursor.fetchone()[0] == "parley_owner"
+
+
+@pytest.mark.django_db
+def test_it_lets_the_app_role_seal_once_and_nothing_more(acme):
+    with tenant_context(acme):
+        event = record("auth.logout")
+        assert AuditEvent.objects.get(pk=event.pk).seq is None
+        # Content of an unsealed event cannot be touched either.
+        assert "permission denied" in _refused(
+            f"UPDATE audit_auditevent SET details = '{{}}'::jsonb WHERE id = {int(event.pk)}"  # noqa: S608
+        )
+        assert seal() >= 1
+        sealed = AuditEvent.objects.get(pk=event.pk)
+        assert sealed.seq and len(sealed.hash) == 64
+        message = _refused(
+            f"UPDATE audit_auditevent SET hash = repeat('0', 64) WHERE id = {int(event.pk)}"  # noqa: S608
+        )
+        assert "only sealing an unsealed event is allowed" in message

@@ -21,7 +21,7 @@ def _last(schema_or_tenant, **filters) -> AuditEvent:
         else schema_context(schema_or_tenant)
     )
     with context:
-        return AuditEvent.objects.filter(**filters).order_by("-seq").first()
+        return AuditEvent.objects.filter(**filters).order_by("-id").first()
 
 
 def test_it_records_sign_in_failures_successes_and_sign_out(acme):

@@ -13,7 +13,12 @@ def test_it_serves_the_schema_with_every_endpoint():
     response = support.tenant_client("acme").get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     paths = response.json()["paths"]
-    assert {"/api/v1/me/", "/api/v1/users/", "/api/v1/audit/events/", "/api/v1/audit/exports/"} <= set(paths)
+    assert {
+        "/api/v1/me/",
+        "/api/v1/users/",
+        "/api/v1/audit/events/",
+        "/api/v1/audit/exports/",
+    } <= set(paths)
 
 
 def test_it_serves_the_docs_page_without_any_cdn():

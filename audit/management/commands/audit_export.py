@@ -8,7 +8,7 @@ from django_tenants.utils import tenant_context
 
 from audit.context import cli_actor
 from audit.export import FORMATS, write_export
-from audit.services import record
+from audit.services import record, seal
 from tenants.models import Tenant
 
 
@@ -52,6 +52,7 @@ class Command(BaseCommand):
         out = Path(options["out"])
         manifest_path = out.with_name(out.name + ".manifest.json")
         with tenant_context(tenant), transaction.atomic():
+            seal()  # everything committed so far belongs in the export
             with out.open("wb") as handle:
                 manifest = write_export(
                     out=handle,
