@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from audit import access, selectors
 from audit.catalogue import ACTIONS
 from audit.export import FORMATS
+from audit.hashing import EXPORTED_FIELDS
 from audit.models import AuditEvent, Outcome
 from audit.services import export_archive
 
@@ -23,24 +24,7 @@ class CanViewAudit(BasePermission):
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = [
-            "id",
-            "seq",
-            "occurred_at",
-            "actor_kind",
-            "actor_id",
-            "actor_name",
-            "action",
-            "target_type",
-            "target_id",
-            "outcome",
-            "ip",
-            "user_agent",
-            "request_id",
-            "details",
-            "prev_hash",
-            "hash",
-        ]
+        fields = ["id", *EXPORTED_FIELDS]
         read_only_fields = fields
 
 

@@ -34,19 +34,9 @@ def prepare(dbname: str, *, role: str = "owner") -> None:
         sys.exit(
             "DATABASE_SUPERUSER_URL is needed to create the benchmark database (embedded mode provides it)."
         )
-    import dj_database_url
-    import psycopg
+    from parley.dbroles import bootstrap_database, dsn_from_url
 
-    from parley.dbroles import bootstrap_database
-
-    su = dj_database_url.parse(superuser)
-    dsn = psycopg.conninfo.make_conninfo(
-        dbname=su["NAME"],
-        user=su["USER"],
-        host=su["HOST"] or None,
-        port=su["PORT"] or None,
-        password=su["PASSWORD"] or None,
-    )
+    dsn = dsn_from_url(superuser)
     bootstrap_database(superuser_dsn=dsn, dbname=dbname, recreate=True)
     os.environ["DATABASE_URL"] = _with_db(os.environ["DATABASE_URL"], dbname)
     os.environ["DATABASE_OWNER_URL"] = _with_db(os.environ["DATABASE_OWNER_URL"], dbname)

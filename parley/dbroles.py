@@ -25,6 +25,20 @@ class RoleNames:
     app: str = "parley_app"
 
 
+def dsn_from_url(url: str) -> str:
+    """A libpq connection string from a ``postgres://`` URL (socket hosts included)."""
+    import dj_database_url
+
+    parsed = dj_database_url.parse(url)
+    return psycopg.conninfo.make_conninfo(
+        dbname=parsed["NAME"],
+        user=parsed["USER"],
+        host=parsed["HOST"] or None,
+        port=parsed["PORT"] or None,
+        password=parsed["PASSWORD"] or None,
+    )
+
+
 def _role_exists(cur: psycopg.Cursor, name: str) -> bool:
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
     return cur.fetchone() is not None

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django_tenants.utils import schema_context, tenant_context
 
-from parley.dbroles import RoleNames, bootstrap_database
+from parley.dbroles import RoleNames, bootstrap_database, dsn_from_url
 from tests import support
 
 
@@ -55,17 +55,7 @@ def django_db_setup(django_db_blocker):
         )
     with django_db_blocker.unblock():
         if superuser:
-            import dj_database_url
-            import psycopg
-
-            su = dj_database_url.parse(superuser)
-            dsn = psycopg.conninfo.make_conninfo(
-                dbname=su["NAME"],
-                user=su["USER"],
-                host=su["HOST"] or None,
-                port=su["PORT"] or None,
-                password=su["PASSWORD"] or None,
-            )
+            dsn = dsn_from_url(superuser)
             bootstrap_database(
                 superuser_dsn=dsn,
                 dbname=dbname,
