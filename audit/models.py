@@ -5,6 +5,8 @@ from __future__ import annotations
 import pgtrigger
 from django.db import models
 
+from audit.hashing import CONTENT_FIELDS
+
 GENESIS_HASH = "0" * 64
 
 
@@ -23,21 +25,8 @@ class Outcome(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-_CONTENT_COLUMNS = (
-    "occurred_at",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "action",
-    "target_type",
-    "target_id",
-    "outcome",
-    "ip",
-    "user_agent",
-    "request_id",
-    "details",
-    "content_hash",
-)
+# Everything an event says; sealing may never change it.
+_CONTENT_COLUMNS = ("occurred_at", *CONTENT_FIELDS, "content_hash")
 # Before UPDATE or DELETE: the only change ever allowed is sealing an unsealed
 # event (setting seq, prev_hash and hash once); content never changes.
 _SEAL_ONLY = (
