@@ -123,11 +123,9 @@ def seal(*, schema: str | None = None, max_rows: int = 10_000) -> int:
     Runs in the current transaction if there is one (tests, the sealing task),
     otherwise as its own short transaction.
     """
-    from django_tenants.utils import schema_context
-
     schema = schema or connection.schema_name
-    with schema_context(schema), connection.cursor() as cursor:
-        cursor.execute("SELECT audit_seal(%s)", [max_rows])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT public.audit_seal(%s, %s)", [schema, max_rows])
         return cursor.fetchone()[0]
 
 

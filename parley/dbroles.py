@@ -139,8 +139,9 @@ def grant_app_access(cursor, *, schema: str, app_role: str) -> None:
 
 
 # Append-only tables: the app role may read and insert, never change or remove.
+# (Audit events get their seq and hashes from audit_seal(), a SECURITY DEFINER
+# function owned by the owner role: the app role needs no UPDATE for that.)
 APPEND_ONLY_TABLES = ("audit_auditevent", "tenants_auditanchor")
-SEALABLE_COLUMNS = {"audit_auditevent": ("seq", "prev_hash", "hash")}
 
 
 def revoke_append_only(cursor, *, schema: str, app_role: str) -> None:
@@ -157,13 +158,3 @@ def revoke_append_only(cursor, *, schema: str, app_role: str) -> None:
                 sql.Identifier(schema), sql.Identifier(table), app
             )
         )
-        if table in SEALABLE_COLUMNS:
-            # Sealing sets these once on an unsealed event; the trigger refuses anything else.
-            cursor.execute(
-                sql.SQL("GRANT UPDATE ({}) ON {}.{} TO {}").format(
-                    sql.SQL(", ").join(sql.Identifier(c) for c in SEALABLE_COLUMNS[table]),
-                    sql.Identifier(schema),
-                    sql.Identifier(table),
-                    app,
-                )
-            )

@@ -1,4 +1,4 @@
-"""audit_seal(): chain the unsealed events of this schema, oldest first.
+"""audit_seal(schema): chain the unsealed events of a schema, oldest first.
 
 It takes the chain's advisory lock (class 0x41554454 "AUDT", key: hash of the
 schema), reads the head with a fresh snapshot, and gives each unsealed event,
@@ -15,8 +15,13 @@ can chain many events.
 from django.db import migrations
 
 CREATE = r"""
-CREATE OR REPLACE FUNCTION audit_seal(max_rows integer DEFAULT 10000) RETURNS integer
-LANGUAGE plpgsql VOLATILE AS $fn$
+CREATE OR REPLACE FUNCTION audit_seal(p_schema text, max_rows integer DEFAULT 10000) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+-- Runs with the owner's rights: the app role has no UPDATE on the audit table
+-- at all; this function is the one way an event gets its seq and hashes. A
+-- fixed search_path keeps the caller's path out.
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $fn$
 DECLARE
     head_seq bigint;
     head_hash text;
@@ -24,7 +29,14 @@ DECLARE
     link text;
     sealed integer := 0;
 BEGIN
-    PERFORM pg_advisory_xact_lock(1096107092, hashtext(current_schema()));
+    IF to_regclass(format('%I.audit_auditevent', p_schema)) IS NULL THEN
+        RAISE EXCEPTION 'no audit table in schema %', p_schema;
+    END IF;
+    PERFORM pg_advisory_xact_lock(1096107092, hashtext(p_schema));
+    -- Statements below name the table without a schema: the path is set here
+    -- (built-ins first, so nothing in the schema can stand in for them), and
+    -- restored when the function returns. Static SQL keeps cached plans.
+    PERFORM set_config('search_path', 'pg_catalog, ' || quote_ident(p_schema), true);
     SELECT a.seq, a.hash INTO head_seq, head_hash
       FROM audit_auditevent a WHERE a.seq IS NOT NULL ORDER BY a.seq DESC LIMIT 1;
     head_seq := coalesce(head_seq, 0);
@@ -64,13 +76,13 @@ BEGIN
     VALUES (p_occurred_at, p_actor_kind, p_actor_id, p_actor_name, p_action, p_target_type, p_target_id,
             p_outcome, p_ip, p_user_agent, p_request_id, p_details, p_content_hash)
     RETURNING id INTO new_id;
-    PERFORM audit_seal(10000);
+    PERFORM audit_seal(current_schema(), 10000);
     RETURN new_id;
 END
 $fn$;
 """
 
-DROP = "DROP FUNCTION IF EXISTS audit_seal(integer);"
+DROP = "DROP FUNCTION IF EXISTS audit_seal(text, integer);"
 DROP_RECORD = (
     "DROP FUNCTION IF EXISTS audit_record_sealed(timestamptz, text, text, text, text, text, text, text, "
     "inet, text, text, jsonb, text);"
