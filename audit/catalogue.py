@@ -28,6 +28,13 @@ ACTIONS: dict[str, str] = {
     "audit.sink.created": "A SIEM sink was configured.",
     "audit.sink.updated": "A SIEM sink was changed.",
     "audit.sink.deleted": "A SIEM sink was removed.",
+    # keyring and credentials
+    "key.rotated": "A tenant data-encryption key was rotated.",
+    "credential.set": "A connector credential was stored.",
+    "credential.replaced": "A connector credential's secret was replaced (rotated).",
+    "credential.deleted": "A connector credential was deleted.",
+    "credential.used": "A connector credential was decrypted for one use.",
+    "tenant.offboarded": "A tenant was offboarded and its keys destroyed.",
     # access control
     "access.denied": "A request was refused (403).",
 }

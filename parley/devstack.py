@@ -181,6 +181,7 @@ def up() -> dict[str, str]:
     if not os.environ.get("REDIS_URL"):
         env.update(start_redis())
     env.setdefault("PARLEY_AUDIT_SIGNING_KEY_FILE", str(ensure_signing_key()))
+    env.setdefault("PARLEY_LOCAL_KEK_FILE", str(ensure_local_kek()))
     lines = ["# written by parley.devstack; safe to delete (it is rewritten on start)"]
     lines += [f"{k}={v}" for k, v in sorted(env.items())]
     services_env_path().write_text("\n".join(lines) + "\n")
@@ -201,6 +202,18 @@ def ensure_signing_key() -> Path:
             serialization.NoEncryption(),
         )
         path.write_bytes(pem)
+        path.chmod(0o600)
+    return path
+
+
+def ensure_local_kek() -> Path:
+    """A development key-encryption key (256 bits, hex) for the local keyring provider."""
+    import secrets
+
+    path = state_dir() / "secrets" / "local-kek"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return path
 

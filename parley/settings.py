@@ -103,6 +103,7 @@ TENANT_APPS = [
     "guardian",
     "rest_framework_simplejwt.token_blacklist",
     "audit",
+    "connectors",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -321,6 +322,31 @@ PARLEY_AUDIT_PAGE_SIZE = 50
 # Outbound calls (SIEM sinks, later connectors) may reach private addresses only outside production.
 PARLEY_OUTBOUND_ALLOW_PRIVATE = env_bool("PARLEY_OUTBOUND_ALLOW_PRIVATE", default=not PRODUCTION)
 PARLEY_AUDIT_FORWARD_BATCH = env_int("PARLEY_AUDIT_FORWARD_BATCH", 500, minimum=1, maximum=10_000)
+
+# --- keyring (envelope encryption) -------------------------------------------------------------
+
+PARLEY_KEK_PROVIDER = env_str("PARLEY_KEK_PROVIDER", "local", choices=("local", "vault"))
+PARLEY_LOCAL_KEK = env_secret("PARLEY_LOCAL_KEK") or (
+    None
+    if PRODUCTION or not _services.get("PARLEY_LOCAL_KEK_FILE")
+    else Path(_services["PARLEY_LOCAL_KEK_FILE"]).read_text().strip()
+)
+PARLEY_VAULT_ADDR = env_str("PARLEY_VAULT_ADDR", "http://127.0.0.1:8200")
+PARLEY_VAULT_TOKEN = env_secret("PARLEY_VAULT_TOKEN") or ""
+PARLEY_VAULT_TRANSIT_MOUNT = env_str("PARLEY_VAULT_TRANSIT_MOUNT", "transit")
+PARLEY_VAULT_TRANSIT_KEY = env_str("PARLEY_VAULT_TRANSIT_KEY", "parley-kek")
+PARLEY_VAULT_CA_FILE = env_str("PARLEY_VAULT_CA_FILE", "")
+if PRODUCTION and PARLEY_KEK_PROVIDER == "local" and not PARLEY_LOCAL_KEK:
+    raise ImproperlyConfigured(
+        "PARLEY_LOCAL_KEK (or _FILE) must be set in production with the local KEK provider."
+    )
+if PRODUCTION and PARLEY_KEK_PROVIDER == "vault" and not PARLEY_VAULT_TOKEN:
+    raise ImproperlyConfigured(
+        "PARLEY_VAULT_TOKEN (or _FILE) must be set in production with the vault KEK provider."
+    )
+PARLEY_CREDENTIAL_ROTATION_DAYS = env_int(
+    "PARLEY_CREDENTIAL_ROTATION_DAYS", 90, minimum=1, maximum=3650
+)
 
 # --- static files -------------------------------------------------------------------------------
 

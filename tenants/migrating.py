@@ -66,6 +66,17 @@ def ensure_platform_rows() -> None:
     )
 
 
+def _ensure_tenant_keys(schemas: list[str]) -> None:
+    """Tenants created before the keyring existed get their keys."""
+    from parley.keyring.keys import ensure_keys
+    from parley.models import WrappedKey
+
+    with_keys = set(WrappedKey.objects.filter(state="active").values_list("schema_name", flat=True))
+    for schema in schemas:
+        if schema not in with_keys:
+            ensure_keys(schema)
+
+
 def migrate_all(*, log: Callable[[str], None] = print, verbosity: int = 0) -> dict:
     if settings.PARLEY_DB_ROLE != "owner":
         raise RuntimeError("Migrations need the owner role: run with PARLEY_DB_ROLE=owner.")
@@ -111,5 +122,6 @@ def migrate_all(*, log: Callable[[str], None] = print, verbosity: int = 0) -> di
             verbosity=verbosity,
         )
     result["tenants_migrated"] = len(behind)
+    _ensure_tenant_keys(schemas)
     connection.set_schema_to_public()
     return result

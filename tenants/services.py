@@ -167,6 +167,9 @@ def tenant_provision(*, tenant: Tenant, actor: Actor | None = None) -> Provision
         connection.set_schema_to_public()
         if not schema_exists(tenant.schema_name):
             clone_from_template(tenant.schema_name)
+        from parley.keyring.keys import ensure_keys
+
+        ensure_keys(tenant.schema_name)
         owner_created, invite_url = _ensure_owner(tenant)
         seconds = time.perf_counter() - started
         if tenant.status in (Tenant.Status.PROVISIONING, Tenant.Status.FAILED):

@@ -428,6 +428,7 @@ def _settings_value(parley_env: str, expression: str) -> str:
         PARLEY_ENV=parley_env,
         PARLEY_SECRET_KEY=secrets.token_urlsafe(50),
         PARLEY_AUDIT_SIGNING_KEY=_signing_key_pem(),
+        PARLEY_LOCAL_KEK="cd" * 32,
         DATABASE_URL="postgres://parley_app@db.invalid:5432/parley",
         REDIS_URL="redis://redis.invalid:6379/0",
         DJANGO_SETTINGS_MODULE="parley.settings",

@@ -68,6 +68,7 @@ def _production(**extra: str) -> dict[str, str]:
         "DATABASE_URL": "postgres://parley_app@db.invalid:5432/parley",
         "REDIS_URL": "redis://redis.invalid:6379/0",
         "PARLEY_AUDIT_SIGNING_KEY": SIGNING_KEY,
+        "PARLEY_LOCAL_KEK": "ab" * 32,
     }
     environment.update(extra)
     return environment
@@ -110,6 +111,14 @@ def test_it_refuses_to_start_in_production_without_an_audit_signing_key():
     result = _manage(environment, "check")
     assert result.returncode != 0
     assert "PARLEY_AUDIT_SIGNING_KEY (or _FILE) must be set in production" in result.stderr
+
+
+def test_it_refuses_to_start_in_production_without_a_kek():
+    environment = _production(PARLEY_SECRET_KEY=STRONG_SECRET)
+    del environment["PARLEY_LOCAL_KEK"]
+    result = _manage(environment, "check")
+    assert result.returncode != 0
+    assert "PARLEY_LOCAL_KEK (or _FILE) must be set in production" in result.stderr
 
 
 def test_it_refuses_to_start_in_production_without_a_database_url():

@@ -1,0 +1,51 @@
+"""Connector credentials, kept encrypted and write-only."""
+
+from __future__ import annotations
+
+from django.db import connection, models
+
+
+class Credential(models.Model):
+    """A secret a connector uses (API key, token, webhook secret).
+
+    The secret is encrypted with the tenant's credential key, bound to this
+    row; no API or page ever returns it, only its last four characters. It is
+    decrypted only by :func:`connectors.services.credential_use`, which audits
+    each use.
+    """
+
+    class Kind(models.TextChoices):
+        API_KEY = "api_key", "API key"
+        ACCESS_TOKEN = "access_token", "Access token"
+        WEBHOOK_SECRET = "webhook_secret", "Webhook signing secret"
+        PASSWORD = "password", "Password"
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.SlugField(max_length=60, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    connector = models.CharField(
+        max_length=40, help_text="which connector uses it, e.g. whatsapp, hubspot"
+    )
+    secret_ct = models.BinaryField()
+    last4 = models.CharField(max_length=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField()
+    rotation_due_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    use_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def allocate_pk(self) -> int:
+        """The ciphertext is bound to the row id, so the id comes first."""
+        if self.pk is None:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT nextval(pg_get_serial_sequence('connectors_credential', 'id'))"
+                )
+                self.pk = cursor.fetchone()[0]
+        return self.pk

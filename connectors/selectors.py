@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.http import Http404
+from django.utils import timezone
+
+from connectors.models import Credential
+
+
+def credential_list():
+    return Credential.objects.defer("secret_ct").order_by("name")
+
+
+def credential_get(*, credential_id: int) -> Credential:
+    credential = Credential.objects.filter(pk=credential_id).first()
+    if credential is None:
+        raise Http404("No such credential.")
+    return credential
+
+
+def credentials_due(days_ahead: int = 14):
+    """Credentials whose rotation is due within ``days_ahead`` days (or overdue)."""
+    return (
+        Credential.objects.defer("secret_ct")
+        .filter(rotation_due_at__lte=timezone.now() + timezone.timedelta(days=days_ahead))
+        .order_by("rotation_due_at")
+    )

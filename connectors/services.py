@@ -1,0 +1,149 @@
+"""Credential vault: set, replace, test, use, delete. The secret is written, never read back."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from audit.context import Actor
+from audit.services import record
+from connectors.models import Credential
+from parley.keyring import fields
+
+TABLE, COLUMN, PURPOSE = "connectors_credential", "secret", "credential"
+CONNECTOR_RE = re.compile(r"^[a-z][a-z0-9_-]{1,39}$")
+MAX_SECRET = 4096
+
+
+def _clean_secret(secret: str) -> str:
+    if not isinstance(secret, str) or not secret.strip():
+        raise ValidationError({"secret": "The secret is empty."}, code="empty_secret")
+    if len(secret) > MAX_SECRET:
+        raise ValidationError(
+            {"secret": f"The secret is longer than {MAX_SECRET} characters."}, code="too_long"
+        )
+    if "\x00" in secret:
+        raise ValidationError(
+            {"secret": "The secret contains a NUL character."}, code="invalid_secret"
+        )
+    return secret
+
+
+def _seal(credential: Credential, secret: str) -> None:
+    credential.allocate_pk()
+    credential.secret_ct = fields.encrypt(
+        secret,
+        schema=connection.schema_name,
+        table=TABLE,
+        column=COLUMN,
+        pk=credential.pk,
+        purpose=PURPOSE,
+    )
+    credential.last4 = secret[-4:] if len(secret) >= 8 else ""
+    now = timezone.now()
+    credential.rotated_at = now
+    credential.rotation_due_at = now + timedelta(days=settings.PARLEY_CREDENTIAL_ROTATION_DAYS)
+
+
+def _details(credential: Credential) -> dict:
+    return {"name": credential.name, "kind": credential.kind, "connector": credential.connector}
+
+
+def credential_set(
+    *, name: str, kind: str, connector: str, secret: str, actor: Actor | None = None
+) -> Credential:
+    """Store a new credential (``credential.set``)."""
+    errors = {}
+    if kind not in Credential.Kind.values:
+        errors["kind"] = f"Unknown kind {kind!r}."
+    if not CONNECTOR_RE.match(connector or ""):
+        errors["connector"] = "Use 2-40 lowercase letters, digits, '-' or '_' (e.g. whatsapp)."
+    if Credential.objects.filter(name=name).exists():
+        errors["name"] = f"A credential named {name!r} exists: replace its secret instead."
+    if errors:
+        raise ValidationError(errors)
+    secret = _clean_secret(secret)
+    credential = Credential(name=name, kind=kind, connector=connector)
+    credential.full_clean(exclude=["secret_ct", "last4", "rotated_at", "rotation_due_at"])
+    with transaction.atomic():
+        _seal(credential, secret)
+        credential.save(force_insert=True)
+        record(
+            "credential.set",
+            actor=actor,
+            target_type="credential",
+            target_id=credential.pk,
+            details=_details(credential),
+        )
+    return credential
+
+
+def credential_replace(
+    *, credential: Credential, secret: str, actor: Actor | None = None
+) -> Credential:
+    """Rotate a credential's secret (``credential.replaced``); resets the rotation due date."""
+    secret = _clean_secret(secret)
+    with transaction.atomic():
+        _seal(credential, secret)
+        credential.save(update_fields=["secret_ct", "last4", "rotated_at", "rotation_due_at"])
+        record(
+            "credential.replaced",
+            actor=actor,
+            target_type="credential",
+            target_id=credential.pk,
+            details=_details(credential),
+        )
+    return credential
+
+
+def credential_delete(*, credential: Credential, actor: Actor | None = None) -> None:
+    with transaction.atomic():
+        record(
+            "credential.deleted",
+            actor=actor,
+            target_type="credential",
+            target_id=credential.pk,
+            details=_details(credential),
+        )
+        credential.delete()
+
+
+def credential_use(*, credential: Credential, purpose: str, actor: Actor | None = None) -> str:
+    """Decrypt the secret for one use by ``purpose`` (audited ``credential.used``).
+
+    The only code path that decrypts a credential. Callers use the value for
+    the call at hand and drop it; it is never logged, stored or returned to a
+    client.
+    """
+    plaintext = fields.decrypt(
+        credential.secret_ct,
+        schema=connection.schema_name,
+        table=TABLE,
+        column=COLUMN,
+        pk=credential.pk,
+        purpose=PURPOSE,
+    ).decode()
+    with transaction.atomic():
+        Credential.objects.filter(pk=credential.pk).update(
+            last_used_at=timezone.now(), use_count=F("use_count") + 1
+        )
+        record(
+            "credential.used",
+            actor=actor,
+            target_type="credential",
+            target_id=credential.pk,
+            details={**_details(credential), "purpose": purpose[:80]},
+        )
+    return plaintext
+
+
+def credential_test(*, credential: Credential, actor: Actor | None = None) -> bool:
+    """Check that the stored secret decrypts with this tenant's key (connector-specific
+    connection tests come with each connector)."""
+    return bool(credential_use(credential=credential, purpose="test", actor=actor))

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from connectors import views
+
+app_name = "connectors"
+
+urlpatterns = [
+    path("connectors/credentials/", views.credential_list, name="credentials"),
+    path(
+        "connectors/credentials/<int:credential_id>/replace/",
+        views.credential_replace,
+        name="credential_replace",
+    ),
+    path(
+        "connectors/credentials/<int:credential_id>/test/",
+        views.credential_test,
+        name="credential_test",
+    ),
+    path(
+        "connectors/credentials/<int:credential_id>/delete/",
+        views.credential_delete,
+        name="credential_delete",
+    ),
+]
