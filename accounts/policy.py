@@ -27,6 +27,7 @@ class Perm(models.TextChoices):
     FLOWS_EDIT = "flows.edit", "Build, test and publish bot flows"
     AUDIT_VIEW = "audit.view", "Read and export the audit trail"
     CONNECTORS_MANAGE = "connectors.manage", "Add, rotate and test connector credentials"
+    KEYS_ROTATE = "keys.rotate", "Rotate the workspace's encryption keys"
 
 
 # Rank orders roles for "cannot grant a role above your own".

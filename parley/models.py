@@ -51,3 +51,44 @@ class WrappedKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schema_name}/{self.purpose}/v{self.version} ({self.state})"
+
+
+class RekeyJob(models.Model):
+    """Re-encryption of one tenant's rows after a key rotation, resumable.
+
+    The task works through each registered column in primary-key order and
+    records the last key it finished, so a run that was killed continues
+    where it stopped.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    id = models.BigAutoField(primary_key=True)
+    schema_name = models.CharField(max_length=63)
+    purpose = models.CharField(max_length=16)
+    target_version = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    column_index = models.PositiveIntegerField(default=0)
+    last_pk = models.BigIntegerField(default=0)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"rekey {self.schema_name}/{self.purpose} → v{self.target_version} ({self.state})"
+
+    @property
+    def percent(self) -> int:
+        return (
+            100 if self.rows_total == 0 else min(100, round(100 * self.rows_done / self.rows_total))
+        )

@@ -344,6 +344,7 @@ if PRODUCTION and PARLEY_KEK_PROVIDER == "vault" and not PARLEY_VAULT_TOKEN:
     raise ImproperlyConfigured(
         "PARLEY_VAULT_TOKEN (or _FILE) must be set in production with the vault KEK provider."
     )
+PARLEY_REKEY_BATCH = env_int("PARLEY_REKEY_BATCH", 200, minimum=1, maximum=10_000)
 PARLEY_CREDENTIAL_ROTATION_DAYS = env_int(
     "PARLEY_CREDENTIAL_ROTATION_DAYS", 90, minimum=1, maximum=3650
 )

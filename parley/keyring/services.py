@@ -1,0 +1,29 @@
+"""Keyring actions taken by people (audited)."""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+
+from audit.context import Actor
+from audit.services import record
+from parley.keyring.rekey import rotate_and_schedule
+from parley.models import RekeyJob
+
+
+def keys_rotate(*, actor: Actor | None = None) -> list[RekeyJob]:
+    """Rotate the current tenant's data and credential keys; re-encrypt in the background."""
+    from parley.tasks import rekey
+
+    schema = connection.schema_name
+    with transaction.atomic():
+        jobs = rotate_and_schedule(schema=schema)
+        record(
+            "key.rotated",
+            actor=actor,
+            target_type="keyring",
+            target_id=schema,
+            details={"versions": {job.purpose: job.target_version for job in jobs}},
+        )
+        ids = [job.pk for job in jobs]
+        transaction.on_commit(lambda: [rekey.delay(job_id) for job_id in ids])
+    return jobs

@@ -1,0 +1,168 @@
+"""Key rotation: re-encryption while writes continue, and after a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from django.db import connection, connections
+from django_tenants.utils import tenant_context
+
+from connectors.models import Credential
+from connectors.services import credential_set, credential_use
+from parley.keyring import fields, keys
+from parley.keyring.rekey import rows_on_older_keys, run
+from parley.keyring.services import keys_rotate
+from parley.models import RekeyJob, WrappedKey
+from tenants.models import Tenant
+from tests import support
+
+
+def _all_readable(tenant) -> list[str]:
+    with tenant_context(tenant):
+        return [
+            credential_use(credential=c, purpose="check") for c in Credential.objects.order_by("pk")
+        ]
+
+
+def _cleanup(tenant, prefix: str) -> None:
+    with tenant_context(tenant):
+        Credential.objects.filter(name__startswith=prefix).delete()
+
+
+@pytest.mark.django_db
+def test_it_rotates_and_reencrypts_inline(acme):
+    with tenant_context(acme):
+        for i in range(5):
+            credential_set(
+                name=f"inline-{i}", kind="api_key", connector="hubspot", secret=f"secret-{i}-abcdef"
+            )
+        jobs = keys_rotate()
+        job = next(j for j in jobs if j.purpose == "credential")
+        assert job.rows_total == 5
+        done = run(job.pk, batch=2)
+        assert done.state == RekeyJob.State.DONE and done.rows_done == 5 and done.percent == 100
+        assert rows_on_older_keys(acme.schema_name, "credential", job.target_version) == 0
+        versions = {fields.key_version_of(bytes(c.secret_ct)) for c in Credential.objects.all()}
+        assert versions == {job.target_version}
+        assert sorted(
+            credential_use(credential=c, purpose="t") for c in Credential.objects.all()
+        ) == [f"secret-{i}-abcdef" for i in range(5)]
+        old = WrappedKey.objects.get(
+            schema_name=acme.schema_name, purpose="credential", version=job.target_version - 1
+        )
+        assert old.state == WrappedKey.State.DESTROYED and old.wrapped == ""
+
+
+@pytest.mark.slow
+def test_it_reencrypts_while_writes_continue(django_db_blocker):
+    with django_db_blocker.unblock():
+        connection.set_schema_to_public()
+        tenant = Tenant.objects.get(slug="globex")
+        try:
+            with tenant_context(tenant):
+                for i in range(60):
+                    credential_set(
+                        name=f"live-{i}",
+                        kind="api_key",
+                        connector="hubspot",
+                        secret=f"live-secret-{i}",
+                    )
+                jobs = keys_rotate()
+            job = next(j for j in jobs if j.purpose == "credential")
+            stop, errors = threading.Event(), []
+
+            def writer() -> None:
+                try:
+                    connection.set_tenant(tenant)
+                    n = 0
+                    while not stop.is_set():
+                        credential = Credential.objects.get(name=f"live-{n % 60}")
+                        from connectors.services import credential_replace
+
+                        credential_replace(
+                            credential=credential, secret=f"live-secret-{n % 60}-r{n}"
+                        )
+                        credential_set(
+                            name=f"live-new-{n}",
+                            kind="api_key",
+                            connector="hubspot",
+                            secret=f"new-{n}-xyz",
+                        )
+                        n += 1
+                except BaseException as exc:
+                    errors.append(exc)
+                finally:
+                    connections.close_all()
+
+            thread = threading.Thread(target=writer)
+            thread.start()
+            connection.set_schema_to_public()
+            while run(job.pk, batch=7, max_batches=1).state != RekeyJob.State.DONE:
+                time.sleep(0.01)
+            stop.set()
+            thread.join()
+            assert errors == []
+            readable = _all_readable(tenant)
+            assert len(readable) >= 60 and all(readable)
+            connection.set_schema_to_public()
+            # Whatever landed after the job passed by was caught by the follow-up check.
+            for follow_up in RekeyJob.objects.filter(
+                schema_name=tenant.schema_name, state=RekeyJob.State.PENDING
+            ):
+                run(follow_up.pk)
+            assert rows_on_older_keys(tenant.schema_name, "credential", job.target_version) == 0
+        finally:
+            _cleanup(tenant, "live-")
+
+
+@pytest.mark.slow
+def test_it_resumes_reencryption_after_the_worker_is_killed(django_db_blocker):
+    with django_db_blocker.unblock():
+        connection.set_schema_to_public()
+        tenant = Tenant.objects.get(slug="globex")
+        worker = None
+        try:
+            with tenant_context(tenant):
+                for i in range(150):
+                    credential_set(
+                        name=f"kill-{i}",
+                        kind="api_key",
+                        connector="hubspot",
+                        secret=f"kill-secret-{i}",
+                    )
+            worker = support.Worker("default", extra_env={"PARLEY_REKEY_BATCH": "3"}).start()
+            with tenant_context(tenant):
+                jobs = keys_rotate()  # enqueues the rekey tasks on commit
+            job = next(j for j in jobs if j.purpose == "credential")
+            deadline = time.monotonic() + 60
+            while RekeyJob.objects.get(pk=job.pk).rows_done < 15 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            os.kill(worker.proc.pid, signal.SIGKILL)  # no warm shutdown: killed mid-run
+            worker.proc.wait()
+            killed_at = RekeyJob.objects.get(pk=job.pk)
+            assert killed_at.state != RekeyJob.State.DONE and killed_at.rows_done >= 15
+
+            worker = support.Worker("default", extra_env={"PARLEY_REKEY_BATCH": "50"}).start()
+            from parley.tasks import resume_rekeys
+
+            assert resume_rekeys.delay(0).get(timeout=30) >= 1
+            deadline = time.monotonic() + 90
+            while (
+                RekeyJob.objects.get(pk=job.pk).state != RekeyJob.State.DONE
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
+            finished = RekeyJob.objects.get(pk=job.pk)
+            assert finished.state == RekeyJob.State.DONE, worker.log.read_text()[-2000:]
+            assert rows_on_older_keys(tenant.schema_name, "credential", job.target_version) == 0
+            keys.forget_cached()
+            assert all(_all_readable(tenant))
+        finally:
+            if worker:
+                worker.stop()
+            connection.set_schema_to_public()
+            _cleanup(tenant, "kill-")
