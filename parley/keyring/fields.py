@@ -31,6 +31,18 @@ def _aad(schema: str, table: str, column: str, pk: int | str) -> bytes:
     return f"{schema}|{table}|{column}|{pk}".encode()
 
 
+_aead_cache: dict[bytes, AESGCM] = {}
+
+
+def _aead(key: bytes) -> AESGCM:
+    aead = _aead_cache.get(key)
+    if aead is None:
+        if len(_aead_cache) > 256:
+            _aead_cache.clear()
+        aead = _aead_cache[key] = AESGCM(key)
+    return aead
+
+
 def encrypt(
     plaintext: str | bytes,
     *,
@@ -45,7 +57,7 @@ def encrypt(
     data = plaintext.encode() if isinstance(plaintext, str) else plaintext
     version, key = keys.active_key(schema, purpose)
     nonce = os.urandom(12)
-    sealed = AESGCM(key).encrypt(nonce, data, _aad(schema, table, column, pk))
+    sealed = _aead(key).encrypt(nonce, data, _aad(schema, table, column, pk))
     return bytes([FORMAT]) + struct.pack(">I", version) + nonce + sealed
 
 
@@ -56,11 +68,11 @@ def key_version_of(ciphertext: bytes) -> int:
 def decrypt(
     ciphertext: bytes, *, schema: str, table: str, column: str, pk: int | str, purpose: str = "data"
 ) -> bytes:
-    ciphertext = bytes(ciphertext)
-    where = f"{schema}.{table}.{column}#{pk}"
+    if not isinstance(ciphertext, bytes):
+        ciphertext = bytes(ciphertext)
     if len(ciphertext) < 1 + 4 + 12 + 16 or ciphertext[0] != FORMAT:
-        raise DecryptionError(f"{where}: not a Parley ciphertext")
-    version = key_version_of(ciphertext)
+        raise DecryptionError(f"{schema}.{table}.{column}#{pk}: not a Parley ciphertext")
+    version = int.from_bytes(ciphertext[1:5], "big")
     key = keys.key_for_version(schema, purpose, version)
     try:
         return AESGCM(key).decrypt(
@@ -68,7 +80,7 @@ def decrypt(
         )
     except InvalidTag:
         raise DecryptionError(
-            f"{where}: the ciphertext does not belong to this tenant, table, column and row, or was altered"
+            f"{schema}.{table}.{column}#{pk}: the ciphertext does not belong to this tenant, table, column and row, or was altered"
         ) from None
 
 

@@ -14,7 +14,12 @@ from parley.models import WrappedKey
 
 Purpose = WrappedKey.Purpose
 _CACHE_SECONDS = 300
+# Which version is active, per (schema, purpose): re-read at most every few
+# seconds. A write that still uses the previous version right after a rotation
+# is caught by the re-encryption job's final check (rows_on_older_keys).
+_ACTIVE_SECONDS = 5
 _cache: dict[tuple[str, str, int], tuple[bytes, float]] = {}
+_active: dict[tuple[str, str], tuple[int, float]] = {}
 _lock = threading.Lock()
 
 
@@ -72,7 +77,7 @@ def _cached(schema: str, purpose: str, version: int) -> bytes | None:
     return None
 
 
-def _remember(schema: str, purpose: str, version: int, key: bytes) -> None:
+def _remember(schema: str, purpose: str, version: int, key: bytes, *, active: bool = False) -> None:
     """Cache an unwrapped key, but only keys that are committed: a key read or
     created inside a transaction that later rolls back must not outlive it
     (its version number would be reused by the next key)."""
@@ -81,6 +86,8 @@ def _remember(schema: str, purpose: str, version: int, key: bytes) -> None:
     def store() -> None:
         with _lock:
             _cache[(schema, purpose, version)] = (key, time.monotonic() + _CACHE_SECONDS)
+            if active:
+                _active[(schema, purpose)] = (version, time.monotonic() + _ACTIVE_SECONDS)
 
     if connection.in_atomic_block:
         transaction.on_commit(store)
@@ -89,6 +96,11 @@ def _remember(schema: str, purpose: str, version: int, key: bytes) -> None:
 
 
 def active_key(schema: str, purpose: str) -> tuple[int, bytes]:
+    entry = _active.get((schema, purpose))
+    if entry and entry[1] > time.monotonic():
+        key = _cached(schema, purpose, entry[0])
+        if key is not None:
+            return entry[0], key
     row = WrappedKey.objects.filter(
         schema_name=schema, purpose=purpose, state=WrappedKey.State.ACTIVE
     ).first()
@@ -97,7 +109,7 @@ def active_key(schema: str, purpose: str) -> tuple[int, bytes]:
     key = _cached(schema, purpose, row.version)
     if key is None:
         key = _unwrap(row)
-        _remember(schema, purpose, row.version, key)
+    _remember(schema, purpose, row.version, key, active=True)
     return row.version, key
 
 
@@ -117,6 +129,8 @@ def forget_cached(schema: str | None = None) -> None:
     with _lock:
         for cache_key in [k for k in _cache if schema is None or k[0] == schema]:
             del _cache[cache_key]
+        for active_key_ in [k for k in _active if schema is None or k[0] == schema]:
+            del _active[active_key_]
 
 
 def rotate(schema: str, purpose: str) -> WrappedKey:
@@ -135,6 +149,8 @@ def rotate(schema: str, purpose: str) -> WrappedKey:
         if current:
             current.state, current.retired_at = WrappedKey.State.RETIRED, timezone.now()
             current.save(update_fields=["state", "retired_at"])
+        with _lock:
+            _active.pop((schema, purpose), None)
         return _create(schema, purpose, (latest.version + 1) if latest else 1)
 
 
