@@ -87,8 +87,8 @@ def main() -> int:
             text = f"{i}: {body}"[:1024]
             rows.append((i, text, fields.encrypt(text, pk=i, **where)))
         cursor.executemany(
-            f"INSERT INTO {schema}.bench_message (id, body, body_ct) VALUES (%s, %s, %s)",
-            rows,  # noqa: S608
+            f"INSERT INTO {schema}.bench_message (id, body, body_ct) VALUES (%s, %s, %s)",  # noqa: S608
+            rows,
         )
 
     def read_plain() -> int:

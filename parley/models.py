@@ -74,6 +74,9 @@ class RekeyJob(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     column_index = models.PositiveIntegerField(default=0)
     last_pk = models.BigIntegerField(default=0)
+    # The highest id of the current column when the job reached it: newer rows
+    # were written with the new key already (the final check catches the rest).
+    stop_pk = models.BigIntegerField(default=0)
     rows_total = models.PositiveIntegerField(default=0)
     rows_done = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=300, blank=True)

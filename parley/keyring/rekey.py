@@ -58,15 +58,17 @@ def run(job_id: int, *, batch: int | None = None, max_batches: int | None = None
     batches = 0
     while job.column_index < len(columns):
         col = columns[job.column_index]
+        if job.stop_pk == 0:
+            job.stop_pk = _max_pk(job.schema_name, col) or -1
         done_in_batch, last = _rekey_batch(job, col, batch)
         if last is None:  # column finished
             job.column_index += 1
-            job.last_pk = 0
+            job.last_pk = job.stop_pk = 0
         else:
             job.last_pk = last
         job.rows_done += done_in_batch
         job.heartbeat_at = timezone.now()
-        job.save(update_fields=["column_index", "last_pk", "rows_done", "heartbeat_at"])
+        job.save(update_fields=["column_index", "last_pk", "stop_pk", "rows_done", "heartbeat_at"])
         batches += 1
         if max_batches is not None and batches >= max_batches and job.column_index < len(columns):
             return job
@@ -75,6 +77,16 @@ def run(job_id: int, *, batch: int | None = None, max_batches: int | None = None
     job.save(update_fields=["state", "finished_at", "rows_done"])
     _retire_unused(job.schema_name, job.purpose, job.target_version)
     return job
+
+
+def _max_pk(schema: str, col: registry.EncryptedColumn) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("SELECT coalesce(max(id), 0) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(col.table)
+            )
+        )
+        return cursor.fetchone()[0]
 
 
 def _rekey_batch(

@@ -73,13 +73,13 @@ def test_it_reencrypts_while_writes_continue(django_db_blocker):
                     )
                 jobs = keys_rotate()
             job = next(j for j in jobs if j.purpose == "credential")
-            stop, errors = threading.Event(), []
+            stop, errors, progress = threading.Event(), [], [0]
 
             def writer() -> None:
                 try:
                     connection.set_tenant(tenant)
                     n = 0
-                    while not stop.is_set():
+                    while not stop.is_set() and n < 2000:
                         credential = Credential.objects.get(name=f"live-{n % 60}")
                         from connectors.services import credential_replace
 
@@ -93,6 +93,8 @@ def test_it_reencrypts_while_writes_continue(django_db_blocker):
                             secret=f"new-{n}-xyz",
                         )
                         n += 1
+                        progress[0] = n
+                        time.sleep(0.02)  # a busy workspace, not a tight loop
                 except BaseException as exc:
                     errors.append(exc)
                 finally:
@@ -101,8 +103,11 @@ def test_it_reencrypts_while_writes_continue(django_db_blocker):
             thread = threading.Thread(target=writer)
             thread.start()
             connection.set_schema_to_public()
+            time.sleep(0.1)  # writes are under way
+            writes_before = progress[0]
             while run(job.pk, batch=7, max_batches=1).state != RekeyJob.State.DONE:
                 time.sleep(0.01)
+            assert progress[0] > writes_before and thread.is_alive()  # writes went on throughout
             stop.set()
             thread.join()
             assert errors == []
