@@ -36,7 +36,12 @@ class ActivatedView(auth_views.PasswordResetCompleteView):
 @login_required
 def home(request):
     perms = [Perm(p) for p in permissions_of(request.user.role)]
-    return render(request, "accounts/home.html", {"permissions": perms})
+    due = 0
+    if Perm.CONNECTORS_MANAGE in perms:
+        from connectors.selectors import credentials_due
+
+        due = credentials_due().count()
+    return render(request, "accounts/home.html", {"permissions": perms, "credentials_due": due})
 
 
 @permission_required(Perm.USERS_VIEW)

@@ -34,7 +34,8 @@ ACTIONS: dict[str, str] = {
     "credential.replaced": "A connector credential's secret was replaced (rotated).",
     "credential.deleted": "A connector credential was deleted.",
     "credential.used": "A connector credential was decrypted for one use.",
-    "tenant.offboarded": "A tenant was offboarded and its keys destroyed.",
+    "tenant.offboarding_scheduled": "A tenant was closed; its schema and keys go when the retention window ends.",
+    "tenant.offboarded": "A tenant's schema was dropped and its keys destroyed (crypto-shredding).",
     # access control
     "access.denied": "A request was refused (403).",
 }

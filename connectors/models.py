@@ -33,6 +33,7 @@ class Credential(models.Model):
     rotation_due_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     use_count = models.PositiveIntegerField(default=0)
+    reminded_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

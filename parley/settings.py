@@ -237,7 +237,10 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Schema creation needs the owner role: it runs on a queue consumed only by a
 # worker started with PARLEY_DB_ROLE=owner.
-CELERY_TASK_ROUTES = {"tenants.tasks.tenant_provision": {"queue": "provisioning"}}
+CELERY_TASK_ROUTES = {
+    "tenants.tasks.tenant_provision": {"queue": "provisioning"},
+    "tenants.tasks.tenant_offboard_execute": {"queue": "provisioning"},
+}
 CELERY_BEAT_SCHEDULER = "parley.beat:ParleyBeatScheduler"
 CELERY_BEAT_SCHEDULE_FILENAME = env_str(
     "PARLEY_BEAT_SCHEDULE_FILE",
@@ -344,6 +347,9 @@ if PRODUCTION and PARLEY_KEK_PROVIDER == "vault" and not PARLEY_VAULT_TOKEN:
     raise ImproperlyConfigured(
         "PARLEY_VAULT_TOKEN (or _FILE) must be set in production with the vault KEK provider."
     )
+PARLEY_OFFBOARD_RETENTION_DAYS = env_int(
+    "PARLEY_OFFBOARD_RETENTION_DAYS", 30, minimum=0, maximum=3650
+)
 PARLEY_REKEY_BATCH = env_int("PARLEY_REKEY_BATCH", 200, minimum=1, maximum=10_000)
 PARLEY_CREDENTIAL_ROTATION_DAYS = env_int(
     "PARLEY_CREDENTIAL_ROTATION_DAYS", 90, minimum=1, maximum=3650

@@ -23,7 +23,11 @@ class TenantStatusMiddleware:
         if tenant is None or tenant.is_public or tenant.status == Tenant.Status.ACTIVE:
             return self.get_response(request)
         path = request.path
-        if tenant.status == Tenant.Status.SUSPENDED:
+        if tenant.status in (
+            Tenant.Status.SUSPENDED,
+            Tenant.Status.OFFBOARDING,
+            Tenant.Status.OFFBOARDED,
+        ):
             if path.startswith("/webhooks/"):
                 return JsonResponse(
                     {"code": "tenant_gone", "detail": "This workspace does not accept events."},

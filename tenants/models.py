@@ -29,6 +29,11 @@ class Tenant(TenantMixin):
         ACTIVE = "active", "Active"
         SUSPENDED = "suspended", "Suspended"
         FAILED = "failed", "Provisioning failed"
+        OFFBOARDING = (
+            "offboarding",
+            "Offboarding (closed, data kept until the retention window ends)",
+        )
+        OFFBOARDED = "offboarded", "Offboarded (schema dropped, keys destroyed)"
 
     id = models.BigAutoField(primary_key=True)
     slug = models.SlugField(max_length=40, unique=True)
@@ -46,6 +51,8 @@ class Tenant(TenantMixin):
     # Filled by the tenant-usage beat task, run inside each tenant's schema.
     usage_users = models.PositiveIntegerField(null=True, blank=True)
     usage_refreshed_at = models.DateTimeField(null=True, blank=True)
+    offboard_after = models.DateTimeField(null=True, blank=True)
+    offboarded_at = models.DateTimeField(null=True, blank=True)
 
     # Schemas are created explicitly by tenants.services (as the owner role),
     # never as a side effect of save() in a web process that runs as the app role.

@@ -335,3 +335,75 @@ def tenant_reactivate(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
         record("tenant.reactivated", actor=actor, target_type="tenant", target_id=tenant.slug)
     tenant.refresh_from_db()
     return tenant
+
+
+def tenant_offboard(
+    *, tenant: Tenant, retention_days: int | None = None, actor: Actor | None = None
+) -> Tenant:
+    """Close a tenant now; its schema and keys are destroyed when the retention
+    window ends (``tenant_offboard_execute``). Nothing is exported."""
+    if tenant.is_public or tenant.is_template:
+        raise ValidationError("The platform itself cannot be offboarded.", code="not_a_tenant")
+    if tenant.status in (Tenant.Status.OFFBOARDING, Tenant.Status.OFFBOARDED):
+        raise ValidationError(
+            "%(slug)s is already being offboarded.",
+            code="offboarding",
+            params={"slug": tenant.slug},
+        )
+    days = settings.PARLEY_OFFBOARD_RETENTION_DAYS if retention_days is None else retention_days
+    if days < 0:
+        raise ValidationError("The retention window cannot be negative.", code="invalid_retention")
+    from datetime import timedelta
+
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(
+            status=Tenant.Status.OFFBOARDING,
+            status_reason=f"offboarding: data destroyed after {days} day(s)",
+            status_changed_at=timezone.now(),
+            offboard_after=timezone.now() + timedelta(days=days),
+        )
+        record(
+            "tenant.offboarding_scheduled",
+            actor=actor,
+            target_type="tenant",
+            target_id=tenant.slug,
+            details={"retention_days": days},
+        )
+    tenant.refresh_from_db()
+    return tenant
+
+
+def tenant_offboard_execute(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
+    """Drop the schema and destroy the tenant's keys (crypto-shredding). Owner role.
+
+    Any copy of the schema made before (a backup) holds only ciphertext whose
+    keys no longer exist anywhere.
+    """
+    from parley.keyring.keys import destroy
+
+    _require_owner_role()
+    if tenant.status != Tenant.Status.OFFBOARDING:
+        raise ValidationError(
+            "Only a tenant being offboarded can be destroyed.", code="not_offboarding"
+        )
+    with transaction.atomic():
+        connection.set_schema_to_public()
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{tenant.schema_name}" CASCADE')
+        destroyed = destroy(tenant.schema_name)
+        Domain.objects.filter(tenant=tenant).delete()
+        Tenant.objects.filter(pk=tenant.pk).update(
+            status=Tenant.Status.OFFBOARDED,
+            offboarded_at=timezone.now(),
+            status_changed_at=timezone.now(),
+            status_reason="offboarded: schema dropped, keys destroyed",
+        )
+        record(
+            "tenant.offboarded",
+            actor=actor,
+            target_type="tenant",
+            target_id=tenant.slug,
+            details={"schema": tenant.schema_name, "keys_destroyed": destroyed},
+        )
+    tenant.refresh_from_db()
+    return tenant

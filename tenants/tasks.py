@@ -65,3 +65,27 @@ def tenant_usage_refresh() -> dict:
     tenant = connection.tenant
     Tenant.objects.filter(pk=tenant.pk).update(usage_users=users, usage_refreshed_at=timezone.now())
     return {"schema": connection.schema_name, "users": users}
+
+
+@app.task(acks_late=True)
+def tenant_offboard_execute(tenant_id: int) -> dict:
+    """Provisioning queue (owner role): drop the schema and destroy the keys."""
+    from tenants.services import tenant_offboard_execute as execute
+
+    tenant = Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.OFFBOARDING).first()
+    if tenant is None:
+        return {"tenant": tenant_id, "skipped": True}
+    execute(tenant=tenant)
+    return {"tenant": tenant_id, "offboarded": True}
+
+
+@app.task
+def offboard_due() -> int:
+    """Beat (public): tenants whose retention window has ended go now."""
+    due = Tenant.objects.filter(
+        status=Tenant.Status.OFFBOARDING, offboard_after__lte=timezone.now()
+    )
+    ids = list(due.values_list("id", flat=True))
+    for tenant_id in ids:
+        tenant_offboard_execute.delay(tenant_id)
+    return len(ids)

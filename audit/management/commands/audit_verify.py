@@ -26,7 +26,13 @@ class Command(BaseCommand):
             schemas = [
                 PUBLIC_SCHEMA,
                 *Tenant.objects.businesses()
-                .exclude(status__in=[Tenant.Status.PROVISIONING, Tenant.Status.FAILED])
+                .exclude(
+                    status__in=[
+                        Tenant.Status.PROVISIONING,
+                        Tenant.Status.FAILED,
+                        Tenant.Status.OFFBOARDED,
+                    ]
+                )
                 .order_by("slug")
                 .values_list("schema_name", flat=True),
             ]

@@ -1,0 +1,51 @@
+"""Credential rotation reminders (beat, daily, in every tenant)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.policy import POLICY, Perm
+from connectors.selectors import credentials_due
+from parley.celery import tenant_task
+
+
+@tenant_task()
+def credential_rotation_reminders() -> dict:
+    """E-mail the people who manage credentials about those due within 14 days (once a day)."""
+    now = timezone.now()
+    due = list(
+        credentials_due().filter(
+            Q(reminded_at__isnull=True) | Q(reminded_at__lt=now - timedelta(hours=23))
+        )
+    )
+    if not due:
+        return {"schema": connection.schema_name, "reminded": 0}
+    roles = [role for role, perms in POLICY.items() if Perm.CONNECTORS_MANAGE in perms]
+    recipients = list(
+        get_user_model()
+        .objects.filter(is_active=True, role__in=roles)
+        .values_list("email", flat=True)
+    )
+    lines = [
+        f"- {c.name} ({c.get_kind_display()}, {c.connector}): "
+        + ("overdue since " if c.rotation_due_at <= now else "due ")
+        + f"{c.rotation_due_at:%Y-%m-%d}"
+        for c in due
+    ]
+    if recipients:
+        send_mail(
+            subject=f"Parley: {len(due)} credential(s) to rotate",
+            message="These connector credentials are due for rotation:\n\n"
+            + "\n".join(lines)
+            + "\n\nReplace each secret on the Credentials page of your workspace.",
+            from_email=None,
+            recipient_list=recipients,
+        )
+    type(due[0]).objects.filter(pk__in=[c.pk for c in due]).update(reminded_at=now)
+    return {"schema": connection.schema_name, "reminded": len(due), "recipients": len(recipients)}
