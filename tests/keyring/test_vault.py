@@ -139,3 +139,20 @@ def test_it_refuses_a_bad_token(openbao):
                 providers.provider().wrap(b"x" * 32, context="c")
         finally:
             providers.reset()
+
+
+@pytest.mark.django_db
+def test_it_rotates_the_kek_from_the_command_line(vault):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    keys.ensure_keys("t_kekcli")
+    before = WrappedKey.objects.get(schema_name="t_kekcli", purpose="data").wrapped
+    out = StringIO()
+    call_command("keys_rotate_kek", stdout=out)
+    after = WrappedKey.objects.get(schema_name="t_kekcli", purpose="data").wrapped
+    assert "re-wrapped" in out.getvalue()
+    assert int(after.split(":")[1][1:]) == int(before.split(":")[1][1:]) + 1
+    keys.forget_cached()
+    assert keys.active_key("t_kekcli", "data")[0] == 1
