@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from tenants import selectors, services
-from tenants.forms import TenantCreateForm, TenantSuspendForm
+from tenants.forms import TenantCreateForm, TenantOffboardForm, TenantSuspendForm
 from tenants.models import PUBLIC_SCHEMA
 
 
@@ -125,4 +125,25 @@ def tenant_reactivate(request, slug: str):
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, f"Tenant {slug} is active again.")
+    return redirect("console:tenant_detail", slug=slug)
+
+
+@operator_required
+@require_POST
+def tenant_offboard(request, slug: str):
+    tenant = selectors.tenant_get(slug=slug)
+    form = TenantOffboardForm(request.POST)
+    if not form.is_valid() or form.cleaned_data["confirm"] != tenant.slug:
+        messages.error(request, "Not offboarded: type the tenant's slug exactly to confirm.")
+        return redirect("console:tenant_detail", slug=slug)
+    try:
+        tenant = services.tenant_offboard(tenant=tenant)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            f"Tenant {slug} is closed. Its schema and keys are destroyed on "
+            f"{tenant.offboard_after:%Y-%m-%d %H:%M} UTC; nothing was exported.",
+        )
     return redirect("console:tenant_detail", slug=slug)

@@ -12,3 +12,7 @@ class TenantCreateForm(forms.Form):
 
 class TenantSuspendForm(forms.Form):
     reason = forms.CharField(max_length=300, required=False)
+
+
+class TenantOffboardForm(forms.Form):
+    confirm = forms.CharField(max_length=40, label="Type the slug to confirm")

@@ -78,3 +78,17 @@ def test_it_refuses_without_confirmation_or_the_owner_role():
     assert Tenant.objects.get(slug="globex").status == Tenant.Status.ACTIVE
     with pytest.raises(CommandError, match="No tenant"):
         call_command("tenant_offboard", "nope", "--confirm", "nope")
+
+
+@pytest.mark.django_db
+def test_it_offboards_from_the_console_only_with_the_slug_typed():
+    client = support.console_client()
+    client.login(username="operator", password=support.PASSWORD)
+    client.post("/tenants/globex/offboard/", {"confirm": "acme"})
+    assert Tenant.objects.get(slug="globex").status == Tenant.Status.ACTIVE
+    page = client.post(
+        "/tenants/globex/offboard/", {"confirm": "globex"}, follow=True
+    ).content.decode()
+    assert Tenant.objects.get(slug="globex").status == Tenant.Status.OFFBOARDING
+    assert "nothing was exported" in page and "Schema and keys are destroyed on" in page
+    assert support.tenant_client("globex").get("/login/").status_code == 403
