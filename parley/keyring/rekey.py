@@ -98,10 +98,10 @@ def _rekey_batch(
         # Lock the batch: a concurrent write to one of these rows waits, then
         # writes with the new active key anyway.
         cursor.execute(
-            sql.SQL("SELECT id, {} FROM {} WHERE id > %s ORDER BY id LIMIT %s FOR UPDATE").format(
-                ct, table
-            ),
-            [job.last_pk, batch],
+            sql.SQL(
+                "SELECT id, {} FROM {} WHERE id > %s AND id <= %s ORDER BY id LIMIT %s FOR UPDATE"
+            ).format(ct, table),
+            [job.last_pk, job.stop_pk, batch],
         )
         rows = cursor.fetchall()
         if not rows:
