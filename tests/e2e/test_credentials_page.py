@@ -1,0 +1,37 @@
+"""An integrator stores and rotates a credential in a real browser; the secret never comes back."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests import support
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+SECRET = "pat-na1-BROWSER-MARKER-9d41"
+
+
+def test_it_stores_a_secret_it_never_shows_again(live_url, page):
+    base = live_url("acme.localhost")
+    page.goto(base + "/login/")
+    page.get_by_label("E-mail or username").fill("integrator@acme.test")
+    page.get_by_label("Password").fill(support.PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Credentials").click()
+    page.get_by_label("Name").fill("e2e-hubspot")
+    page.get_by_label("Connector").fill("hubspot")
+    page.get_by_label("Secret").fill(SECRET)
+    page.get_by_role("button", name="Store credential").click()
+    expect(page.get_by_text("Credential e2e-hubspot stored (encrypted, write-only).")).to_be_visible()
+    expect(page.get_by_role("cell", name="••••9d41")).to_be_visible()
+    assert SECRET not in page.content()
+    page.get_by_label("New secret for e2e-hubspot").fill(SECRET + "-v2")
+    page.get_by_role("button", name="Replace").click()
+    expect(page.get_by_text("Secret of e2e-hubspot replaced")).to_be_visible()
+    page.get_by_role("button", name="Test").click()
+    expect(page.get_by_text("e2e-hubspot: the stored secret decrypts")).to_be_visible()
+    assert SECRET not in page.content()
+    page.get_by_role("button", name="Delete").click()
+    expect(page.get_by_text("Credential e2e-hubspot deleted.")).to_be_visible()
+    assert page.console_problems == []
