@@ -46,6 +46,21 @@ def prepare(dbname: str, *, role: str = "owner") -> None:
     os.environ.setdefault("PARLEY_LOG_LEVEL", "WARNING")
 
 
+def migrate_and_create(*slugs: str) -> None:
+    """Migrate the benchmark database and provision tenants (owner role)."""
+    from django.db import connection
+
+    from tenants.migrating import migrate_all
+    from tenants.services import tenant_create
+
+    migrate_all(log=lambda _m: None)
+    for slug in slugs:
+        tenant_create(
+            slug=slug, name=slug.title(), domain=f"{slug}.localhost", owner_email=f"o@{slug}.test"
+        )
+    connection.close()
+
+
 def use_role(role: str) -> None:
     """Reconnect the default alias as ``role`` (owner or app)."""
     import dj_database_url

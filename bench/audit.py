@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _setup import prepare, use_role  # noqa: E402
+from _setup import migrate_and_create, prepare, use_role  # noqa: E402
 
 BENCH_DB = "bench_parley_audit"
 
@@ -168,16 +168,8 @@ def main() -> int:
     from django.db import connection
 
     from audit.verify import verify_chain
-    from tenants.migrating import migrate_all
-    from tenants.services import tenant_create
 
-    migrate_all(log=lambda _m: None)
-    tenant_create(
-        slug="writes", name="Writes", domain="writes.localhost", owner_email="o@writes.test"
-    )
-    tenant_create(
-        slug="verify", name="Verify", domain="verify.localhost", owner_email="o@verify.test"
-    )
+    migrate_and_create("writes", "verify")
     connection.close()
 
     use_role("app")

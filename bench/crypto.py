@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _setup import prepare, use_role  # noqa: E402
+from _setup import migrate_and_create, prepare, use_role  # noqa: E402
 
 BENCH_DB = "bench_parley_crypto"
 
@@ -52,13 +52,8 @@ def main() -> int:
     from django.db import connection
 
     from parley.keyring import fields, keys
-    from tenants.migrating import migrate_all
-    from tenants.services import tenant_create
 
-    migrate_all(log=lambda _m: None)
-    tenant_create(
-        slug="crypto", name="Crypto", domain="crypto.localhost", owner_email="o@crypto.test"
-    )
+    migrate_and_create("crypto")
     schema = "t_crypto"
     with connection.cursor() as cursor:
         cursor.execute(

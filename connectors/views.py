@@ -12,13 +12,8 @@ from accounts.permissions import permission_required
 from accounts.policy import Perm
 from connectors import selectors, services
 from connectors.forms import CredentialForm, ReplaceSecretForm
+from parley.forms import add_validation_error
 from parley.keyring.providers import KeyringError
-
-
-def _apply(form, exc: ValidationError) -> None:
-    for field, errors in getattr(exc, "error_dict", {"__all__": exc.error_list}).items():
-        for error in errors:
-            form.add_error(field if field in form.fields else None, error)
 
 
 @permission_required(Perm.CONNECTORS_MANAGE)
@@ -28,7 +23,7 @@ def credential_list(request):
         try:
             credential = services.credential_set(**form.cleaned_data)
         except ValidationError as exc:
-            _apply(form, exc)
+            add_validation_error(form, exc)
         else:
             messages.success(
                 request, f"Credential {credential.name} stored (encrypted, write-only)."

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from parley.forms import add_validation_error
 from tenants import selectors, services
 from tenants.forms import TenantCreateForm, TenantOffboardForm, TenantSuspendForm
 from tenants.models import PUBLIC_SCHEMA
@@ -49,16 +50,6 @@ class ConsoleLogoutView(auth_views.LogoutView):
     next_page = "login"
 
 
-def _apply_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            for error in errors:
-                form.add_error(field if field in form.fields else None, error)
-    else:
-        for error in exc.error_list:
-            form.add_error(None, error)
-
-
 @operator_required
 def tenant_list(request):
     form = TenantCreateForm(request.POST or None)
@@ -66,7 +57,7 @@ def tenant_list(request):
         try:
             tenant = services.tenant_request(**form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            add_validation_error(form, exc)
         else:
             messages.success(
                 request, f"Tenant {tenant.slug} requested; its workspace is being created."

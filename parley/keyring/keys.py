@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -55,11 +56,9 @@ def ensure_keys(schema: str) -> None:
             .order_by("-version")
             .first()
         )
-        try:
-            with transaction.atomic():
-                _create(schema, purpose, (latest.version + 1) if latest else 1)
-        except IntegrityError:
-            pass  # created concurrently: fine
+        # Another process may create the same version at the same moment: theirs wins.
+        with contextlib.suppress(IntegrityError), transaction.atomic():
+            _create(schema, purpose, (latest.version + 1) if latest else 1)
 
 
 def _unwrap(row: WrappedKey) -> bytes:

@@ -23,7 +23,9 @@ def test_it_stores_a_secret_it_never_shows_again(live_url, page):
     page.get_by_label("Connector").fill("hubspot")
     page.get_by_label("Secret").fill(SECRET)
     page.get_by_role("button", name="Store credential").click()
-    expect(page.get_by_text("Credential e2e-hubspot stored (encrypted, write-only).")).to_be_visible()
+    expect(
+        page.get_by_text("Credential e2e-hubspot stored (encrypted, write-only).")
+    ).to_be_visible()
     expect(page.get_by_role("cell", name="••••9d41")).to_be_visible()
     assert SECRET not in page.content()
     page.get_by_label("New secret for e2e-hubspot").fill(SECRET + "-v2")
