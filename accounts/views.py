@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.views.decorators.http import require_POST
 
 from accounts.permissions import permission_required
 from accounts.policy import Perm, permissions_of
@@ -42,6 +43,19 @@ def home(request):
 
         due = credentials_due().count()
     return render(request, "accounts/home.html", {"permissions": perms, "credentials_due": due})
+
+
+@login_required
+@require_POST
+def sign_out_everywhere(request):
+    """End every session of this user, on every device, this one included."""
+    from django.contrib.auth import logout
+
+    from accounts.revocation import bump
+
+    bump(request.user.pk)
+    logout(request)
+    return redirect("login")
 
 
 @permission_required(Perm.USERS_VIEW)

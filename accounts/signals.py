@@ -1,0 +1,39 @@
+"""Revocation epoch upkeep: set on sign-in, moved by changes that must end sessions."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in
+from django.db import transaction
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import receiver
+
+from accounts import revocation
+
+User = get_user_model()
+_ENDS_SESSIONS = ("role", "is_active", "password")
+
+
+@receiver(user_logged_in)
+def _start_session(sender, request, user, **kwargs):
+    if request is not None and hasattr(request, "session"):
+        revocation.remember(request, user)
+
+
+@receiver(pre_save, sender=User)
+def _note_previous(sender, instance, raw=False, **kwargs):
+    instance._revocation_before = (
+        None
+        if raw or instance.pk is None
+        else User.objects.filter(pk=instance.pk).values(*_ENDS_SESSIONS).first()
+    )
+
+
+@receiver(post_save, sender=User)
+def _end_sessions_on_change(sender, instance, created, raw=False, **kwargs):
+    before = getattr(instance, "_revocation_before", None)
+    if raw or created or not before:
+        return
+    if any(before[f] != getattr(instance, f) for f in _ENDS_SESSIONS):
+        user_id = instance.pk
+        transaction.on_commit(lambda: revocation.bump(user_id))
