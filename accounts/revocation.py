@@ -1,5 +1,9 @@
-"""Per-user revocation epoch: deactivation, a role change, a password change or
-"sign out everywhere" end every session of that user on its next request.
+"""Session end rules, checked on every request after authentication:
+
+* per-user revocation epoch: deactivation, a role change, a password change or
+  "sign out everywhere" end every session of that user on its next request;
+* idle timeout (``PARLEY_SESSION_IDLE_SECONDS``, 15 min) and absolute lifetime
+  (``SESSION_COOKIE_AGE``, 12 h) from the moment of sign-in.
 
 The epoch lives in Redis (through the cache, so keys carry the tenant's schema)
 and in each session when it starts; a session whose epoch is behind is ended.
@@ -38,8 +42,29 @@ def bump(user_id) -> int:
     return epoch
 
 
+STARTED, LAST_SEEN = "parley_session_started", "parley_session_seen"
+
+
 def remember(request, user) -> None:
+    now = int(time.time())
     request.session[SESSION_KEY] = current(user.pk)
+    request.session[STARTED] = request.session[LAST_SEEN] = now
+
+
+def _expired(request) -> bool:
+    from django.conf import settings
+
+    now = int(time.time())
+    started = int(request.session.get(STARTED, 0))
+    seen = int(request.session.get(LAST_SEEN, 0))
+    if (
+        now - started > settings.SESSION_COOKIE_AGE
+        or now - seen > settings.PARLEY_SESSION_IDLE_SECONDS
+    ):
+        return True
+    if now - seen >= 30:  # record activity, without a session write on every request
+        request.session[LAST_SEEN] = now
+    return False
 
 
 class RevocationMiddleware:
@@ -52,7 +77,20 @@ class RevocationMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             issued = request.session.get(SESSION_KEY)
-            if issued is None or int(issued) < current(user.pk) or not user.is_active:
+            revoked = issued is None or int(issued) < current(user.pk) or not user.is_active
+            expired = not revoked and _expired(request)
+            if revoked or expired:
+                if expired:
+                    from audit.context import actor_for_user
+                    from audit.services import record
+
+                    record(
+                        "auth.session.expired",
+                        actor=actor_for_user(user),
+                        target_type="user",
+                        target_id=user.pk,
+                        request=request,
+                    )
                 logout(request)
                 if request.path.startswith("/api/"):
                     return JsonResponse(

@@ -8,6 +8,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
 
+from accounts import lockout
+from accounts.forms import ThrottledAuthenticationForm
 from accounts.permissions import permission_required
 from accounts.policy import Perm, permissions_of
 from accounts.selectors import user_list
@@ -16,6 +18,11 @@ from accounts.selectors import user_list
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+    authentication_form = ThrottledAuthenticationForm
+
+    def form_valid(self, form):
+        lockout.clear(username=form.get_user().get_username())
+        return super().form_valid(form)
 
 
 class LogoutView(auth_views.LogoutView):

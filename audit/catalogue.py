@@ -10,6 +10,8 @@ ACTIONS: dict[str, str] = {
     "auth.login.succeeded": "A user signed in.",
     "auth.login.failed": "A sign-in attempt failed.",
     "auth.logout": "A user signed out.",
+    "auth.login.locked": "A sign-in was refused because the account or address is locked.",
+    "auth.session.expired": "A session ended by idle timeout or absolute lifetime.",
     # platform: tenants (public chain)
     "tenant.requested": "An operator requested a new tenant from the console.",
     "tenant.created": "A tenant's schema, domain and owner were created.",

@@ -268,6 +268,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+PARLEY_LOGIN_MAX_FAILURES = env_int("PARLEY_LOGIN_MAX_FAILURES", 5, minimum=1)
+PARLEY_LOGIN_MAX_FAILURES_PER_IP = env_int("PARLEY_LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
+PARLEY_LOGIN_LOCK_SECONDS = env_int("PARLEY_LOGIN_LOCK_SECONDS", 15 * 60, minimum=1)
+PARLEY_SESSION_IDLE_SECONDS = env_int("PARLEY_SESSION_IDLE_SECONDS", 15 * 60, minimum=60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.forms import ThrottledAuthenticationForm
 from parley.forms import add_validation_error
 from tenants import selectors, services
 from tenants.forms import TenantCreateForm, TenantOffboardForm, TenantSuspendForm
@@ -37,6 +38,7 @@ def operator_required(view):
 
 class ConsoleLoginView(auth_views.LoginView):
     template_name = "console/login.html"
+    authentication_form = ThrottledAuthenticationForm
     redirect_authenticated_user = True
     next_page = "console:tenant_list"
 

@@ -53,6 +53,14 @@ def django_db_setup(django_db_blocker):
             "(make test does)",
             returncode=3,
         )
+    # The test Redis database (never the development one): no stale queues,
+    # heartbeats or sign-in counters from an earlier run.
+    import redis
+
+    assert settings.REDIS_URL.rstrip("/").rsplit("/", 1)[-1] != "0", (
+        "tests must not use Redis database 0"
+    )
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
     with django_db_blocker.unblock():
         if superuser:
             dsn = dsn_from_url(superuser)

@@ -81,3 +81,23 @@ def test_it_moves_the_epoch_when_a_change_commits(acme, django_capture_on_commit
             user.save()
         # A harmless change ends nothing (its audit event is sealed, that is all).
         assert [c for c in callbacks if "_end_sessions_on_change" in c.__qualname__] == []
+
+
+@pytest.mark.parametrize("stale", ["parley_session_seen", "parley_session_started"])
+def test_it_ends_idle_and_too_old_sessions(acme, stale):
+    import time
+
+    from audit.models import AuditEvent
+
+    client = _signed_in(acme, "agent@acme.test")
+    assert client.get("/").status_code == 200
+    with tenant_context(acme):  # sessions live in the tenant's schema
+        session = client.session
+        assert session.get("parley_revocation_epoch") is not None  # the real session, not a new one
+        session[stale] = int(time.time()) - 13 * 3600  # past the idle limit and the 12 h lifetime
+        session.save()
+    connection.set_schema_to_public()
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    with tenant_context(acme):
+        assert AuditEvent.objects.filter(action="auth.session.expired").exists()

@@ -1,0 +1,93 @@
+"""Repeated sign-in failures lock the account (and the address); the lock ends by time or by an admin."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.management import call_command
+from django.test import override_settings
+from django_tenants.utils import tenant_context
+
+from audit.models import AuditEvent
+from tests import support
+
+pytestmark = pytest.mark.django_db
+
+
+def _clear_counters() -> None:
+    # Only the lockout counters: the same Redis database holds Celery's queues.
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(match="*login-fail*"):
+        client.delete(key)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    _clear_counters()
+    yield
+    _clear_counters()
+
+
+def _attempt(client, username, password, ip="10.1.1.1"):
+    return client.post("/login/", {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+@override_settings(PARLEY_LOGIN_MAX_FAILURES=3)
+def test_it_locks_an_account_after_repeated_failures(acme):
+    client = support.tenant_client("acme")
+    for _ in range(3):
+        assert _attempt(client, "agent@acme.test", "wrong").status_code == 200
+    refused = _attempt(
+        client, "agent@acme.test", support.PASSWORD, ip="10.9.9.9"
+    )  # right password, other address
+    assert refused.status_code == 200 and "Too many failed sign-ins" in refused.content.decode()
+    with tenant_context(acme):
+        assert AuditEvent.objects.filter(action="auth.login.locked").exists()
+    # Another account is not locked; another tenant's same username neither.
+    assert _attempt(client, "admin@acme.test", support.PASSWORD).status_code == 302
+    assert (
+        _attempt(support.tenant_client("globex"), "agent@globex.test", support.PASSWORD).status_code
+        == 302
+    )
+
+    call_command("accounts_unlock", "--tenant", "acme", "--username", "agent@acme.test")
+    assert (
+        _attempt(support.tenant_client("acme"), "agent@acme.test", support.PASSWORD).status_code
+        == 302
+    )
+
+
+@override_settings(PARLEY_LOGIN_MAX_FAILURES=100, PARLEY_LOGIN_MAX_FAILURES_PER_IP=4)
+def test_it_locks_an_address_spraying_many_accounts(acme):
+    client = support.tenant_client("acme")
+    for role in ("owner", "admin", "agent", "marketer"):
+        _attempt(client, f"{role}@acme.test", "wrong", ip="10.6.6.6")
+    assert (
+        "Too many failed sign-ins"
+        in _attempt(client, "analyst@acme.test", support.PASSWORD, ip="10.6.6.6").content.decode()
+    )
+    assert _attempt(client, "analyst@acme.test", support.PASSWORD, ip="10.7.7.7").status_code == 302
+
+
+@override_settings(PARLEY_LOGIN_MAX_FAILURES=2, PARLEY_LOGIN_LOCK_SECONDS=1)
+def test_it_lifts_the_lock_by_itself(acme):
+    import time
+
+    client = support.tenant_client("acme")
+    for _ in range(2):
+        _attempt(client, "marketer@acme.test", "wrong")
+    assert (
+        "Too many failed"
+        in _attempt(client, "marketer@acme.test", support.PASSWORD).content.decode()
+    )
+    time.sleep(1.2)
+    assert _attempt(client, "marketer@acme.test", support.PASSWORD).status_code == 302
+
+
+def test_it_protects_the_console_too():
+    client = support.console_client()
+    with override_settings(PARLEY_LOGIN_MAX_FAILURES=2):
+        for _ in range(2):
+            _attempt(client, "operator", "wrong")
+        assert "Too many failed" in _attempt(client, "operator", support.PASSWORD).content.decode()
