@@ -14,7 +14,7 @@ from django_tenants.utils import tenant_context
 from connectors.models import Credential
 from connectors.services import credential_set, credential_use
 from parley.keyring import fields, keys
-from parley.keyring.rekey import rows_on_older_keys, run
+from parley.keyring.rekey import rotate_and_schedule, rows_on_older_keys, run
 from parley.keyring.services import keys_rotate
 from parley.models import RekeyJob, WrappedKey
 from tenants.models import Tenant
@@ -71,7 +71,9 @@ def test_it_reencrypts_while_writes_continue(django_db_blocker):
                         connector="hubspot",
                         secret=f"live-secret-{i}",
                     )
-                jobs = keys_rotate()
+                # Rotate without enqueuing: this test drives the job itself
+                # (a running worker would otherwise race it to the end).
+                jobs = rotate_and_schedule(schema=tenant.schema_name)
             job = next(j for j in jobs if j.purpose == "credential")
             stop, errors, progress = threading.Event(), [], [0]
 
@@ -132,20 +134,20 @@ def test_it_resumes_reencryption_after_the_worker_is_killed(django_db_blocker):
         worker = None
         try:
             with tenant_context(tenant):
-                for i in range(150):
+                for i in range(200):
                     credential_set(
                         name=f"kill-{i}",
                         kind="api_key",
                         connector="hubspot",
                         secret=f"kill-secret-{i}",
                     )
-            worker = support.Worker("default", extra_env={"PARLEY_REKEY_BATCH": "3"}).start()
+            worker = support.Worker("default", extra_env={"PARLEY_REKEY_BATCH": "1"}).start()
             with tenant_context(tenant):
                 jobs = keys_rotate()  # enqueues the rekey tasks on commit
             job = next(j for j in jobs if j.purpose == "credential")
             deadline = time.monotonic() + 60
             while RekeyJob.objects.get(pk=job.pk).rows_done < 15 and time.monotonic() < deadline:
-                time.sleep(0.05)
+                time.sleep(0.005)
             os.kill(worker.proc.pid, signal.SIGKILL)  # no warm shutdown: killed mid-run
             worker.proc.wait()
             killed_at = RekeyJob.objects.get(pk=job.pk)
