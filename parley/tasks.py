@@ -19,7 +19,9 @@ def rekey(self, job_id: int) -> dict:
 
     job = run(job_id, max_batches=20)
     if job.state != RekeyJob.State.DONE:
-        rekey.delay(job_id)  # continue in a new task: a restart loses nothing
+        # Continue in a new task on the same queue: a restart loses nothing.
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        self.apply_async((job_id,), queue=queue) if queue else rekey.delay(job_id)
     return {"job": job_id, "state": job.state, "done": job.rows_done, "total": job.rows_total}
 
 

@@ -141,10 +141,15 @@ def test_it_resumes_reencryption_after_the_worker_is_killed(django_db_blocker):
                         connector="hubspot",
                         secret=f"kill-secret-{i}",
                     )
-            worker = support.Worker("default", extra_env={"PARLEY_REKEY_BATCH": "1"}).start()
-            with tenant_context(tenant):
-                jobs = keys_rotate()  # enqueues the rekey tasks on commit
+            # A queue of its own: the session's worker must not finish the job first.
+            worker = support.Worker(
+                "rekey-kill-test", extra_env={"PARLEY_REKEY_BATCH": "1"}
+            ).start()
+            jobs = rotate_and_schedule(schema=tenant.schema_name)
             job = next(j for j in jobs if j.purpose == "credential")
+            from parley.tasks import rekey
+
+            rekey.apply_async((job.pk,), queue="rekey-kill-test")
             deadline = time.monotonic() + 60
             while RekeyJob.objects.get(pk=job.pk).rows_done < 15 and time.monotonic() < deadline:
                 time.sleep(0.005)
