@@ -20,18 +20,33 @@ def _start_session(sender, request, user, **kwargs):
         revocation.remember(request, user)
 
 
+# What a save may change that someone reacts to (audit events, ended sessions).
+WATCHED_FIELDS = (
+    "username",
+    "email",
+    "first_name",
+    "last_name",
+    "role",
+    "is_active",
+    "is_staff",
+    "is_superuser",
+    "password",
+)
+
+
 @receiver(pre_save, sender=User)
 def _note_previous(sender, instance, raw=False, **kwargs):
-    instance._revocation_before = (
+    """One read of the stored row before a save, as ``instance._previous`` (None when new)."""
+    instance._previous = (
         None
         if raw or instance.pk is None
-        else User.objects.filter(pk=instance.pk).values(*_ENDS_SESSIONS).first()
+        else User.objects.filter(pk=instance.pk).values(*WATCHED_FIELDS).first()
     )
 
 
 @receiver(post_save, sender=User)
 def _end_sessions_on_change(sender, instance, created, raw=False, **kwargs):
-    before = getattr(instance, "_revocation_before", None)
+    before = getattr(instance, "_previous", None)
     if raw or created or not before:
         return
     if any(before[f] != getattr(instance, f) for f in _ENDS_SESSIONS):

@@ -1,32 +1,24 @@
 """Events recorded from framework signals: sign-in, sign-out, user changes.
 
-User changes are caught at the model (pre/post save) so that no code path can
-change a user or a role without its event; they run inside the saving
-transaction.
+User changes are caught at the model (post save, against the previous values
+``accounts.signals`` reads before the save) so that no code path can change a
+user or a role without its event; they run inside the saving transaction.
 """
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from accounts.signals import WATCHED_FIELDS
 from audit.context import Actor, actor_for_user
 from audit.models import Outcome
 from audit.services import record
 
 User = get_user_model()
-_TRACKED = (
-    "username",
-    "email",
-    "first_name",
-    "last_name",
-    "role",
-    "is_active",
-    "is_staff",
-    "is_superuser",
-)
+_TRACKED = tuple(f for f in WATCHED_FIELDS if f != "password")
 
 
 @receiver(user_logged_in)
@@ -65,16 +57,6 @@ def _logged_out(sender, request, user, **kwargs):
         )
 
 
-@receiver(pre_save, sender=User)
-def _remember_previous(sender, instance, raw=False, **kwargs):
-    if raw or instance.pk is None:
-        instance._audit_before = None
-        return
-    instance._audit_before = (
-        User.objects.filter(pk=instance.pk).values(*_TRACKED, "password").first()
-    )
-
-
 @receiver(post_save, sender=User)
 def _record_user_change(sender, instance, created, raw=False, update_fields=None, **kwargs):
     if raw:
@@ -93,7 +75,7 @@ def _record_user_change(sender, instance, created, raw=False, update_fields=None
             **target,
         )
         return
-    before = getattr(instance, "_audit_before", None) or {}
+    before = getattr(instance, "_previous", None) or {}
     changed = [f for f in _TRACKED if before.get(f) != getattr(instance, f)]
     if "role" in changed:
         record(

@@ -51,8 +51,19 @@ def _seal(credential: Credential, secret: str) -> None:
     credential.rotation_due_at = now + timedelta(days=settings.PARLEY_CREDENTIAL_ROTATION_DAYS)
 
 
-def _details(credential: Credential) -> dict:
-    return {"name": credential.name, "kind": credential.kind, "connector": credential.connector}
+def _audit(action: str, credential: Credential, actor: Actor | None, **extra) -> None:
+    record(
+        action,
+        actor=actor,
+        target_type="credential",
+        target_id=credential.pk,
+        details={
+            "name": credential.name,
+            "kind": credential.kind,
+            "connector": credential.connector,
+            **extra,
+        },
+    )
 
 
 def credential_set(
@@ -74,13 +85,7 @@ def credential_set(
     with transaction.atomic():
         _seal(credential, secret)
         credential.save(force_insert=True)
-        record(
-            "credential.set",
-            actor=actor,
-            target_type="credential",
-            target_id=credential.pk,
-            details=_details(credential),
-        )
+        _audit("credential.set", credential, actor)
     return credential
 
 
@@ -92,25 +97,13 @@ def credential_replace(
     with transaction.atomic():
         _seal(credential, secret)
         credential.save(update_fields=["secret_ct", "last4", "rotated_at", "rotation_due_at"])
-        record(
-            "credential.replaced",
-            actor=actor,
-            target_type="credential",
-            target_id=credential.pk,
-            details=_details(credential),
-        )
+        _audit("credential.replaced", credential, actor)
     return credential
 
 
 def credential_delete(*, credential: Credential, actor: Actor | None = None) -> None:
     with transaction.atomic():
-        record(
-            "credential.deleted",
-            actor=actor,
-            target_type="credential",
-            target_id=credential.pk,
-            details=_details(credential),
-        )
+        _audit("credential.deleted", credential, actor)
         credential.delete()
 
 
@@ -133,13 +126,7 @@ def credential_use(*, credential: Credential, purpose: str, actor: Actor | None 
         Credential.objects.filter(pk=credential.pk).update(
             last_used_at=timezone.now(), use_count=F("use_count") + 1
         )
-        record(
-            "credential.used",
-            actor=actor,
-            target_type="credential",
-            target_id=credential.pk,
-            details={**_details(credential), "purpose": purpose[:80]},
-        )
+        _audit("credential.used", credential, actor, purpose=purpose[:80])
     return plaintext
 
 

@@ -288,6 +288,30 @@ def tenant_base_url(tenant: Tenant) -> str:
     return f"{settings.PARLEY_PUBLIC_SCHEME}://{host}{suffix}"
 
 
+def _transition(
+    tenant: Tenant,
+    *,
+    from_statuses: tuple[str, ...],
+    action: str,
+    actor: Actor | None,
+    details: dict | None = None,
+    **fields,
+) -> Tenant:
+    """Move a tenant's status with a conditional UPDATE (only from ``from_statuses``)
+    and record ``action`` in the same transaction; a concurrent change is a conflict."""
+    with transaction.atomic():
+        changed = Tenant.objects.filter(pk=tenant.pk, status__in=from_statuses).update(
+            status_changed_at=timezone.now(), **fields
+        )
+        if changed != 1:
+            raise ValidationError(
+                "The tenant changed meanwhile; reload and try again.", code="conflict"
+            )
+        record(action, actor=actor, target_type="tenant", target_id=tenant.slug, details=details)
+    tenant.refresh_from_db()
+    return tenant
+
+
 def tenant_suspend(*, tenant: Tenant, reason: str = "", actor: Actor | None = None) -> Tenant:
     if tenant.is_public or tenant.is_template:
         raise ValidationError("The platform itself cannot be suspended.", code="not_a_tenant")
@@ -298,23 +322,15 @@ def tenant_suspend(*, tenant: Tenant, reason: str = "", actor: Actor | None = No
             params={"slug": tenant.slug, "status": tenant.get_status_display().lower()},
         )
     reason = " ".join(reason.split())[:300]
-    with transaction.atomic():
-        changed = Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.ACTIVE).update(
-            status=Tenant.Status.SUSPENDED, status_reason=reason, status_changed_at=timezone.now()
-        )
-        if changed != 1:
-            raise ValidationError(
-                "The tenant changed meanwhile; reload and try again.", code="conflict"
-            )
-        record(
-            "tenant.suspended",
-            actor=actor,
-            target_type="tenant",
-            target_id=tenant.slug,
-            details={"reason": reason},
-        )
-    tenant.refresh_from_db()
-    return tenant
+    return _transition(
+        tenant,
+        from_statuses=(Tenant.Status.ACTIVE,),
+        action="tenant.suspended",
+        actor=actor,
+        details={"reason": reason},
+        status=Tenant.Status.SUSPENDED,
+        status_reason=reason,
+    )
 
 
 def tenant_reactivate(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
@@ -324,17 +340,14 @@ def tenant_reactivate(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
             code="not_suspended",
             params={"slug": tenant.slug, "status": tenant.get_status_display().lower()},
         )
-    with transaction.atomic():
-        changed = Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.SUSPENDED).update(
-            status=Tenant.Status.ACTIVE, status_reason="", status_changed_at=timezone.now()
-        )
-        if changed != 1:
-            raise ValidationError(
-                "The tenant changed meanwhile; reload and try again.", code="conflict"
-            )
-        record("tenant.reactivated", actor=actor, target_type="tenant", target_id=tenant.slug)
-    tenant.refresh_from_db()
-    return tenant
+    return _transition(
+        tenant,
+        from_statuses=(Tenant.Status.SUSPENDED,),
+        action="tenant.reactivated",
+        actor=actor,
+        status=Tenant.Status.ACTIVE,
+        status_reason="",
+    )
 
 
 def tenant_offboard(
@@ -355,22 +368,21 @@ def tenant_offboard(
         raise ValidationError("The retention window cannot be negative.", code="invalid_retention")
     from datetime import timedelta
 
-    with transaction.atomic():
-        Tenant.objects.filter(pk=tenant.pk).update(
-            status=Tenant.Status.OFFBOARDING,
-            status_reason=f"offboarding: data destroyed after {days} day(s)",
-            status_changed_at=timezone.now(),
-            offboard_after=timezone.now() + timedelta(days=days),
-        )
-        record(
-            "tenant.offboarding_scheduled",
-            actor=actor,
-            target_type="tenant",
-            target_id=tenant.slug,
-            details={"retention_days": days},
-        )
-    tenant.refresh_from_db()
-    return tenant
+    return _transition(
+        tenant,
+        from_statuses=(
+            Tenant.Status.ACTIVE,
+            Tenant.Status.SUSPENDED,
+            Tenant.Status.PROVISIONING,
+            Tenant.Status.FAILED,
+        ),
+        action="tenant.offboarding_scheduled",
+        actor=actor,
+        details={"retention_days": days},
+        status=Tenant.Status.OFFBOARDING,
+        status_reason=f"offboarding: data destroyed after {days} day(s)",
+        offboard_after=timezone.now() + timedelta(days=days),
+    )
 
 
 def tenant_offboard_execute(*, tenant: Tenant, actor: Actor | None = None) -> Tenant:
