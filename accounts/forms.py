@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
 from accounts import lockout
+from accounts.policy import Role
 from audit.context import Actor, client_ip
 from audit.models import Outcome
 from audit.services import record
@@ -37,3 +39,36 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         except ValidationError:
             lockout.register_failure(username=username, ip=ip)
             raise
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class GrantRequestForm(forms.Form):
+    kind = forms.ChoiceField(choices=[("role", "A role"), ("inbox", "An inbox")])
+    role = forms.ChoiceField(choices=[("", "—"), *Role.choices], required=False)
+    inbox = forms.IntegerField(required=False, min_value=1)
+    hours = forms.IntegerField(min_value=1, max_value=settings.PARLEY_JIT_MAX_HOURS, initial=2)
+    reason = forms.CharField(
+        max_length=500, min_length=10, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from conversations.models import Inbox
+
+        self.fields["inbox"].widget = forms.Select(
+            choices=[("", "—"), *Inbox.objects.values_list("id", "name")]
+        )
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "kind": data["kind"],
+            "role": data.get("role") or "",
+            "inbox_id": data.get("inbox"),
+            "hours": data["hours"],
+            "reason": data["reason"],
+        }

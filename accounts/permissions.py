@@ -1,13 +1,24 @@
-"""Policy-table checks for views and the API."""
+"""Policy-table checks for views and the API, and the step-up guard.
+
+``permission_required`` and DRF views' ``required_permission`` both read the
+policy table; each view keeps the permission it needs as an attribute so the
+generated role-matrix test can check every URL against the table.
+"""
 
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import quote, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission
 
+from accounts import mfa
 from accounts.policy import user_has
 
 
@@ -23,6 +34,7 @@ def permission_required(perm: str):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
+        wrapper.required_permission = perm
         return wrapper
 
     return decorator
@@ -32,7 +44,91 @@ class HasPolicyPermission(BasePermission):
     """DRF permission: the view names ``required_permission`` from the policy table."""
 
     def has_permission(self, request, view) -> bool:
-        perm = getattr(view, "required_permission", None)
+        perm = required_permission_for(view, request.method)
         if perm is None:
             return bool(request.user and request.user.is_authenticated)
         return user_has(request.user, perm)
+
+
+def required_permission_for(view, method: str) -> str | None:
+    """The policy permission a DRF view needs for ``method`` (None: any signed-in user).
+
+    ``required_permissions`` maps methods to permissions where they differ
+    (reading a list vs. changing it); ``required_permission`` covers the rest.
+    """
+    per_method = getattr(view, "required_permissions", None) or {}
+    if method == "HEAD":
+        method = "GET"
+    return per_method.get(method, getattr(view, "required_permission", None))
+
+
+# --- step-up -------------------------------------------------------------------------------------
+
+
+def _return_path(request) -> str:
+    """Where to come back after step-up: this page for GET, the page the form was on otherwise."""
+    if request.method == "GET":
+        return request.get_full_path()
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if referer.netloc == request.get_host() and referer.path.startswith("/"):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return "/"
+
+
+def step_up_response(request):
+    target = f"{reverse('mfa:step_up')}?next={quote(_return_path(request))}"
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {
+                "code": "step_up_required",
+                "detail": "This action needs a one-time code verified in the last 5 minutes.",
+            },
+            status=403,
+        )
+    if getattr(request, "htmx", False):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def step_up_required(view):
+    """View decorator: changes (POST and other unsafe methods) need an OTP verified
+    within the step-up window, or take a detour to give one and come back.
+
+    Put it inside ``permission_required`` so a role that may not act at all
+    gets its 403 first. Reading the page needs no fresh code.
+    """
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method not in _SAFE_METHODS and not mfa.step_up_fresh(request):
+            return step_up_response(request)
+        return view(request, *args, **kwargs)
+
+    wrapper.required_permission = getattr(view, "required_permission", None)
+    wrapper.step_up = True
+    return wrapper
+
+
+class StepUpRequired(APIException):
+    status_code = 403
+    default_code = "step_up_required"
+    default_detail = (
+        "This action needs a one-time code verified in the last 5 minutes: "
+        "send it in the X-Parley-OTP header, or use a token issued with one."
+    )
+
+
+class StepUpFresh(BasePermission):
+    """DRF permission for unsafe methods: step-up (GET and HEAD pass)."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in _SAFE_METHODS:
+            return True
+        if not mfa.step_up_fresh(request):
+            raise StepUpRequired
+        return True

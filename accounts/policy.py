@@ -24,10 +24,14 @@ class Perm(models.TextChoices):
     USERS_MANAGE = "users.manage", "Invite, deactivate and change the role of users"
     TENANT_SETTINGS = "tenant.settings", "Change tenant-wide settings and policies"
     INBOX_USE = "inbox.use", "Work conversations in the inboxes one is a member of"
+    INBOXES_MANAGE = "inboxes.manage", "See every inbox, create inboxes and choose their members"
     FLOWS_EDIT = "flows.edit", "Build, test and publish bot flows"
     AUDIT_VIEW = "audit.view", "Read and export the audit trail"
     CONNECTORS_MANAGE = "connectors.manage", "Add, rotate and test connector credentials"
     KEYS_ROTATE = "keys.rotate", "Rotate the workspace's encryption keys"
+    SECURITY_POLICY = "security.policy", "Set the workspace's MFA policy"
+    GRANTS_APPROVE = "grants.approve", "Approve or deny just-in-time access requests"
+    BREAK_GLASS_APPROVE = "break_glass.approve", "Approve a platform operator's break-glass access"
 
 
 # Rank orders roles for "cannot grant a role above your own".
@@ -48,8 +52,10 @@ POLICY: dict[str, frozenset[str]] = {
             Perm.USERS_MANAGE,
             Perm.TENANT_SETTINGS,
             Perm.INBOX_USE,
+            Perm.INBOXES_MANAGE,
             Perm.AUDIT_VIEW,
             Perm.CONNECTORS_MANAGE,
+            Perm.GRANTS_APPROVE,
         }
     ),
     Role.AGENT: frozenset({Perm.INBOX_USE}),
@@ -57,6 +63,13 @@ POLICY: dict[str, frozenset[str]] = {
     Role.ANALYST: frozenset({Perm.AUDIT_VIEW}),
     Role.INTEGRATOR: frozenset({Perm.CONNECTORS_MANAGE}),
 }
+
+
+# A platform operator inside a tenant under an approved break-glass grant:
+# read-only, whatever the page (unsafe methods are refused before any view).
+BREAK_GLASS_PERMISSIONS: frozenset[str] = frozenset(
+    {Perm.USERS_VIEW, Perm.AUDIT_VIEW, Perm.INBOX_USE}
+)
 
 
 def role_has(role: str, perm: str) -> bool:
@@ -67,7 +80,42 @@ def user_has(user, perm: str) -> bool:
     """True when an active, authenticated tenant user's role grants ``perm``."""
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
-    return role_has(user.role, perm)
+    if getattr(user, "is_break_glass", False):
+        return perm in BREAK_GLASS_PERMISSIONS
+    return any(role_has(role, perm) for role in effective_roles(user))
+
+
+def effective_roles(user) -> frozenset[str]:
+    """The user's role plus the roles of their live just-in-time grants.
+
+    Grants are read only while ``user.elevated_until`` lies ahead, and once
+    per request (memoised on the user object, which lives for one request).
+    """
+    cached = getattr(user, "_parley_roles", None)
+    if cached is not None:
+        return cached
+    roles = {user.role}
+    until = getattr(user, "elevated_until", None)
+    if until is not None:
+        from django.utils import timezone
+
+        if until > timezone.now():
+            from accounts.models import AccessGrant
+
+            roles |= set(
+                AccessGrant.objects.filter(
+                    user_id=user.pk,
+                    kind=AccessGrant.Kind.ROLE,
+                    status=AccessGrant.Status.APPROVED,
+                    expires_at__gt=timezone.now(),
+                ).values_list("role", flat=True)
+            )
+    user._parley_roles = frozenset(roles)
+    return user._parley_roles
+
+
+def rank(role: str) -> int:
+    return ROLE_RANK.get(role, 0)
 
 
 def permissions_of(role: str) -> list[str]:

@@ -7,7 +7,7 @@
 
 The epoch lives in Redis (through the cache, so keys carry the tenant's schema)
 and in each session when it starts; a session whose epoch is behind is ended.
-JWTs carry it too once the API tokens arrive (identity issue).
+JWTs carry it too (``epc``, see :mod:`accounts.tokens`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ _TTL = 60 * 60 * 24 * 30  # longer than any session
 
 def _key(user_id) -> str:
     return f"revocation-epoch:{user_id}"
+
+
+def epoch_key(user_id) -> str:
+    """The cache key of the epoch, for callers that batch it with other reads (API tokens)."""
+    return _key(user_id)
 
 
 def current(user_id) -> int:

@@ -6,16 +6,18 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import lockout
 from accounts.forms import ThrottledAuthenticationForm
-from accounts.permissions import permission_required
+from accounts.permissions import permission_required, step_up_required
 from accounts.policy import Perm, permissions_of
 from accounts.selectors import user_list
+from accounts.throttles import LoginRateLimitMixin
 
 
-class LoginView(auth_views.LoginView):
+class LoginView(LoginRateLimitMixin, auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
     authentication_form = ThrottledAuthenticationForm
@@ -65,6 +67,255 @@ def sign_out_everywhere(request):
     return redirect("login")
 
 
+# --- user management -----------------------------------------------------------------------------
+
+
+def _users_page(request, *, status=200, invite_form=None):
+    from accounts.forms import InviteForm
+    from accounts.policy import Role, rank, user_has
+
+    manage = user_has(request.user, Perm.USERS_MANAGE)
+    my_rank = rank(request.user.role)
+    return render(
+        request,
+        "accounts/users.html",
+        {
+            "users": user_list(),
+            "manage": manage,
+            "grantable_roles": [r for r in Role if rank(r) <= my_rank],
+            "my_rank": my_rank,
+            "invite_form": invite_form or InviteForm(),
+        },
+        status=status,
+    )
+
+
 @permission_required(Perm.USERS_VIEW)
 def users(request):
-    return render(request, "accounts/users.html", {"users": user_list()})
+    return _users_page(request)
+
+
+def _user_or_404(user_id):
+    from django.contrib.auth import get_user_model
+    from django.shortcuts import get_object_or_404
+
+    return get_object_or_404(get_user_model(), pk=user_id)
+
+
+def _service_call(request, fn, success: str):
+    """Run a user-management service; its refusals become a message on the page (400)."""
+    from django.contrib import messages
+    from django.core.exceptions import ValidationError
+
+    try:
+        fn()
+    except ValidationError as exc:
+        for msg in exc.messages:
+            messages.error(request, msg)
+        return _users_page(request, status=400)
+    messages.success(request, success)
+    return redirect("accounts:users")
+
+
+@require_POST
+@permission_required(Perm.USERS_MANAGE)
+@step_up_required
+def user_invite(request):
+    from django.core.exceptions import ValidationError
+
+    from accounts import services
+    from accounts.forms import InviteForm
+    from parley.forms import add_validation_error
+
+    form = InviteForm(request.POST)
+    if form.is_valid():
+        try:
+            user = services.user_invite(by=request.user, request=request, **form.cleaned_data)
+        except ValidationError as exc:
+            add_validation_error(form, exc)
+        else:
+            from django.contrib import messages
+
+            messages.success(request, f"Invited {user.email}: the invitation e-mail is on its way.")
+            return redirect("accounts:users")
+    return _users_page(request, status=400, invite_form=form)
+
+
+@require_POST
+@permission_required(Perm.USERS_MANAGE)
+@step_up_required
+def user_role(request, user_id: int):
+    from accounts import services
+
+    target = _user_or_404(user_id)
+    role = request.POST.get("role", "")
+    return _service_call(
+        request,
+        lambda: services.user_set_role(by=request.user, user=target, role=role),
+        f"{target.email} is now {role}.",
+    )
+
+
+@require_POST
+@permission_required(Perm.USERS_MANAGE)
+@step_up_required
+def user_active(request, user_id: int):
+    from accounts import services
+
+    target = _user_or_404(user_id)
+    active = request.POST.get("active") == "1"
+    return _service_call(
+        request,
+        lambda: services.user_set_active(by=request.user, user=target, active=active),
+        f"{target.email} was {'reactivated' if active else 'deactivated; their sessions and tokens ended'}.",
+    )
+
+
+@require_POST
+@permission_required(Perm.USERS_MANAGE)
+@step_up_required
+def user_mfa_reset(request, user_id: int):
+    from accounts import services
+
+    target = _user_or_404(user_id)
+    return _service_call(
+        request,
+        lambda: services.user_mfa_reset(by=request.user, user=target, request=request),
+        f"{target.email}'s two-factor devices were removed; they set up new ones at their next sign-in.",
+    )
+
+
+# --- MFA policy ------------------------------------------------------------------------------------
+
+
+@permission_required(Perm.SECURITY_POLICY)
+@step_up_required
+def mfa_policy(request):
+    from django.contrib import messages
+
+    from accounts import mfa, services
+    from accounts.mfa import ALWAYS_MFA_ROLES
+    from accounts.policy import Role
+
+    if request.method == "POST":
+        chosen = [r for r in request.POST.getlist("mfa_roles") if r in Role.values]
+        services.security_policy_set(by=request.user, mfa_roles=chosen)
+        messages.success(request, "MFA policy saved.")
+        return redirect("accounts:mfa_policy")
+    required = mfa.policy_roles()
+    return render(
+        request,
+        "accounts/mfa_policy.html",
+        {
+            "roles": [
+                {
+                    "value": r.value,
+                    "label": r.label,
+                    "on": r in required,
+                    "fixed": r in ALWAYS_MFA_ROLES,
+                }
+                for r in Role
+            ]
+        },
+    )
+
+
+# --- just-in-time access -----------------------------------------------------------------------------
+
+
+@login_required
+def access(request):
+    """Ask for time-bounded access; approvers answer the open requests here."""
+    from django.contrib import messages
+    from django.core.exceptions import ValidationError
+
+    from accounts import services
+    from accounts.forms import GrantRequestForm
+    from accounts.models import AccessGrant
+    from accounts.policy import user_has
+    from parley.forms import add_validation_error
+
+    form = GrantRequestForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.grant_request(by=request.user, **form.service_kwargs())
+            except ValidationError as exc:
+                add_validation_error(form, exc)
+            else:
+                messages.success(request, "Request sent: an administrator will answer it.")
+                return redirect("accounts:access")
+        status = 400
+    approver = user_has(request.user, Perm.GRANTS_APPROVE)
+    pending = (
+        AccessGrant.objects.filter(status=AccessGrant.Status.PENDING)
+        .exclude(user=request.user)
+        .select_related("user")
+        if approver
+        else AccessGrant.objects.none()
+    )
+    return render(
+        request,
+        "accounts/access.html",
+        {
+            "form": form,
+            "mine": AccessGrant.objects.filter(user=request.user)[:50],
+            "pending": pending[:100],
+            "approver": approver,
+            "now": timezone.now(),
+        },
+        status=status,
+    )
+
+
+@require_POST
+@permission_required(Perm.GRANTS_APPROVE)
+@step_up_required
+def access_decide(request, grant_id: int):
+    from django.contrib import messages
+    from django.core.exceptions import ValidationError
+    from django.shortcuts import get_object_or_404
+
+    from accounts import services
+    from accounts.models import AccessGrant
+
+    grant = get_object_or_404(AccessGrant, pk=grant_id)
+    approve = request.POST.get("decision") == "approve"
+    try:
+        services.grant_decide(by=request.user, grant=grant, approve=approve)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Approved." if approve else "Denied.")
+    return redirect("accounts:access")
+
+
+@require_POST
+@login_required
+def access_revoke(request, grant_id: int):
+    """Approvers end anyone's grant; a holder may give their own back (others: 404)."""
+    from django.contrib import messages
+    from django.core.exceptions import ValidationError
+    from django.http import Http404
+
+    from accounts import services
+    from accounts.models import AccessGrant
+    from accounts.policy import user_has
+
+    grant = AccessGrant.objects.filter(pk=grant_id).first()
+    if grant is None or (
+        grant.user_id != request.user.pk and not user_has(request.user, Perm.GRANTS_APPROVE)
+    ):
+        raise Http404
+    try:
+        services.grant_revoke(by=request.user, grant=grant)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Access ended.")
+    return redirect("accounts:access")
+
+
+# For the role matrix: besides the grant's holder, only approvers reach it.
+access_revoke.required_permission = Perm.GRANTS_APPROVE

@@ -17,7 +17,7 @@ def _on_console() -> bool:
 
 def can(request, perm: str) -> bool:
     user = request.user
-    if not user.is_authenticated or not user.is_active:
+    if user is None or not user.is_authenticated or not user.is_active:
         return False
     if _on_console():
         return True  # every active public-schema user is a platform operator
@@ -34,6 +34,7 @@ def require(perm: str):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
+        wrapper.required_permission = perm
         return wrapper
 
     return decorator

@@ -8,6 +8,7 @@ from rest_framework import generics, serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.views import APIView
 
+from accounts.permissions import StepUpFresh
 from audit import access, selectors
 from audit.catalogue import ACTIONS
 from audit.export import FORMATS
@@ -38,6 +39,7 @@ class EventQuerySerializer(serializers.Serializer):
 
 class AuditEventListView(generics.ListAPIView):
     permission_classes = [CanViewAudit]
+    required_permission = access.VIEW
     serializer_class = AuditEventSerializer
 
     @extend_schema(
@@ -64,7 +66,8 @@ class ExportRequestSerializer(serializers.Serializer):
 
 
 class AuditExportView(APIView):
-    permission_classes = [CanViewAudit]
+    permission_classes = [CanViewAudit, StepUpFresh]
+    required_permission = access.VIEW
 
     @extend_schema(
         request=ExportRequestSerializer,

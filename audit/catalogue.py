@@ -12,6 +12,14 @@ ACTIONS: dict[str, str] = {
     "auth.logout": "A user signed out.",
     "auth.login.locked": "A sign-in was refused because the account or address is locked.",
     "auth.session.expired": "A session ended by idle timeout or absolute lifetime.",
+    # multi-factor authentication
+    "auth.mfa.enrolled": "A user set up an authenticator app (TOTP) and got backup codes.",
+    "auth.mfa.verified": "A user completed sign-in with a one-time code.",
+    "auth.mfa.failed": "A one-time code was refused.",
+    "auth.mfa.step_up": "A user confirmed a one-time code for a sensitive action.",
+    "auth.mfa.backup_codes_renewed": "A user replaced their backup codes.",
+    "auth.mfa.reset": "A user's MFA devices were removed (they must enrol again).",
+    "security.policy_changed": "The workspace's MFA policy changed.",
     # platform: tenants (public chain)
     "tenant.requested": "An operator requested a new tenant from the console.",
     "tenant.created": "A tenant's schema, domain and owner were created.",
@@ -38,6 +46,30 @@ ACTIONS: dict[str, str] = {
     "credential.used": "A connector credential was decrypted for one use.",
     "tenant.offboarding_scheduled": "A tenant was closed; its schema and keys go when the retention window ends.",
     "tenant.offboarded": "A tenant's schema was dropped and its keys destroyed (crypto-shredding).",
+    # inboxes
+    "inbox.created": "An inbox was created.",
+    "inbox.member_added": "A user became a member of an inbox.",
+    "inbox.member_removed": "A user stopped being a member of an inbox.",
+    # just-in-time access
+    "grant.requested": "A user asked for time-bounded access (a role or an inbox).",
+    "grant.approved": "A just-in-time access request was approved.",
+    "grant.denied": "A just-in-time access request was denied.",
+    "grant.revoked": "A just-in-time grant was ended early.",
+    "grant.expired": "A just-in-time grant reached its end.",
+    # break-glass (both the tenant's chain and the platform's)
+    "break_glass.requested": "A platform operator asked a tenant's owners for read-only access.",
+    "break_glass.approved": "A tenant owner approved a break-glass request.",
+    "break_glass.denied": "A tenant owner denied a break-glass request.",
+    "break_glass.emergency_declared": "An operator declared an emergency: read-only access at once, owners mailed.",
+    "break_glass.entered": "An operator opened (or was refused) a break-glass session on the tenant's host.",
+    "break_glass.ended": "A break-glass grant was ended early (by its operator or an owner).",
+    "break_glass.expired": "A break-glass grant reached its deadline.",
+    "break_glass.request": "One request made under break-glass (method, path; refused if not read-only).",
+    # API tokens
+    "auth.token.issued": "A user signed in through the API and got a token pair (a new token family).",
+    "auth.token.failed": "An API sign-in was refused (password, one-time code, lockout or MFA enrolment).",
+    "auth.token.reuse_detected": "A used refresh token came back: its whole family was revoked.",
+    "auth.token.revoked": "A token family was revoked by its user (API sign-out).",
     # access control
     "access.denied": "A request was refused (403).",
 }

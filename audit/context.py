@@ -56,6 +56,10 @@ def actor_for_user(user) -> Actor:
 
     if user is None or not getattr(user, "is_authenticated", False):
         return Actor(kind="anonymous")
+    if getattr(user, "is_break_glass", False):
+        # A platform operator inside a tenant (tenants.breakglass): never a tenant user,
+        # and its id is the operator's in the public schema.
+        return Actor(kind="operator", id=str(user.operator_id), name=user.get_username())
     kind = "operator" if getattr(connection, "schema_name", "public") == "public" else "user"
     return Actor(kind=kind, id=str(user.pk), name=user.get_username())
 

@@ -8,9 +8,11 @@ from django.conf import settings
 from django.contrib import messages
 from django.db import connection
 from django.http import HttpResponse
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.permissions import step_up_required
 from audit import access, selectors, services
 from audit.forms import EventFilterForm, ExportForm, SinkForm
 from audit.tasks import forward_sink
@@ -55,6 +57,7 @@ def event_list(request):
 
 @access.require(access.VIEW)
 @require_POST
+@step_up_required
 def export(request):
     form = ExportForm(request.POST)
     if not form.is_valid():
@@ -108,6 +111,7 @@ def sink_delete(request, sink_id: int):
 @require_POST
 def sink_send_now(request, sink_id: int):
     sink = selectors.sink_get(sink_id)
-    forward_sink.delay(sink.pk)
+    sink_id = sink.pk
+    transaction.on_commit(lambda: forward_sink.delay(sink_id))
     messages.success(request, f"Delivery to {sink.name} queued.")
     return redirect("audit:sinks")

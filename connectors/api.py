@@ -8,7 +8,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import HasPolicyPermission
+from accounts.permissions import HasPolicyPermission, StepUpFresh
 from accounts.policy import Perm
 from connectors import selectors, services
 from connectors.models import Credential
@@ -59,7 +59,7 @@ class SecretSerializer(serializers.Serializer):
 
 
 class CredentialListView(generics.ListCreateAPIView):
-    permission_classes = [HasPolicyPermission]
+    permission_classes = [HasPolicyPermission, StepUpFresh]
     required_permission = Perm.CONNECTORS_MANAGE
     serializer_class = CredentialSerializer
 
@@ -68,7 +68,7 @@ class CredentialListView(generics.ListCreateAPIView):
 
 
 class CredentialDetailView(APIView):
-    permission_classes = [HasPolicyPermission]
+    permission_classes = [HasPolicyPermission, StepUpFresh]
     required_permission = Perm.CONNECTORS_MANAGE
 
     @extend_schema(
@@ -98,7 +98,7 @@ class CredentialDetailView(APIView):
 
 
 class CredentialTestView(APIView):
-    permission_classes = [HasPolicyPermission]
+    permission_classes = [HasPolicyPermission, StepUpFresh]
     required_permission = Perm.CONNECTORS_MANAGE
 
     @extend_schema(

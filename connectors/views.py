@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import permission_required
+from accounts.permissions import permission_required, step_up_required
 from accounts.policy import Perm
 from connectors import selectors, services
 from connectors.forms import CredentialForm, ReplaceSecretForm
@@ -17,6 +17,7 @@ from parley.keyring.providers import KeyringError
 
 
 @permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
 def credential_list(request):
     form = CredentialForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -44,6 +45,7 @@ def credential_list(request):
 
 
 @permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
 @require_POST
 def credential_replace(request, credential_id: int):
     credential = selectors.credential_get(credential_id=credential_id)
@@ -65,6 +67,7 @@ def credential_replace(request, credential_id: int):
 
 
 @permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
 @require_POST
 def credential_test(request, credential_id: int):
     credential = selectors.credential_get(credential_id=credential_id)
@@ -83,6 +86,7 @@ def credential_test(request, credential_id: int):
 
 
 @permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
 @require_POST
 def credential_delete(request, credential_id: int):
     credential = selectors.credential_get(credential_id=credential_id)

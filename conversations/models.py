@@ -33,3 +33,24 @@ class Contact(models.Model):
                 )
                 self.pk = cursor.fetchone()[0]
         return self.pk
+
+
+class Inbox(models.Model):
+    """Where conversations of one channel land. Agents work an inbox they are members of.
+
+    Membership is a django-guardian object permission (``work_inbox``) held by
+    the user; owners and admins see every inbox. Channel binding, assignment
+    policy and business hours arrive with the conversations issue.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=80, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("work_inbox", "Work the conversations of this inbox")]
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return self.name

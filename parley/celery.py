@@ -30,6 +30,48 @@ app.conf.beat_schedule = {
         "task": "tenants.tasks.tenant_usage_refresh",
         "schedule": crontab(minute="*/15"),
     },
+    # Audit: chain what a crashed process left unsealed, deliver to SIEM sinks,
+    # and anchor every chain head (tail truncation detection).
+    "audit-seal": {"task": "audit.tasks.seal_events", "schedule": 60.0},
+    "audit-seal-platform": {
+        "task": "audit.tasks.seal_events",
+        "schedule": 60.0,
+        "tenant_schemas": ["public"],
+    },
+    "audit-forward": {"task": "audit.tasks.forward_all_sinks", "schedule": 30.0},
+    "audit-forward-platform": {
+        "task": "audit.tasks.forward_all_sinks",
+        "schedule": 30.0,
+        "tenant_schemas": ["public"],
+    },
+    "audit-anchor": {
+        "task": "audit.tasks.anchor_chain_heads",
+        "schedule": crontab(minute="*/5"),
+        "tenant_schemas": ["public"],
+    },
+    # Keyring: restart re-encryption jobs whose worker died.
+    "keyring-resume": {
+        "task": "parley.tasks.resume_rekeys",
+        "schedule": 120.0,
+        "tenant_schemas": ["public"],
+    },
+    "credential-reminders": {
+        "task": "connectors.tasks.credential_rotation_reminders",
+        "schedule": crontab(hour=7, minute=0),
+    },
+    "tenants-offboard": {
+        "task": "tenants.tasks.offboard_due",
+        "schedule": crontab(minute=10),
+        "tenant_schemas": ["public"],
+    },
+    # Just-in-time grants past their end are marked expired (checks never rely on it).
+    "grants-expire": {"task": "accounts.tasks.grants_expire", "schedule": 60.0},
+    # Break-glass grants past their deadline are marked expired (requests check it anyway).
+    "break-glass-expire": {
+        "task": "tenants.tasks.break_glass_expire_due",
+        "schedule": 60.0,
+        "tenant_schemas": ["public"],
+    },
 }
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from accounts.policy import Perm, user_has
+from tenants.breakglass import template_context as break_glass_context
 
 
 def parley(request) -> dict:
@@ -14,4 +15,6 @@ def parley(request) -> dict:
         "can": {
             perm.name.lower(): (not is_console and user_has(user, perm.value)) for perm in Perm
         },
+        # The break-glass banner, and the owners' notice of pending/live grants (lazy).
+        **break_glass_context(request),
     }

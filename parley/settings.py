@@ -135,6 +135,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.revocation.RevocationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # Signed in with a password but no second factor yet: enrol or verify, nothing else.
+    "accounts.middleware.MfaGateMiddleware",
+    # A session opened by a break-glass hand-off: the grant decides, read-only, audited.
+    "tenants.breakglass.BreakGlassMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -271,7 +275,16 @@ AUTH_PASSWORD_VALIDATORS = [
 PARLEY_LOGIN_MAX_FAILURES = env_int("PARLEY_LOGIN_MAX_FAILURES", 5, minimum=1)
 PARLEY_LOGIN_MAX_FAILURES_PER_IP = env_int("PARLEY_LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
 PARLEY_LOGIN_LOCK_SECONDS = env_int("PARLEY_LOGIN_LOCK_SECONDS", 15 * 60, minimum=1)
-PARLEY_SESSION_IDLE_SECONDS = env_int("PARLEY_SESSION_IDLE_SECONDS", 15 * 60, minimum=60)
+PARLEY_SESSION_IDLE_SECONDS = env_int(
+    "PARLEY_SESSION_IDLE_SECONDS", 15 * 60, minimum=60 if PRODUCTION else 2
+)
+# Step-up: sensitive actions need an OTP verified this recently.
+PARLEY_STEP_UP_SECONDS = env_int("PARLEY_STEP_UP_SECONDS", 5 * 60, minimum=30, maximum=3600)
+OTP_TOTP_ISSUER = env_str("PARLEY_OTP_ISSUER", "Parley")
+OTP_TOTP_THROTTLE_FACTOR = 1  # 1 s, 2 s, 4 s… after each wrong code
+OTP_STATIC_THROTTLE_FACTOR = 1
+# Just-in-time grants last at most this long.
+PARLEY_JIT_MAX_HOURS = env_int("PARLEY_JIT_MAX_HOURS", 8, minimum=1, maximum=72)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -285,17 +298,53 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 
+# API tokens (accounts/tokens.py, docs/api-auth.md): signed with a key per tenant
+# derived from SECRET_KEY and bound to it by `aud`. simplejwt's own backend has no
+# key on purpose, so nothing can sign a token that is valid in every tenant.
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
+    # Absolute: counted from the sign-in; rotating a refresh token never extends it.
     "REFRESH_TOKEN_LIFETIME": timedelta(hours=12),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
     "ALGORITHM": "HS256",
-    "SIGNING_KEY": SECRET_KEY,
+    "SIGNING_KEY": None,
+    "AUTH_TOKEN_CLASSES": ("accounts.tokens.TenantAccessToken",),
+    "UPDATE_LAST_LOGIN": False,  # the token endpoint does it
 }
 
 # --- API ------------------------------------------------------------------------------------------
 
+
+def _env_rate(name: str, default: str) -> str:
+    import re
+
+    value = env_str(name, default)
+    unit = "s|sec|second|m|min|minute|h|hour|d|day"
+    match = re.fullmatch(rf"\s*(\d+)\s*/\s*({unit})\s*", value.lower())
+    if not match or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate: use <count>/<sec|min|hour|day>, e.g. 30/min."
+        )
+    return value
+
+
+# Rate limits (Redis, sliding window; accounts/throttles.py): 429 with Retry-After.
+PARLEY_RATE_LOGIN_PER_IP = _env_rate("PARLEY_RATE_LOGIN_PER_IP", "30/min")  # sign-in page POSTs
+PARLEY_RATE_TOKEN_PER_IP = _env_rate("PARLEY_RATE_TOKEN_PER_IP", "30/min")  # /api/v1/auth/token/*
+PARLEY_RATE_API_PER_USER = _env_rate("PARLEY_RATE_API_PER_USER", "600/min")
+PARLEY_RATE_API_PER_TENANT = _env_rate("PARLEY_RATE_API_PER_TENANT", "6000/min")
+
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Bearer tokens first: a bad one is a 401 (WWW-Authenticate), never a fall-back to the session.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.TenantJWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "accounts.throttles.UserRateThrottle",
+        "accounts.throttles.TenantRateThrottle",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "parley.api.Pagination",

@@ -4,16 +4,24 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import api as accounts_api
+from accounts import api_auth as accounts_api_auth
 from accounts import views as accounts_views
 from audit import api as audit_api
 from connectors import api as connectors_api
+from conversations import api as conversations_api
 from parley.views import relaxed_styles
 
 api_v1 = [
+    path("auth/token/", accounts_api_auth.TokenObtainView.as_view(), name="token"),
+    path("auth/token/refresh/", accounts_api_auth.TokenRefreshView.as_view(), name="token-refresh"),
+    path("auth/token/revoke/", accounts_api_auth.TokenRevokeView.as_view(), name="token-revoke"),
     path("me/", accounts_api.MeView.as_view(), name="me"),
     path("users/", accounts_api.UserListView.as_view(), name="users"),
+    path("users/<int:user_id>/", accounts_api.UserDetailView.as_view(), name="user"),
     path("audit/events/", audit_api.AuditEventListView.as_view(), name="audit-events"),
     path("audit/exports/", audit_api.AuditExportView.as_view(), name="audit-export"),
+    path("inboxes/", conversations_api.InboxListView.as_view(), name="inboxes"),
+    path("inboxes/<int:inbox_id>/", conversations_api.InboxDetailView.as_view(), name="inbox"),
     path("credentials/", connectors_api.CredentialListView.as_view(), name="credentials"),
     path(
         "credentials/<int:credential_id>/",
@@ -32,8 +40,11 @@ urlpatterns = [
     path("login/", accounts_views.LoginView.as_view(), name="login"),
     path("logout/", accounts_views.LogoutView.as_view(), name="logout"),
     path("", include("accounts.urls")),
+    path("", include("tenants.breakglass_urls")),
+    path("", include("accounts.mfa_urls")),
     path("", include("audit.urls")),
     path("", include("connectors.urls")),
+    path("", include("conversations.urls")),
     path("", include("parley.keyring.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -9,6 +9,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("login/", console.ConsoleLoginView.as_view(), name="login"),
     path("logout/", console.ConsoleLogoutView.as_view(), name="logout"),
+    path("", include("accounts.mfa_urls")),
     path("", include("audit.urls")),
     path("", include("tenants.urls")),
 ]

@@ -15,9 +15,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.permissions import step_up_required
 from accounts.forms import ThrottledAuthenticationForm
+from accounts.throttles import LoginRateLimitMixin
 from parley.forms import add_validation_error
-from tenants import selectors, services
+from tenants import breakglass, selectors, services
 from tenants.forms import TenantCreateForm, TenantOffboardForm, TenantSuspendForm
 from tenants.models import PUBLIC_SCHEMA
 
@@ -36,7 +38,7 @@ def operator_required(view):
     return wrapper
 
 
-class ConsoleLoginView(auth_views.LoginView):
+class ConsoleLoginView(LoginRateLimitMixin, auth_views.LoginView):
     template_name = "console/login.html"
     authentication_form = ThrottledAuthenticationForm
     redirect_authenticated_user = True
@@ -85,12 +87,17 @@ def tenant_detail(request, slug: str):
             "tenant": tenant,
             "base_url": services.tenant_base_url(tenant),
             "suspend_form": TenantSuspendForm(),
+            "break_glass_form": breakglass.BreakGlassRequestForm(),
+            "break_glass_grants": breakglass.grant_list_for_operator(
+                operator=request.user, tenant=tenant
+            ),
         },
     )
 
 
 @operator_required
 @require_POST
+@step_up_required
 def tenant_suspend(request, slug: str):
     tenant = selectors.tenant_get(slug=slug)
     form = TenantSuspendForm(request.POST)
@@ -123,6 +130,7 @@ def tenant_reactivate(request, slug: str):
 
 @operator_required
 @require_POST
+@step_up_required
 def tenant_offboard(request, slug: str):
     tenant = selectors.tenant_get(slug=slug)
     form = TenantOffboardForm(request.POST)

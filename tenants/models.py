@@ -109,3 +109,49 @@ class AuditAnchor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schema_name}#{self.seq}"
+
+
+class BreakGlassGrant(models.Model):
+    """A platform operator's read-only, time-limited access to one tenant.
+
+    Requested with a reason and a duration; a tenant owner approves it, or the
+    operator declares an emergency (active at once, owners notified at once).
+    It lives in ``public`` because the operator does; every use is recorded in
+    both the tenant's trail and the platform's.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for the tenant owner"
+        ACTIVE = "active", "Active"
+        DENIED = "denied", "Denied"
+        ENDED = "ended", "Ended"
+        EXPIRED = "expired", "Expired"
+
+    id = models.BigAutoField(primary_key=True)
+    operator = models.ForeignKey(
+        "accounts.User", on_delete=models.PROTECT, related_name="break_glass_grants"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="break_glass_grants")
+    reason = models.CharField(max_length=500)
+    minutes = models.PositiveIntegerField()
+    emergency = models.BooleanField(default=False)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.CharField(max_length=254, blank=True)  # tenant owner's e-mail
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["tenant", "status"])]
+
+    def __str__(self) -> str:
+        return f"break-glass #{self.pk} on {self.tenant_id}"
+
+    @property
+    def is_live(self) -> bool:
+        return (
+            self.status == self.Status.ACTIVE
+            and self.expires_at is not None
+            and self.expires_at > timezone.now()
+        )

@@ -89,3 +89,12 @@ def offboard_due() -> int:
     for tenant_id in ids:
         tenant_offboard_execute.delay(tenant_id)
     return len(ids)
+
+
+@app.task
+def break_glass_expire_due() -> int:
+    """Beat (public): break-glass grants past their deadline become ``expired``, audited
+    on both trails. Access never relies on it: every request checks the deadline."""
+    from tenants.breakglass import break_glass_expire_due as expire_due
+
+    return expire_due()

@@ -55,6 +55,58 @@ def owner_role():
         conn.settings_dict.update(saved)
 
 
+def signed_in(
+    tenant, who, *, client: Client | None = None, verified: bool = True, step_up: bool = True
+) -> Client:
+    """A client signed in as ``who`` (e-mail, username or user) at ``tenant``'s host.
+
+    ``tenant`` is a Tenant or None for the platform console. ``verified`` gives
+    the session a confirmed TOTP device (as after entering a code), and
+    ``step_up`` makes that code fresh enough for sensitive actions.
+    """
+    import time as _time
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+    from django_tenants.utils import schema_context
+
+    from accounts.mfa import SESSION_OTP_AT
+
+    schema = "public" if tenant is None else tenant.schema_name
+    if client is None:
+        client = console_client() if tenant is None else tenant_client(tenant.slug)
+    with schema_context(schema):
+        user = who
+        if isinstance(who, str):
+            user = get_user_model().objects.get(
+                **({"email": who} if "@" in who else {"username": who})
+            )
+        client.force_login(user)
+        if verified:
+            device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+            if device is None:
+                device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+            session = client.session
+            session["otp_device_id"] = device.persistent_id
+            if step_up:
+                session[SESSION_OTP_AT] = int(_time.time())
+            session.save()
+    connection.set_schema_to_public()
+    return client
+
+
+def totp_now(device) -> str:
+    """The current code of a TOTP device (as an authenticator app would show it)."""
+    import time as _time
+
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = _time.time()
+    return f"{totp.token():0{device.digits}d}"
+
+
 def tenant_client(slug: str) -> Client:
     return Client(HTTP_HOST=TENANTS[slug])
 
@@ -89,7 +141,8 @@ class Worker:
     def __init__(self, queues: str, role: str = "app", extra_env: dict[str, str] | None = None):
         self.queues, self.role, self.extra_env = queues, role, extra_env or {}
         self.proc: subprocess.Popen | None = None
-        self.log = Path(devstack.state_dir()) / f"test-worker-{queues}.log"
+        name = f"test-worker-{queues.replace(',', '-')}-{os.getpid()}.log"
+        self.log = Path(devstack.state_dir()) / name
 
     def start(self) -> Worker:
         env = subprocess_env(PARLEY_DB_ROLE=self.role, **self.extra_env)

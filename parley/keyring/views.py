@@ -7,7 +7,7 @@ from django.db import connection
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import permission_required
+from accounts.permissions import permission_required, step_up_required
 from accounts.policy import Perm
 from parley.keyring.services import keys_rotate
 from parley.models import RekeyJob, WrappedKey
@@ -34,6 +34,7 @@ def security(request):
 
 @permission_required(Perm.KEYS_ROTATE)
 @require_POST
+@step_up_required
 def rotate(request):
     jobs = keys_rotate()
     versions = ", ".join(f"{j.purpose} v{j.target_version}" for j in jobs)

@@ -45,6 +45,9 @@ def test_it_activates_an_invited_owner_once(owner_db):
             .check_password("a-strong-passphrase-42")
         )
     assert client.login(username="boss@initech.test", password="a-strong-passphrase-42")
+    # A new password never skips MFA: the owner must enrol before anything else.
+    home = client.get("/", HTTP_HOST="initech.localhost")
+    assert home.status_code == 302 and home["Location"].startswith("/mfa/enrol/")
     # Used once: the link no longer works.
     assert (
         "This link no longer works"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import connection
-from django_tenants.utils import tenant_context
 
 from accounts.management.commands.policy_table import render_policy_markdown
 from accounts.policy import POLICY, Perm, Role, role_has
@@ -25,10 +22,7 @@ def test_it_gives_every_role_an_entry_and_owners_everything():
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", support.ROLES)
 def test_it_lets_only_roles_with_users_view_see_the_users_page_and_api(acme, role):
-    client = support.tenant_client("acme")
-    with tenant_context(acme):
-        client.force_login(get_user_model().objects.get(email=f"{role}@acme.test"))
-    connection.set_schema_to_public()
+    client = support.signed_in(acme, f"{role}@acme.test")
     allowed = role_has(role, Perm.USERS_VIEW)
     page = client.get("/users/")
     api = client.get("/api/v1/users/")

@@ -14,10 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _signed_in(tenant, email):
-    client = support.tenant_client(tenant.slug)
-    with tenant_context(tenant):
-        client.force_login(get_user_model().objects.get(email=email))
-    connection.set_schema_to_public()
+    client = support.signed_in(tenant, email)
     return client
 
 

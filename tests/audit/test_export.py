@@ -7,9 +7,7 @@ import json
 import zipfile
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django_tenants.utils import tenant_context
 
 from accounts.policy import Perm, role_has
@@ -79,10 +77,7 @@ def test_it_refuses_bad_export_arguments(tmp_path):
 
 
 def _client_for(tenant, role):
-    client = support.tenant_client(tenant.slug)
-    with tenant_context(tenant):
-        client.force_login(get_user_model().objects.get(email=f"{role}@{tenant.slug}.test"))
-    connection.set_schema_to_public()
+    client = support.signed_in(tenant, f"{role}@{tenant.slug}.test")
     return client
 
 

@@ -63,7 +63,7 @@ def test_it_records_tenant_lifecycle_on_the_platform_chain():
     assert suspended.target_id == "globex" and suspended.details == {"reason": "unpaid"}
     assert suspended.actor_kind == "system" and suspended.actor_name.startswith("cli:")
     client = support.console_client()
-    client.login(username="operator", password=support.PASSWORD)
+    support.signed_in(None, "operator", client=client)
     client.post("/tenants/globex/reactivate/")
     reactivated = _last("public", action="tenant.reactivated")
     assert reactivated.actor_kind == "operator" and reactivated.actor_name == "operator"
@@ -86,10 +86,7 @@ def test_it_records_user_creation_and_role_changes(acme):
 
 
 def test_it_records_every_refused_request(acme):
-    client = support.tenant_client("acme")
-    with tenant_context(acme):
-        client.force_login(get_user_model().objects.get(email="marketer@acme.test"))
-    connection.set_schema_to_public()
+    client = support.signed_in(acme, "marketer@acme.test")
     assert client.get("/users/").status_code == 403
     page = _last(acme, action="access.denied")
     assert page.outcome == "denied" and page.details == {"method": "GET", "path": "/users/"}

@@ -102,12 +102,8 @@ def test_it_posts_json_batches_over_https(acme, tmp_path):
 
 @pytest.mark.django_db
 def test_it_validates_sinks_in_the_page(acme):
-    from django.contrib.auth import get_user_model
 
-    client = support.tenant_client("acme")
-    with tenant_context(acme):
-        client.force_login(get_user_model().objects.get(email="admin@acme.test"))
-    connection.set_schema_to_public()
+    client = support.signed_in(acme, "admin@acme.test")
     bad = client.post("/audit/sinks/", {"name": "x", "kind": "syslog", "port": "99999"})
     assert bad.status_code == 400 and "needs a host" in bad.content.decode()
     bad = client.post(
@@ -128,10 +124,7 @@ def test_it_validates_sinks_in_the_page(acme):
     assert ok.status_code == 302
     with tenant_context(acme):
         assert AuditEvent.objects.filter(action="audit.sink.created").exists()
-    agent = support.tenant_client("acme")
-    with tenant_context(acme):
-        agent.force_login(get_user_model().objects.get(email="analyst@acme.test"))
-    connection.set_schema_to_public()
+    agent = support.signed_in(acme, "analyst@acme.test")
     assert agent.get("/audit/sinks/").status_code == 403
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -17,10 +16,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def analyst(acme):
-    client = support.tenant_client("acme")
-    with tenant_context(acme):
-        client.force_login(get_user_model().objects.get(email="analyst@acme.test"))
-    connection.set_schema_to_public()
+    client = support.signed_in(acme, "analyst@acme.test")
     return client
 
 
@@ -88,6 +84,6 @@ def test_it_lists_events_in_the_api_newest_first_with_a_capped_page(acme, analys
 def test_it_shows_the_platform_chain_to_operators_only():
     client = support.console_client()
     assert client.get("/audit/").status_code == 302
-    client.login(username="operator", password=support.PASSWORD)
+    support.signed_in(None, "operator", client=client)
     page = client.get("/audit/")
     assert page.status_code == 200 and "tenant.created" in page.content.decode()

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core import mail
-from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -37,10 +35,7 @@ def test_it_reminds_once_a_day_and_shows_a_banner(acme):
     assert set(message.to) == {"owner@acme.test", "admin@acme.test", "integrator@acme.test"}
     assert "x" * 20 not in message.body
 
-    client = support.tenant_client("acme")
-    with tenant_context(acme):
-        client.force_login(get_user_model().objects.get(email="integrator@acme.test"))
-    connection.set_schema_to_public()
+    client = support.signed_in(acme, "integrator@acme.test")
     assert "1 connector credential due for rotation" in client.get("/").content.decode()
     page = client.get("/connectors/credentials/").content.decode()
     assert "due for rotation within 14 days" in page and "overdue" in page

@@ -24,15 +24,81 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Users the browser tests sign in as. Each gets backup codes committed before
+# the browser starts, so a sign-in completes MFA like a person with a code
+# would (a TOTP code may be used once per 30 s, a backup code once).
+E2E_USERS = {
+    "acme": [
+        "owner@acme.test",
+        "agent@acme.test",
+        "agent2@acme.test",
+        "analyst@acme.test",
+        "integrator@acme.test",
+    ],
+    None: ["operator"],
+}
+NEW_ADMIN = "first.admin@acme.test"
+_BACKUP_CODES: dict[tuple[str | None, str], list[str]] = {}
+
+
 @pytest.fixture(scope="session")
-def live_url(django_db_setup):
-    """Base URL template of a real server (``runserver``) on the test database."""
+def e2e_data(django_db_setup, django_db_blocker):
+    """Committed: backup codes for E2E_USERS; inboxes "E2E Support" (agent) and "E2E Sales" (agent2)."""
+    from django.contrib.auth import get_user_model
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+    from django_tenants.utils import schema_context
+
+    from conversations import access
+
+    User = get_user_model()
+    with django_db_blocker.unblock():
+        for slug, usernames in E2E_USERS.items():
+            with schema_context("public" if slug is None else f"t_{slug}"):
+                for username in usernames:
+                    user = User.objects.get(username=username)
+                    device, _ = StaticDevice.objects.get_or_create(
+                        user=user, name="e2e", defaults={"confirmed": True}
+                    )
+                    codes = [StaticToken.random_token() for _ in range(20)]
+                    device.token_set.all().delete()
+                    device.token_set.bulk_create(
+                        [StaticToken(device=device, token=c) for c in codes]
+                    )
+                    _BACKUP_CODES[(slug, username)] = codes
+        with schema_context("t_acme"):
+            admin = User.objects.get(email="admin@acme.test")
+            for name, member in (
+                ("E2E Support", "agent@acme.test"),
+                ("E2E Sales", "agent2@acme.test"),
+            ):
+                box = access.inbox_create(by=admin, name=name)
+                access.inbox_member_add(by=admin, inbox=box, user=User.objects.get(email=member))
+            # An admin who has never signed in (first-login enrolment).
+            User.objects.create_user(
+                username=NEW_ADMIN, email=NEW_ADMIN, password=support.PASSWORD, role="admin"
+            )
+    return _BACKUP_CODES
+
+
+def sign_in(page, base: str, username: str, *, tenant: str | None = "acme") -> None:
+    """Password, then a backup code on the verification page."""
+    page.goto(base + "/login/")
+    page.get_by_label("Username" if tenant is None else "E-mail or username").fill(username)
+    page.get_by_label("Password").fill(support.PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/mfa/verify/**")
+    page.get_by_label("Code").fill(_BACKUP_CODES[(tenant, username)].pop())
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_load_state()
+
+
+def _start_server(**extra_env: str):
     port = support.free_port()
-    log = Path(support.devstack.state_dir()) / "test-live-server.log"
+    log = Path(support.devstack.state_dir()) / f"test-live-server-{port}.log"
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         cwd=support.BASE_DIR,
-        env=support.subprocess_env(PARLEY_PUBLIC_PORT=str(port)),
+        env=support.subprocess_env(PARLEY_PUBLIC_PORT=str(port), **extra_env),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
@@ -48,6 +114,22 @@ def live_url(django_db_setup):
                     f"live server did not start:\n{log.read_text()[-3000:]}"
                 ) from None
             time.sleep(0.2)
+    return proc, port
+
+
+@pytest.fixture(scope="session")
+def live_url(e2e_data):
+    """Base URL template of a real server (``runserver``) on the test database."""
+    proc, port = _start_server()
+    yield lambda host="localhost": f"http://{host}:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def short_idle_url(e2e_data):
+    """A second server whose sessions end after 3 idle seconds."""
+    proc, port = _start_server(PARLEY_SESSION_IDLE_SECONDS="3")
     yield lambda host="localhost": f"http://{host}:{port}"
     proc.terminate()
     proc.wait(10)

@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests import support
+from tests.e2e.conftest import sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def _sign_in(page, base, email):
-    page.goto(base + "/login/")
-    page.get_by_label("E-mail or username").fill(email)
-    page.get_by_label("Password").fill(support.PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, base, email)
 
 
 def test_it_filters_the_audit_trail_without_reloading(live_url, page):

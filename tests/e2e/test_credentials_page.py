@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests import support
+from tests.e2e.conftest import sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -14,10 +14,7 @@ SECRET = "pat-na1-BROWSER-MARKER-9d41"
 
 def test_it_stores_a_secret_it_never_shows_again(live_url, page):
     base = live_url("acme.localhost")
-    page.goto(base + "/login/")
-    page.get_by_label("E-mail or username").fill("integrator@acme.test")
-    page.get_by_label("Password").fill(support.PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, base, "integrator@acme.test")
     page.get_by_role("link", name="Credentials").click()
     page.get_by_label("Name").fill("e2e-hubspot")
     page.get_by_label("Connector").fill("hubspot")

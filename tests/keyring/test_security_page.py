@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.db import connection
 from django_tenants.utils import tenant_context
 
 from accounts.policy import Perm, role_has
@@ -17,10 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.parametrize("role", support.ROLES)
 def test_it_lets_only_owners_rotate(acme, role, django_capture_on_commit_callbacks):
-    client = support.tenant_client("acme")
-    with tenant_context(acme):
-        client.force_login(get_user_model().objects.get(email=f"{role}@acme.test"))
-    connection.set_schema_to_public()
+    client = support.signed_in(acme, f"{role}@acme.test")
     allowed = role_has(role, Perm.KEYS_ROTATE)
     assert client.get("/settings/security/").status_code == (200 if allowed else 403)
     with django_capture_on_commit_callbacks(execute=False):

@@ -35,3 +35,17 @@ def test_it_fails_loudly_when_a_tenant_task_has_no_tenant(default_worker):
     with pytest.raises(Exception, match="must run in a tenant schema, not 'public'") as excinfo:
         result.get(timeout=30)
     assert type(excinfo.value).__name__ == "TenantRequiredError"
+
+
+def test_every_beat_entry_names_a_registered_task():
+    """A periodic job that names no task would silently never run."""
+    from parley.celery import app
+
+    app.loader.import_default_modules()
+    registered = set(app.tasks)
+    schedule = app.conf.beat_schedule
+    assert {"audit-anchor", "audit-seal", "audit-forward", "grants-expire"} <= set(schedule)
+    missing = {
+        name: entry["task"] for name, entry in schedule.items() if entry["task"] not in registered
+    }
+    assert missing == {}

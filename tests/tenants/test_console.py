@@ -15,7 +15,7 @@ from tests import support
 
 def _operator_client():
     client = support.console_client()
-    assert client.login(username="operator", password=support.PASSWORD)
+    support.signed_in(None, "operator", client=client)
     return client
 
 

@@ -83,7 +83,7 @@ def test_it_refuses_without_confirmation_or_the_owner_role():
 @pytest.mark.django_db
 def test_it_offboards_from_the_console_only_with_the_slug_typed():
     client = support.console_client()
-    client.login(username="operator", password=support.PASSWORD)
+    support.signed_in(None, "operator", client=client)
     client.post("/tenants/globex/offboard/", {"confirm": "acme"})
     assert Tenant.objects.get(slug="globex").status == Tenant.Status.ACTIVE
     page = client.post(

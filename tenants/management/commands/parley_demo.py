@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.policy import Role
+from parley import devstack
 from tenants.models import Tenant
 from tenants.services import tenant_base_url, tenant_create
 
@@ -31,6 +32,8 @@ class Command(BaseCommand):
                 operator = User(username="operator", email="operator@parley.test", is_staff=True)
                 operator.set_password(DEMO_PASSWORD)
                 operator.save()
+            codes: list[str] = []
+            self._demo_codes(operator, "operator", codes)
         lines = [
             f"Platform console  http://{settings.PARLEY_BASE_DOMAIN}:{settings.PARLEY_PUBLIC_PORT}/  "
             f"operator / {DEMO_PASSWORD}"
@@ -54,8 +57,31 @@ class Command(BaseCommand):
                         user.set_password(DEMO_PASSWORD)
                     user.role = role.value
                     user.save()
+                    self._demo_codes(user, f"{slug}: {email}", codes)
             lines.append(
                 f"Tenant {slug:<8}   {tenant_base_url(tenant)}/  <role>@{slug}.test / {DEMO_PASSWORD}"
                 f"  (roles: {', '.join(r.value for r in Role)})"
             )
+        if codes:
+            path = devstack.state_dir() / "demo-mfa-codes.txt"
+            with path.open("a") as out:
+                out.write("\n".join(codes) + "\n")
+            path.chmod(0o600)
+        lines.append(
+            "Two-factor: every demo login has one-time backup codes in "
+            f"{devstack.state_dir() / 'demo-mfa-codes.txt'} (each works once); "
+            "set up an authenticator app on the 2FA page, or sign in as a new invitee to see enrolment."
+        )
         self.stdout.write("\n".join(lines))
+
+    @staticmethod
+    def _demo_codes(user, label: str, out: list[str]) -> None:
+        """Ten backup codes per demo login, created once (development only)."""
+        from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+
+        if StaticDevice.objects.filter(user=user, name="demo").exists():
+            return
+        device = StaticDevice.objects.create(user=user, name="demo", confirmed=True)
+        tokens = [StaticToken.random_token() for _ in range(10)]
+        device.token_set.bulk_create([StaticToken(device=device, token=t) for t in tokens])
+        out.append(f"{label}: {' '.join(tokens)}")

@@ -1,0 +1,144 @@
+"""Multi-factor authentication: who must use it, checking a code, step-up.
+
+* Platform operators (users of the ``public`` schema) and tenant owners and
+  admins must always use MFA. The tenant's :class:`~accounts.models.SecurityPolicy`
+  decides for the other roles (default: every role).
+* A code is checked against the user's confirmed devices (TOTP, then static
+  backup codes) under a row lock: a TOTP code is accepted once (django-otp keeps
+  the last accepted time step) and failures slow the device down
+  (``OTP_TOTP_THROTTLE_FACTOR``).
+* Step-up: sensitive actions need an OTP verified within
+  ``PARLEY_STEP_UP_SECONDS`` (5 minutes). For a web session the time of the
+  last verification is kept in the session; an API token carries it as the
+  ``mfa_at`` claim, or the request brings a fresh code in ``X-Parley-OTP``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db import connection, transaction
+from django_otp import devices_for_user, user_has_device
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.policy import Role
+
+ALWAYS_MFA_ROLES = frozenset({Role.OWNER, Role.ADMIN})
+SESSION_OTP_AT = "parley_otp_at"
+OTP_HEADER = "HTTP_X_PARLEY_OTP"
+
+
+def is_operator(user) -> bool:
+    """Users of the public schema are platform operators."""
+    return connection.schema_name == "public" and bool(getattr(user, "is_authenticated", False))
+
+
+def policy_roles() -> frozenset[str]:
+    """The roles the tenant's policy makes enrol (owners and admins always do)."""
+    from accounts.models import SecurityPolicy
+
+    policy = SecurityPolicy.objects.filter(pk=1).only("mfa_roles").first()
+    roles = set(Role.values) if policy is None else set(policy.mfa_roles)
+    return frozenset(roles | ALWAYS_MFA_ROLES)
+
+
+def mfa_required(user) -> bool:
+    if is_operator(user):
+        return True
+    if user.role in ALWAYS_MFA_ROLES:
+        return True
+    return user.role in policy_roles()
+
+
+def has_device(user) -> bool:
+    return user_has_device(user, confirmed=True)
+
+
+def totp_device(user) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+def verify(user, token: str | None):
+    """The device that accepts ``token`` (consumed), or None.
+
+    Codes are digits only (TOTP: 6; backup codes: 8 letters and digits); the
+    rows are locked so that one code cannot be accepted twice by two requests
+    at once.
+    """
+    token = (token or "").strip().replace(" ", "")
+    if not token or len(token) > 16 or not token.isalnum():
+        return None
+    with transaction.atomic():
+        for device in devices_for_user(user, confirmed=True, for_verify=True):
+            if isinstance(device, TOTPDevice) and not token.isdigit():
+                continue
+            if device.verify_token(token):
+                return device
+    return None
+
+
+def verify_is_throttled(user) -> bool:
+    device = totp_device(user)
+    return device is not None and not device.verify_is_allowed()[0]
+
+
+# --- step-up -----------------------------------------------------------------------------------
+
+
+def note_verified(request) -> None:
+    """Record that the session's user just proved an OTP (for step-up)."""
+    request.session[SESSION_OTP_AT] = int(time.time())
+
+
+def step_up_fresh(request) -> bool:
+    """True when the request's user verified an OTP within the step-up window."""
+    window = settings.PARLEY_STEP_UP_SECONDS
+    auth = getattr(request, "auth", None)
+    if auth is not None and hasattr(auth, "get"):
+        mfa_at = auth.get("mfa_at")
+        if mfa_at and time.time() - int(mfa_at) <= window:
+            return True
+        code = request.META.get(OTP_HEADER)
+        return bool(code) and verify(request.user, code) is not None
+    session = getattr(request, "session", None)
+    if session is None:
+        return False
+    at = session.get(SESSION_OTP_AT)
+    return at is not None and time.time() - int(at) <= window
+
+
+def backup_codes_create(user, count: int = 10) -> list[str]:
+    """Replace the user's static backup codes; returns the new ones (shown once)."""
+    from django_otp.plugins.otp_static.models import StaticToken
+
+    device, _ = StaticDevice.objects.get_or_create(
+        user=user, name="backup", defaults={"confirmed": True}
+    )
+    device.token_set.all().delete()
+    codes = [StaticToken.random_token() for _ in range(count)]
+    device.token_set.bulk_create([StaticToken(device=device, token=c) for c in codes])
+    return codes
+
+
+def devices_reset(user, *, by, request=None) -> None:
+    """Remove every MFA device of ``user`` and end their sessions and tokens at once.
+
+    The caller checks step-up and the policy table; the user must enrol again
+    at their next sign-in (when MFA is required of them).
+    """
+    from accounts import revocation
+    from audit.services import record
+
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user).delete()
+        StaticDevice.objects.filter(user=user).delete()
+        record(
+            "auth.mfa.reset",
+            target_type="user",
+            target_id=user.pk,
+            details={"user": user.get_username(), "by_self": by.pk == user.pk},
+            request=request,
+        )
+    revocation.bump(user.pk)

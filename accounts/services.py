@@ -1,0 +1,314 @@
+"""Changes to the tenant's users and their access, with the rules that guard them.
+
+Every function takes the acting user (``by``); the caller has already checked
+sign-in, the policy table and step-up where the view needs them, and these
+functions check the rules that depend on the people involved:
+
+* nobody grants a role ranked above their own, or changes someone ranked above them;
+* the last active owner can be neither demoted nor deactivated;
+* just-in-time grants are approved by someone who could grant that access
+  outright, last at most ``PARLEY_JIT_MAX_HOURS`` and end by themselves.
+
+Audit events for user fields (role, active, password) are written by the
+model signals in ``audit``; the grant events here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from accounts import revocation
+from accounts.models import AccessGrant
+from accounts.policy import Perm, Role, rank, user_has
+from audit.services import record
+
+User = get_user_model()
+
+
+def _forget_roles(user) -> None:
+    user.__dict__.pop("_parley_roles", None)
+
+
+def _check_rank(by, *, role: str | None = None, target=None) -> None:
+    by_rank = max(rank(r) for r in _roles_of(by))
+    if role is not None and rank(role) > by_rank:
+        raise PermissionDenied("You cannot grant a role above your own.")
+    if target is not None and rank(target.role) > by_rank:
+        raise PermissionDenied("You cannot change a user whose role is above your own.")
+
+
+def _roles_of(user):
+    from accounts.policy import effective_roles
+
+    return effective_roles(user)
+
+
+def _other_active_owners(user) -> bool:
+    return User.objects.filter(role=Role.OWNER, is_active=True).exclude(pk=user.pk).exists()
+
+
+def _lock_owners() -> None:
+    """Serialise owner-count checks (two admins demoting the last two owners at once)."""
+    list(User.objects.select_for_update().filter(role=Role.OWNER).values_list("pk", flat=True))
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+def user_invite(*, by, email: str, role: str, request=None):
+    """Create a user who sets their password through a one-time link sent by e-mail."""
+    from tenants.services import invite_url_for
+
+    if not user_has(by, Perm.USERS_MANAGE):
+        raise PermissionDenied
+    email = (email or "").strip().lower()
+    if role not in Role.values:
+        raise ValidationError({"role": "Unknown role."})
+    _check_rank(by, role=role)
+    if (
+        User.objects.filter(email__iexact=email).exists()
+        or User.objects.filter(username__iexact=email).exists()
+    ):
+        raise ValidationError({"email": "A user with this e-mail already exists."})
+    with transaction.atomic():
+        user = User(username=email, email=email, role=role)
+        user.full_clean(exclude=["password"])
+        user.set_unusable_password()
+        user.save()
+    tenant = connection.tenant
+    link = invite_url_for(tenant, user)
+    transaction.on_commit(
+        lambda: send_mail(
+            f"You are invited to {tenant.name} on Parley",
+            f"Set your password within {settings.PASSWORD_RESET_TIMEOUT // 3600} hours:\n\n{link}\n\n"
+            "You will then set up two-factor authentication.",
+            None,
+            [email],
+        )
+    )
+    return user
+
+
+def user_set_role(*, by, user, role: str):
+    if not user_has(by, Perm.USERS_MANAGE):
+        raise PermissionDenied
+    if role not in Role.values:
+        raise ValidationError({"role": "Unknown role."})
+    _check_rank(by, role=role, target=user)
+    with transaction.atomic():
+        _lock_owners()
+        user = User.objects.select_for_update().get(pk=user.pk)
+        if user.role == role:
+            return user
+        if user.role == Role.OWNER and user.is_active and not _other_active_owners(user):
+            raise ValidationError(
+                {"role": "This is the last owner: make someone else owner first."}
+            )
+        user.role = role
+        user.save(update_fields=["role"])  # audited and sessions ended by the model signals
+    _forget_roles(user)
+    return user
+
+
+def user_set_active(*, by, user, active: bool):
+    if not user_has(by, Perm.USERS_MANAGE):
+        raise PermissionDenied
+    _check_rank(by, target=user)
+    if not active and user.pk == by.pk:
+        raise ValidationError({"is_active": "You cannot deactivate yourself."})
+    with transaction.atomic():
+        _lock_owners()
+        user = User.objects.select_for_update().get(pk=user.pk)
+        if user.is_active == active:
+            return user
+        if not active and user.role == Role.OWNER and not _other_active_owners(user):
+            raise ValidationError(
+                {"is_active": "This is the last owner: it cannot be deactivated."}
+            )
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+    if not active:
+        revocation.bump(user.pk)  # at once, not only after commit: fail closed
+    return user
+
+
+def user_mfa_reset(*, by, user, request=None) -> None:
+    from accounts import mfa
+
+    if not user_has(by, Perm.USERS_MANAGE):
+        raise PermissionDenied
+    _check_rank(by, target=user)
+    mfa.devices_reset(user, by=by, request=request)
+
+
+# --- MFA policy --------------------------------------------------------------------------------
+
+
+def security_policy_set(*, by, mfa_roles: list[str]):
+    from accounts.models import SecurityPolicy
+
+    if not user_has(by, Perm.SECURITY_POLICY):
+        raise PermissionDenied
+    unknown = set(mfa_roles) - set(Role.values)
+    if unknown:
+        raise ValidationError({"mfa_roles": "Unknown role."})
+    with transaction.atomic():
+        policy, _ = SecurityPolicy.objects.select_for_update().get_or_create(pk=1)
+        before = sorted(policy.mfa_roles)
+        policy.mfa_roles = sorted(set(mfa_roles) | {Role.OWNER, Role.ADMIN})
+        policy.save()
+        record(
+            "security.policy_changed",
+            target_type="security_policy",
+            target_id=1,
+            details={"mfa_roles_before": before, "mfa_roles": policy.mfa_roles},
+        )
+    return policy
+
+
+# --- just-in-time grants -------------------------------------------------------------------------
+
+
+def grant_request(*, by, kind: str, reason: str, hours: int, role: str = "", inbox_id=None):
+    reason = (reason or "").strip()
+    errors = {}
+    if len(reason) < 10:
+        errors["reason"] = "Say why you need it (at least 10 characters)."
+    if not isinstance(hours, int) or not 1 <= hours <= settings.PARLEY_JIT_MAX_HOURS:
+        errors["hours"] = f"Between 1 and {settings.PARLEY_JIT_MAX_HOURS} hours."
+    if kind == AccessGrant.Kind.ROLE:
+        if role not in Role.values:
+            errors["role"] = "Unknown role."
+        elif role in _roles_of(by):
+            errors["role"] = "You already have this role."
+        inbox_id = None
+    elif kind == AccessGrant.Kind.INBOX:
+        from conversations.models import Inbox
+
+        if inbox_id is None or not Inbox.objects.filter(pk=inbox_id).exists():
+            errors["inbox"] = "Unknown inbox."
+        role = ""
+    else:
+        errors["kind"] = "Ask for a role or an inbox."
+    if errors:
+        raise ValidationError(errors)
+    if AccessGrant.objects.filter(
+        user=by, kind=kind, role=role, inbox_id=inbox_id, status=AccessGrant.Status.PENDING
+    ).exists():
+        raise ValidationError({"kind": "You already asked for this; wait for an answer."})
+    with transaction.atomic():
+        grant = AccessGrant.objects.create(
+            user=by, kind=kind, role=role, inbox_id=inbox_id, reason=reason, hours=hours
+        )
+        record(
+            "grant.requested", target_type="access_grant", target_id=grant.pk, details=_facts(grant)
+        )
+    return grant
+
+
+def _facts(grant) -> dict:
+    return {
+        "user": grant.user.get_username(),
+        "kind": grant.kind,
+        "role": grant.role,
+        "inbox_id": grant.inbox_id,
+        "hours": grant.hours,
+        "reason": grant.reason,
+    }
+
+
+def grant_decide(*, by, grant: AccessGrant, approve: bool) -> AccessGrant:
+    if not user_has(by, Perm.GRANTS_APPROVE):
+        raise PermissionDenied
+    if grant.user_id == by.pk:
+        raise PermissionDenied("Someone else must approve your own request.")
+    if grant.kind == AccessGrant.Kind.ROLE:
+        _check_rank(by, role=grant.role)
+    with transaction.atomic():
+        grant = AccessGrant.objects.select_for_update().select_related("user").get(pk=grant.pk)
+        if grant.status != AccessGrant.Status.PENDING:
+            raise ValidationError("This request was already answered.")
+        now = timezone.now()
+        grant.decided_by, grant.decided_at = by, now
+        if approve:
+            grant.status = AccessGrant.Status.APPROVED
+            grant.expires_at = now + timedelta(hours=grant.hours)
+            if grant.kind == AccessGrant.Kind.ROLE:
+                User.objects.filter(pk=grant.user_id).update(
+                    elevated_until=_elevated_until_after(grant)
+                )
+        else:
+            grant.status = AccessGrant.Status.DENIED
+        grant.save()
+        record(
+            "grant.approved" if approve else "grant.denied",
+            target_type="access_grant",
+            target_id=grant.pk,
+            details={
+                **_facts(grant),
+                "expires_at": grant.expires_at and grant.expires_at.isoformat(),
+            },
+        )
+    return grant
+
+
+def _elevated_until_after(grant):
+    """``elevated_until`` after approving ``grant``: the latest end of the user's live role grants."""
+    latest = (
+        AccessGrant.objects.filter(
+            user_id=grant.user_id,
+            kind=AccessGrant.Kind.ROLE,
+            status=AccessGrant.Status.APPROVED,
+            expires_at__gt=timezone.now(),
+        )
+        .exclude(pk=grant.pk)
+        .aggregate(m=Max("expires_at"))["m"]
+    )
+    return max(filter(None, [latest, grant.expires_at]))
+
+
+def grant_revoke(*, by, grant: AccessGrant) -> AccessGrant:
+    """End an approved grant early (an approver, or the holder giving it back)."""
+    if grant.user_id != by.pk and not user_has(by, Perm.GRANTS_APPROVE):
+        raise PermissionDenied
+    with transaction.atomic():
+        grant = AccessGrant.objects.select_for_update().select_related("user").get(pk=grant.pk)
+        if grant.status not in (AccessGrant.Status.APPROVED, AccessGrant.Status.PENDING):
+            raise ValidationError("This grant is not live.")
+        grant.status = AccessGrant.Status.REVOKED
+        grant.save(update_fields=["status"])
+        record(
+            "grant.revoked", target_type="access_grant", target_id=grant.pk, details=_facts(grant)
+        )
+    revocation.bump(grant.user_id)  # sessions and tokens re-read what the user may do
+    return grant
+
+
+def grants_expire() -> int:
+    """Mark approved grants past their end as expired (beat; the checks never need it)."""
+    expired = 0
+    due = AccessGrant.objects.filter(
+        status=AccessGrant.Status.APPROVED, expires_at__lte=timezone.now()
+    ).select_related("user")
+    for grant in due[:1000]:
+        with transaction.atomic():
+            updated = AccessGrant.objects.filter(
+                pk=grant.pk, status=AccessGrant.Status.APPROVED
+            ).update(status=AccessGrant.Status.EXPIRED)
+            if updated:
+                record(
+                    "grant.expired",
+                    target_type="access_grant",
+                    target_id=grant.pk,
+                    details=_facts(grant),
+                )
+                expired += 1
+    return expired

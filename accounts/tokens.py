@@ -1,0 +1,456 @@
+"""API tokens: tenant-bound JWTs, rotating refresh tokens in families, revocation.
+
+* **Bound to the tenant.** Every token is signed (HS256, nothing else is
+  accepted) with a key of its tenant, ``HMAC-SHA256(SECRET_KEY, "parley-jwt|" +
+  schema)``, and names it in ``aud`` (``parley:<schema>``). A token of tenant A
+  fails the signature *and* the audience check at tenant B. There is no
+  platform-wide token: in the public schema nothing verifies.
+* **Families.** Each sign-in (``POST /api/v1/auth/token/``) opens a
+  :class:`~accounts.models.TokenFamily` whose ``expires_at`` is the absolute
+  end of that sign-in (``REFRESH_TOKEN_LIFETIME``, 12 h). Every refresh token
+  rotated from it carries the family id (``fam``) and expires with the family;
+  access tokens (5 minutes) never outlive it either.
+* **Rotation and reuse.** Refreshing records the presented token's ``jti`` as
+  used (simplejwt's outstanding + blacklisted tables, per tenant; the token
+  itself is never stored) under a row lock on the family, and hands out a new
+  pair. Presenting a used refresh token again is reuse: the whole family is
+  revoked (database row, and a Redis key that refuses its access tokens on
+  the next request) and the event is audited. Two refreshes racing with one
+  token: the lock orders them, the second is reuse.
+* **Epoch.** Tokens carry the user's revocation epoch (``epc``, see
+  :mod:`accounts.revocation`). A request whose token is behind the current
+  epoch is refused: deactivation, a role change, a password change or an
+  automated revocation work on the very next request. The epoch and the
+  family's revoked flag are read in one Redis round trip.
+* **MFA.** ``mfa_at`` (unix seconds) is set when the sign-in verified a
+  one-time code and copied unchanged on refresh, so step-up
+  (:func:`accounts.mfa.step_up_fresh`) sees when the code was really given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+
+import jwt
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django_tenants.utils import get_public_schema_name
+from rest_framework_simplejwt import settings as simplejwt_settings
+from rest_framework_simplejwt.backends import TokenBackend
+from rest_framework_simplejwt.exceptions import (
+    ExpiredTokenError,
+    TokenBackendError,
+    TokenBackendExpiredToken,
+    TokenError,
+)
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import Token
+from rest_framework_simplejwt.utils import datetime_from_epoch
+
+from accounts import lockout, mfa, revocation
+from accounts.models import TokenFamily
+from accounts.throttles import get_ints
+from audit.context import Actor, actor_for_user, client_ip
+from audit.models import Outcome
+from audit.services import record
+
+ALGORITHM = "HS256"
+ISSUER = "parley"
+FAMILY_CLAIM, EPOCH_CLAIM, MFA_CLAIM = "fam", "epc", "mfa_at"
+_REQUIRED_CLAIMS = ["exp", "iat", "jti", "aud", "iss", "token_type", "user_id", "fam", "epc"]
+
+
+class TokenRefused(Exception):
+    """A token or a sign-in refused; ``code`` is the stable code API clients see."""
+
+    def __init__(
+        self, code: str, detail: str, *, status: int = 401, retry_after: int | None = None
+    ):
+        super().__init__(detail)
+        self.code, self.detail, self.status, self.retry_after = code, detail, status, retry_after
+
+
+INVALID_DETAIL = "The token is invalid."
+_EXPIRED = "The token has expired."
+_REVOKED = "The token was revoked; sign in again."
+
+
+# --- keys and tokens -------------------------------------------------------------------------------
+
+
+def signing_key(schema: str) -> bytes:
+    return hmac.new(
+        settings.SECRET_KEY.encode(), b"parley-jwt|" + schema.encode(), hashlib.sha256
+    ).digest()
+
+
+def audience(schema: str) -> str:
+    return f"parley:{schema}"
+
+
+class TenantTokenBackend(TokenBackend):
+    """simplejwt's backend with one key and audience per tenant and a strict decode."""
+
+    def __init__(self, schema: str) -> None:
+        super().__init__(
+            ALGORITHM, signing_key(schema), audience=audience(schema), issuer=ISSUER, leeway=0
+        )
+
+    def decode(self, token, verify: bool = True) -> dict:
+        if not verify:
+            raise TokenBackendError("Tokens are always verified.")
+        try:
+            return jwt.decode(
+                token,
+                self.prepared_signing_key,
+                algorithms=[ALGORITHM],  # the header's alg is checked against this list
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": _REQUIRED_CLAIMS, "strict_aud": True},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenBackendExpiredToken(_EXPIRED) from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenBackendError(INVALID_DETAIL) from exc
+
+
+_backends: dict[tuple[str, str], TenantTokenBackend] = {}
+
+
+def backend() -> TenantTokenBackend:
+    """The backend of the current tenant; there is none in the public schema."""
+    schema = connection.schema_name
+    if not schema or schema == get_public_schema_name():
+        raise TokenError("API tokens exist only in a tenant.")
+    cache_key = (schema, settings.SECRET_KEY)
+    found = _backends.get(cache_key)
+    if found is None:
+        found = _backends[cache_key] = TenantTokenBackend(schema)
+    return found
+
+
+class _TenantToken(Token):
+    @property
+    def token_backend(self) -> TenantTokenBackend:
+        return backend()
+
+
+class TenantAccessToken(_TenantToken):
+    token_type = "access"  # noqa: S105 (a claim value, not a secret)
+    lifetime = timedelta(minutes=5)  # replaced at issue by SIMPLE_JWT's, capped by the family
+
+
+class TenantRefreshToken(_TenantToken):
+    token_type = "refresh"  # noqa: S105 (a claim value, not a secret)
+    lifetime = timedelta(hours=12)  # replaced at issue by the family's absolute end
+
+
+def _decode(cls: type[_TenantToken], raw: str) -> _TenantToken:
+    try:
+        token = cls(raw)
+        # Signed by us, but be strict about shapes before anything reads them.
+        int(token["user_id"])
+        int(token[EPOCH_CLAIM])
+        if not isinstance(token[FAMILY_CLAIM], str):
+            raise TypeError
+    except ExpiredTokenError:
+        raise TokenRefused("token_expired", _EXPIRED) from None
+    except (TokenError, KeyError, TypeError, ValueError):
+        raise TokenRefused("token_invalid", INVALID_DETAIL) from None
+    return token
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+    expires_in: int  # seconds the access token lives
+
+    def as_dict(self) -> dict:
+        return {
+            "access": self.access,
+            "refresh": self.refresh,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+def _lifetime(name: str) -> timedelta:
+    # Through the module: simplejwt rebinds ``api_settings`` when SIMPLE_JWT changes.
+    return getattr(simplejwt_settings.api_settings, name)
+
+
+def _pair(*, user_id: int, family: TokenFamily, epoch: int, mfa_at: int | None) -> TokenPair:
+    access, refresh = TenantAccessToken(), TenantRefreshToken()
+    access_until = min(access.current_time + _lifetime("ACCESS_TOKEN_LIFETIME"), family.expires_at)
+    access.set_exp(from_time=access_until, lifetime=timedelta(0))
+    refresh.set_exp(from_time=family.expires_at, lifetime=timedelta(0))  # rotation never extends
+    for token in (access, refresh):
+        token["user_id"] = str(user_id)
+        token[FAMILY_CLAIM] = family.id
+        token[EPOCH_CLAIM] = int(epoch)
+        if mfa_at is not None:
+            token[MFA_CLAIM] = int(mfa_at)
+    return TokenPair(
+        access=str(access),
+        refresh=str(refresh),
+        expires_in=max(0, int((access_until - access.current_time).total_seconds())),
+    )
+
+
+# --- revocation state in Redis ------------------------------------------------------------------------
+
+
+def family_revoked_key(family_id: str) -> str:
+    return f"jwt-family-revoked:{family_id}"
+
+
+def _family_revoke(family: TokenFamily, *, reason: str) -> None:
+    """Revoke in the caller's transaction; refuse the family's access tokens once it commits."""
+    family.revoked_at = timezone.now()
+    family.revoked_reason = reason
+    family.save(update_fields=["revoked_at", "revoked_reason"])
+    key = family_revoked_key(family.id)
+    # Its access tokens never outlive the family, so the key need not either.
+    ttl = max(60, int((family.expires_at - family.revoked_at).total_seconds()) + 60)
+    transaction.on_commit(lambda: cache.set(key, 1, ttl))
+
+
+# --- sign-in, refresh, sign-out -----------------------------------------------------------------------
+
+
+def _refuse_sign_in(request, *, username: str, reason: str, code: str, detail: str, status=401):
+    record(
+        "auth.token.failed",
+        outcome=Outcome.DENIED if status == 403 else Outcome.FAILED,
+        actor=Actor(kind="anonymous", name=username[:150]),
+        target_type="user",
+        details={"username": username[:150], "reason": reason},
+        request=request,
+    )
+    raise TokenRefused(code, detail, status=status)
+
+
+def token_obtain(*, request, username: str, password: str, otp: str | None) -> TokenPair:
+    """Sign in through the API: password, then the one-time code when the user has a device."""
+    ip = client_ip(request)
+    if lockout.locked(username=username, ip=ip):
+        record(
+            "auth.token.failed",
+            outcome=Outcome.DENIED,
+            actor=Actor(kind="anonymous", name=username[:150]),
+            target_type="user",
+            details={"username": username[:150], "reason": "locked"},
+            request=request,
+        )
+        raise TokenRefused(
+            "locked",
+            "Too many failed sign-ins for this account or network; try again later.",
+            status=429,
+            retry_after=settings.PARLEY_LOGIN_LOCK_SECONDS,
+        )
+    # The password backend directly: django.contrib.auth.authenticate() would
+    # also record a web "auth.login.failed" for the same attempt.
+    user = ModelBackend().authenticate(request, username=username, password=password)
+    if user is None:  # unknown, wrong password or inactive: one answer for all
+        lockout.register_failure(username=username, ip=ip)
+        _refuse_sign_in(
+            request,
+            username=username,
+            reason="credentials",
+            code="invalid_credentials",
+            detail="The username or password is wrong.",
+        )
+    mfa_at = None
+    if mfa.has_device(user):
+        if not otp:
+            lockout.register_failure(username=username, ip=ip)
+            _refuse_sign_in(
+                request,
+                username=username,
+                reason="otp_missing",
+                code="otp_required",
+                detail="This account uses a one-time code: send it as `otp`.",
+            )
+        if mfa.verify(user, otp) is None:
+            lockout.register_failure(username=username, ip=ip)
+            _refuse_sign_in(
+                request,
+                username=username,
+                reason="otp_invalid",
+                code="invalid_otp",
+                detail="The one-time code is wrong or was already used.",
+            )
+        mfa_at = int(time.time())
+    elif mfa.mfa_required(user):
+        _refuse_sign_in(
+            request,
+            username=username,
+            reason="mfa_enrolment_required",
+            code="mfa_enrolment_required",
+            detail="Your account must use a one-time code: set up an authenticator app by "
+            "signing in to the web app first.",
+            status=403,
+        )
+    lockout.clear(username=username)
+    epoch = revocation.current(user.pk)
+    now = timezone.now()
+    with transaction.atomic():
+        family = TokenFamily.objects.create(
+            id=uuid.uuid4().hex,
+            user=user,
+            expires_at=now + _lifetime("REFRESH_TOKEN_LIFETIME"),
+        )
+        get_user_model().objects.filter(pk=user.pk).update(last_login=now)
+        record(
+            "auth.token.issued",
+            actor=actor_for_user(user),
+            target_type="user",
+            target_id=user.pk,
+            details={"family": family.id, "mfa": mfa_at is not None},
+            request=request,
+        )
+    return _pair(user_id=user.pk, family=family, epoch=epoch, mfa_at=mfa_at)
+
+
+def token_refresh(*, request, raw: str) -> TokenPair:
+    """A new pair for a refresh token used for the first time; reuse revokes the family."""
+    refresh = _decode(TenantRefreshToken, raw)
+    user_id, family_id, jti = int(refresh["user_id"]), refresh[FAMILY_CLAIM], refresh["jti"]
+    # Read before the transaction (no network call while holding the row lock).
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    epoch = revocation.current(user_id)
+    reused = False
+    with transaction.atomic():
+        family = (
+            TokenFamily.objects.select_for_update().filter(pk=family_id, user_id=user_id).first()
+        )
+        if family is None:
+            raise TokenRefused("token_invalid", INVALID_DETAIL)
+        if family.revoked_at is not None:
+            raise TokenRefused("token_revoked", _REVOKED)
+        if family.expires_at <= timezone.now():
+            raise TokenRefused("token_expired", _EXPIRED)
+        if BlacklistedToken.objects.filter(token__jti=jti).exists():
+            reused = True
+            _family_revoke(family, reason="reuse")
+            record(
+                "auth.token.reuse_detected",
+                outcome=Outcome.DENIED,
+                actor=Actor(kind="user", id=str(user_id), name=user.get_username() if user else ""),
+                target_type="token_family",
+                target_id=family.id,
+                details={"user_id": user_id},
+                request=request,
+            )
+        else:
+            if user is None or int(refresh[EPOCH_CLAIM]) < epoch:
+                raise TokenRefused("token_revoked", _REVOKED)
+            try:
+                with transaction.atomic():  # the unique jti backs up the row lock
+                    used = OutstandingToken.objects.create(
+                        user_id=user_id,
+                        jti=jti,
+                        token="",  # never store the token itself
+                        created_at=datetime_from_epoch(refresh["iat"]),
+                        expires_at=family.expires_at,
+                    )
+                    BlacklistedToken.objects.create(token=used)
+            except IntegrityError:
+                raise TokenRefused("token_revoked", _REVOKED) from None
+            pair = _pair(user_id=user_id, family=family, epoch=epoch, mfa_at=refresh.get(MFA_CLAIM))
+    if reused:
+        raise TokenRefused(
+            "token_reused",
+            "This refresh token was already used: every token of this sign-in is revoked. "
+            "Sign in again.",
+        )
+    return pair
+
+
+def token_revoke(*, request, raw: str) -> None:
+    """Sign out: revoke the family of a refresh token (its rotated ones work too)."""
+    refresh = _decode(TenantRefreshToken, raw)
+    user_id, family_id = int(refresh["user_id"]), refresh[FAMILY_CLAIM]
+    with transaction.atomic():
+        family = (
+            TokenFamily.objects.select_for_update()
+            .select_related("user")
+            .filter(pk=family_id, user_id=user_id)
+            .first()
+        )
+        if family is None:
+            raise TokenRefused("token_invalid", INVALID_DETAIL)
+        if family.revoked_at is None:
+            _family_revoke(family, reason="sign_out")
+            record(
+                "auth.token.revoked",
+                actor=actor_for_user(family.user),
+                target_type="token_family",
+                target_id=family.id,
+                details={"reason": "sign_out"},
+                request=request,
+            )
+
+
+# --- each request ------------------------------------------------------------------------------------
+
+
+def authenticate_access(raw: str):
+    """The active user an access token stands for, and the token; TokenRefused otherwise."""
+    token = _decode(TenantAccessToken, raw)
+    user_id = int(token["user_id"])
+    epoch, revoked = get_ints(  # one round trip
+        [revocation.epoch_key(user_id), family_revoked_key(token[FAMILY_CLAIM])]
+    )
+    if revoked or int(token[EPOCH_CLAIM]) < (epoch or 0):
+        raise TokenRefused("token_revoked", _REVOKED)
+    user = user_by_id(user_id)
+    if user is None or not user.is_active:
+        raise TokenRefused("token_revoked", _REVOKED)
+    return user, token
+
+
+@lru_cache(maxsize=1)
+def _user_select() -> tuple[str, list[str]] | None:
+    """The SQL that reads one user row, or None when a field needs the ORM's conversion."""
+    User = get_user_model()
+    fields = User._meta.concrete_fields
+    if any(hasattr(f, "from_db_value") for f in fields):
+        return None
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    sql = (
+        f"SELECT {columns} FROM {quote(User._meta.db_table)} "  # noqa: S608 (names from the model)
+        f"WHERE {quote(User._meta.pk.column)} = %s"
+    )
+    return sql, [f.attname for f in fields]
+
+
+def user_by_id(user_id: int):
+    """The user row, on every request, without building an ORM query each time.
+
+    Compiling ``User.objects.get(pk=...)`` costs more than the query itself
+    (0.3 ms of the request on a small machine; see bench/auth.py). The statement
+    is built once from the model; ``Model.from_db`` makes the instance, as the
+    ORM does.
+    """
+    User = get_user_model()
+    select = _user_select()
+    if select is None:
+        return User.objects.filter(pk=user_id).first()
+    sql, names = select
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id])
+        row = cursor.fetchone()
+    return None if row is None else User.from_db(connection.alias, names, row)

@@ -1,0 +1,83 @@
+"""Inbox pages: the inboxes a user may work, and membership for those who manage them."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.permissions import permission_required
+from accounts.policy import Perm, user_has
+from conversations import access
+
+
+@permission_required(Perm.INBOX_USE)
+def inboxes(request):
+    error, status = None, 200
+    if request.method == "POST":
+        if not user_has(request.user, Perm.INBOXES_MANAGE):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        try:
+            inbox = access.inbox_create(by=request.user, name=request.POST.get("name", ""))
+        except ValidationError as exc:
+            error, status = " ".join(exc.messages), 400
+        else:
+            messages.success(request, f"Inbox {inbox.name} created.")
+            return redirect("conversations:inbox", inbox_id=inbox.pk)
+    return render(
+        request,
+        "conversations/inboxes.html",
+        {
+            "inboxes": access.inbox_list_for_user(request.user),
+            "manage": user_has(request.user, Perm.INBOXES_MANAGE),
+            "error": error,
+        },
+        status=status,
+    )
+
+
+@permission_required(Perm.INBOX_USE)
+def inbox(request, inbox_id: int):
+    box = access.inbox_get_for_user(request.user, inbox_id)
+    manage = user_has(request.user, Perm.INBOXES_MANAGE)
+    members = access.inbox_members(box)
+    candidates = []
+    if manage:
+        from accounts.policy import POLICY
+
+        roles = [r for r, perms in POLICY.items() if Perm.INBOX_USE in perms]
+        candidates = (
+            get_user_model()
+            .objects.filter(is_active=True, role__in=roles)
+            .exclude(pk__in=members.values("pk"))
+            .order_by("email")
+        )
+    return render(
+        request,
+        "conversations/inbox.html",
+        {"inbox": box, "members": members, "candidates": candidates, "manage": manage},
+    )
+
+
+@require_POST
+@permission_required(Perm.INBOXES_MANAGE)
+def inbox_members(request, inbox_id: int):
+    box = access.inbox_get_for_user(request.user, inbox_id)
+    user = get_user_model().objects.filter(pk=request.POST.get("user") or 0).first()
+    if user is None:
+        messages.error(request, "Choose a user.")
+        return redirect("conversations:inbox", inbox_id=box.pk)
+    try:
+        if request.POST.get("action") == "remove":
+            access.inbox_member_remove(by=request.user, inbox=box, user=user)
+            messages.success(request, f"{user.email} left {box.name}.")
+        else:
+            access.inbox_member_add(by=request.user, inbox=box, user=user)
+            messages.success(request, f"{user.email} joined {box.name}.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("conversations:inbox", inbox_id=box.pk)

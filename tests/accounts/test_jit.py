@@ -1,0 +1,162 @@
+"""Just-in-time grants: asked with a reason, approved by someone else who could
+grant it, checked at each use, ended by time, and all of it audited."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from accounts import services
+from accounts.models import AccessGrant
+from accounts.policy import Perm, user_has
+from audit.models import AuditEvent
+from conversations import access
+from conversations.models import Inbox
+from tests import support
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def _fresh(user):
+    return User.objects.get(pk=user.pk)  # a new request sees a new user object
+
+
+def test_a_role_grant_elevates_until_it_expires(acme):
+    with tenant_context(acme):
+        agent = User.objects.get(email="agent@acme.test")
+        admin = User.objects.get(email="admin@acme.test")
+        grant = services.grant_request(
+            by=agent,
+            kind="role",
+            role="analyst",
+            hours=2,
+            reason="Incident 42 needs the audit trail",
+        )
+        assert not user_has(_fresh(agent), Perm.AUDIT_VIEW)
+        services.grant_decide(by=admin, grant=grant, approve=True)
+        assert user_has(_fresh(agent), Perm.AUDIT_VIEW)
+        assert user_has(_fresh(agent), Perm.INBOX_USE)  # the own role still counts
+
+        # Time passes: the check at the next use refuses, without beat.
+        AccessGrant.objects.filter(pk=grant.pk).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+        assert not user_has(_fresh(agent), Perm.AUDIT_VIEW)
+        # Beat marks it expired, audited.
+        assert services.grants_expire() == 1
+        assert AccessGrant.objects.get(pk=grant.pk).status == AccessGrant.Status.EXPIRED
+        actions = list(
+            AuditEvent.objects.filter(target_type="access_grant", target_id=str(grant.pk))
+            .order_by("seq")
+            .values_list("action", flat=True)
+        )
+        assert actions == ["grant.requested", "grant.approved", "grant.expired"]
+
+
+def test_a_grant_works_through_the_pages_and_ends_at_its_deadline(acme):
+    agent = support.signed_in(acme, "agent@acme.test")
+    assert agent.get("/audit/").status_code == 403
+    with tenant_context(acme):
+        user = User.objects.get(email="agent@acme.test")
+        grant = services.grant_request(
+            by=user, kind="role", role="analyst", hours=1, reason="Checking last night's sign-ins"
+        )
+        services.grant_decide(
+            by=User.objects.get(email="owner@acme.test"), grant=grant, approve=True
+        )
+    assert agent.get("/audit/").status_code == 200
+    with tenant_context(acme):
+        AccessGrant.objects.filter(pk=grant.pk).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+    assert agent.get("/audit/").status_code == 403
+
+
+def test_an_inbox_grant_opens_one_inbox_for_its_time(acme):
+    with tenant_context(acme):
+        sales = Inbox.objects.create(name="Sales JIT")
+        agent = User.objects.get(email="agent@acme.test")
+        assert not access.inbox_list_for_user(agent).filter(pk=sales.pk).exists()
+        grant = services.grant_request(
+            by=agent, kind="inbox", inbox_id=sales.pk, hours=1, reason="Covering for a colleague"
+        )
+        services.grant_decide(
+            by=User.objects.get(email="admin@acme.test"), grant=grant, approve=True
+        )
+        assert access.inbox_get_for_user(_fresh(agent), sales.pk) == sales
+        AccessGrant.objects.filter(pk=grant.pk).update(expires_at=timezone.now())
+        with pytest.raises(Exception) as exc:
+            access.inbox_get_for_user(_fresh(agent), sales.pk)
+        assert exc.type.__name__ == "Http404"
+
+
+def test_the_rules_of_asking_and_approving(acme):
+    with tenant_context(acme):
+        agent = User.objects.get(email="agent@acme.test")
+        admin = User.objects.get(email="admin@acme.test")
+        analyst = User.objects.get(email="analyst@acme.test")
+        with pytest.raises(ValidationError):
+            services.grant_request(by=agent, kind="role", role="analyst", hours=2, reason="short")
+        with pytest.raises(ValidationError):
+            services.grant_request(
+                by=agent, kind="role", role="analyst", hours=99, reason="a long enough reason"
+            )
+        with pytest.raises(ValidationError):
+            services.grant_request(
+                by=agent, kind="inbox", inbox_id=999999, hours=1, reason="a long enough reason"
+            )
+        owner_ask = services.grant_request(
+            by=agent, kind="role", role="owner", hours=1, reason="I would like to be the owner"
+        )
+        with pytest.raises(PermissionDenied):  # an admin cannot grant above their own role
+            services.grant_decide(by=admin, grant=owner_ask, approve=True)
+        with pytest.raises(PermissionDenied):  # an analyst approves nothing
+            services.grant_decide(by=analyst, grant=owner_ask, approve=False)
+        mine = services.grant_request(
+            by=admin, kind="role", role="owner", hours=1, reason="Rotating the keys tonight"
+        )
+        with pytest.raises(PermissionDenied):  # never one's own request
+            services.grant_decide(by=admin, grant=mine, approve=True)
+        services.grant_decide(
+            by=User.objects.get(email="owner@acme.test"), grant=mine, approve=False
+        )
+        with pytest.raises(ValidationError):  # answered once
+            services.grant_decide(
+                by=User.objects.get(email="owner@acme.test"), grant=mine, approve=True
+            )
+
+
+def test_the_access_page_asks_and_approves_behind_step_up(acme):
+    agent = support.signed_in(acme, "agent@acme.test")
+    bad = agent.post("/access/", {"kind": "role", "role": "analyst", "hours": 2, "reason": "x"})
+    assert bad.status_code == 400
+    sent = agent.post(
+        "/access/",
+        {"kind": "role", "role": "analyst", "hours": 2, "reason": "Need the audit trail today"},
+    )
+    assert sent.status_code == 302
+    with tenant_context(acme):
+        grant = AccessGrant.objects.get(user__email="agent@acme.test", status="pending")
+    stale = support.signed_in(acme, "admin@acme.test", step_up=False)
+    assert stale.post(f"/access/{grant.pk}/decide/", {"decision": "approve"})[
+        "Location"
+    ].startswith("/mfa/step-up/")
+    admin = support.signed_in(acme, "admin@acme.test")
+    assert "Need the audit trail today" in admin.get("/access/").content.decode()
+    assert admin.post(f"/access/{grant.pk}/decide/", {"decision": "approve"}).status_code == 302
+    assert agent.get("/audit/").status_code == 200
+    assert (
+        support.signed_in(acme, "marketer@acme.test")
+        .post(f"/access/{grant.pk}/decide/", {"decision": "deny"})
+        .status_code
+        == 403
+    )
+    # Giving it back ends it at once.
+    assert agent.post(f"/access/{grant.pk}/revoke/").status_code == 302
+    assert agent.get("/audit/")["Location"].startswith("/login/")  # the epoch moved: sign in again

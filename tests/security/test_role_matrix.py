@@ -1,0 +1,246 @@
+"""The role matrix, generated: every URL pattern of the tenant URL conf × every
+role and an anonymous visitor, checked against the policy table.
+
+The routes come from the URL conf itself, so a new endpoint cannot be left
+out: ``HOW_TO_CALL`` must say how to call every route (the test fails on a
+route it does not know), and what each role may do is read from the view
+(``required_permission`` / ``required_permissions``, set by the decorators and
+API classes from the policy table), never from this file.
+
+* allowed: 2xx or 3xx (a redirect as designed, never to the login page);
+* denied: 403 (audited as ``access.denied``) or 404 (an object the user may
+  not see answers like one that does not exist);
+* anonymous: a redirect to the login page (pages) or 401 (API).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django_tenants.utils import schema_context, tenant_context
+
+from accounts.permissions import required_permission_for
+from accounts.policy import Role, role_has
+from audit.models import AuditEvent
+from tests import support
+
+# route name → (method, what kind of access, data). Kinds:
+#   "policy": the view's policy permission decides;
+#   "user":   any signed-in user of the tenant;
+#   "public": no sign-in needed (sign-in pages, token endpoints, API schema):
+#             checked for never answering 5xx and never leaking to the wrong role.
+HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
+    "home": ("GET", "user", {}),
+    "login": ("GET", "public", {}),
+    "logout": ("POST", "public", {}),
+    "schema": ("GET", "public", {}),
+    "api-docs": ("GET", "public", {}),
+    "accounts:users": ("GET", "policy", {}),
+    "accounts:user_invite": ("POST", "policy", {"email": "@new", "role": "agent"}),
+    "accounts:user_role": ("POST", "policy", {"role": "agent"}),
+    "accounts:user_active": ("POST", "policy", {"active": "1"}),
+    "accounts:user_mfa_reset": ("POST", "policy", {}),
+    "accounts:mfa_policy": ("GET", "policy", {}),
+    "accounts:access": ("GET", "user", {}),
+    "accounts:access_decide": ("POST", "policy", {"decision": "deny"}),
+    "accounts:access_revoke": ("POST", "policy", {}),
+    "accounts:sign_out_everywhere": ("POST", "user", {}),
+    "accounts:activate": ("GET", "public", {}),
+    "accounts:activated": ("GET", "public", {}),
+    "break_glass:enter": ("GET", "public", {}),
+    "break_glass:owner_list": ("GET", "policy", {}),
+    "break_glass:approve": ("POST", "policy", {}),
+    "break_glass:deny": ("POST", "policy", {}),
+    "break_glass:end": ("POST", "policy", {}),
+    "mfa:manage": ("GET", "user", {}),
+    "mfa:enrol": ("GET", "user", {}),
+    "mfa:verify": ("GET", "user", {}),
+    "mfa:step_up": ("GET", "user", {}),
+    "mfa:backup_codes": ("POST", "user", {}),
+    "mfa:reset": ("POST", "user", {}),
+    "audit:events": ("GET", "policy", {}),
+    "audit:export": ("POST", "policy", {"format": "jsonl"}),
+    "audit:sinks": ("GET", "policy", {}),
+    "audit:sink_delete": ("POST", "policy", {}),
+    "audit:sink_send": ("POST", "policy", {}),
+    "connectors:credentials": ("GET", "policy", {}),
+    "connectors:credential_replace": ("POST", "policy", {"secret": "matrix-secret-value-1"}),
+    "connectors:credential_test": ("POST", "policy", {}),
+    "connectors:credential_delete": ("POST", "policy", {}),
+    "conversations:inboxes": ("GET", "policy", {}),
+    "conversations:inbox": ("GET", "policy", {}),
+    "conversations:inbox_members": ("POST", "policy", {"user": "@agent2", "action": "add"}),
+    "keyring:security": ("GET", "policy", {}),
+    "keyring:rotate": ("POST", "policy", {}),
+    "api:token": ("POST", "public", {}),
+    "api:token-refresh": ("POST", "public", {}),
+    "api:token-revoke": ("POST", "public", {}),
+    "api:me": ("GET", "user", {}),
+    "api:users": ("GET", "policy", {}),
+    "api:user": ("GET", "policy", {}),
+    "api:audit-events": ("GET", "policy", {}),
+    "api:audit-export": ("POST", "policy", {"format": "jsonl"}),
+    "api:inboxes": ("GET", "policy", {}),
+    "api:inbox": ("GET", "policy", {}),
+    "api:credentials": ("GET", "policy", {}),
+    "api:credential": ("GET", "policy", {}),
+    "api:credential-test": ("POST", "policy", {}),
+}
+
+
+def _routes(resolver=None, prefix: str = "") -> list[tuple[str, object]]:
+    resolver = resolver or get_resolver("parley.urls")
+    found = []
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            ns = entry.namespace
+            found += [(f"{ns}:{name}" if ns else name, cb) for name, cb in _routes(entry, prefix)]
+        elif isinstance(entry, URLPattern):
+            found.append((entry.name, entry.callback))
+    return found
+
+
+ROUTES = _routes()
+ENDS_SESSION = {"accounts:sign_out_everywhere"}  # goes to the login page by design
+WHO = [*Role.values, "anonymous"]
+
+
+def test_every_route_is_in_the_matrix():
+    names = [name for name, _ in ROUTES]
+    assert None not in names, "every URL pattern needs a name"
+    assert sorted(set(names) - set(HOW_TO_CALL)) == [], "add the new routes to HOW_TO_CALL"
+    assert sorted(set(HOW_TO_CALL) - set(names)) == [], "HOW_TO_CALL names routes that are gone"
+
+
+def _view_class(callback):
+    return getattr(callback, "cls", None) or getattr(callback, "view_class", None) or callback
+
+
+def _objects(acme) -> dict:
+    """What the routes with ids act on (created in the test's transaction)."""
+    from django.utils import timezone
+
+    from accounts.models import AccessGrant
+    from audit.models import AuditSink
+    from connectors import services as connector_services
+    from conversations import access
+    from tenants.models import BreakGlassGrant
+
+    User = get_user_model()
+    with tenant_context(acme):
+        admin = User.objects.get(email="admin@acme.test")
+        agent2 = User.objects.get(email="agent2@acme.test")
+        inbox = access.inbox_create(by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}")
+        access.inbox_member_add(
+            by=admin, inbox=inbox, user=User.objects.get(email="agent@acme.test")
+        )
+        grant = AccessGrant.objects.create(
+            user=agent2, kind="role", role="analyst", hours=1, reason="matrix test request"
+        )
+        credential = connector_services.credential_set(
+            name=f"matrix-{uuid.uuid4().hex[:6]}",
+            kind="api_key",
+            connector="hubspot",
+            secret="matrix-secret-000",
+        )
+        sink = AuditSink.objects.create(name="matrix", kind="syslog", host="127.0.0.1", port=9)
+    with schema_context("public"):
+        operator = User.objects.get(username="operator")
+        bg = BreakGlassGrant.objects.create(
+            operator=operator,
+            tenant=acme,
+            reason="matrix test break-glass",
+            minutes=30,
+            requested_at=timezone.now(),
+        )
+    connection.set_schema_to_public()
+    return {
+        "user_id": agent2.pk,
+        "inbox_id": inbox.pk,
+        "grant_id": {"accounts": grant.pk, "break_glass": bg.pk},
+        "credential_id": credential.pk,
+        "sink_id": sink.pk,
+        "uidb64": "MQ",
+        "token": "set-password",
+        "@agent2": str(agent2.pk),
+    }
+
+
+def _url(name: str, objects: dict) -> str:
+    kwargs = {}
+    for key in _kwarg_names(name):
+        value = objects[key]
+        if isinstance(value, dict):
+            value = value[name.split(":")[0]]
+        kwargs[key] = value
+    return reverse(name, urlconf="parley.urls", kwargs=kwargs or None)
+
+
+def _kwarg_names(name: str) -> list[str]:
+    resolver = get_resolver("parley.urls")
+    ns_path = name.split(":")
+    for ns in ns_path[:-1]:
+        resolver = resolver.namespace_dict[ns][1]
+    candidates = resolver.reverse_dict.getlist(ns_path[-1])
+    return list(candidates[0][0][0][1]) if candidates else []
+
+
+def _data(data: dict, objects: dict) -> dict:
+    out = {}
+    for key, value in data.items():
+        if value == "@new":
+            value = f"matrix-{uuid.uuid4().hex[:8]}@acme.test"
+        elif isinstance(value, str) and value.startswith("@"):
+            value = objects[value]
+        out[key] = value
+    return out
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("who", WHO)
+@pytest.mark.parametrize("name", sorted(HOW_TO_CALL))
+def test_the_policy_table_decides(acme, name, who):
+    method, kind, data = HOW_TO_CALL[name]
+    callback = dict(ROUTES)[name]
+    objects = _objects(acme)
+    url = _url(name, objects)
+    client = (
+        support.tenant_client("acme")
+        if who == "anonymous"
+        else support.signed_in(acme, f"{who}@acme.test")
+    )
+    send = client.get if method == "GET" else client.post
+    response = send(url, _data(data, objects)) if method == "POST" else send(url)
+    status = response.status_code
+    assert status < 500, f"{method} {url} as {who}: {status}"
+    location = response.get("Location", "")
+    is_api = url.startswith("/api/")
+
+    if kind == "public":
+        return
+    if who == "anonymous":
+        if is_api:
+            assert status == 401, f"{method} {url} anonymous: {status}"
+        else:
+            assert status == 302 and location.startswith("/login/"), f"{url}: {status} {location}"
+        return
+    perm = None if kind == "user" else required_permission_for(_view_class(callback), method)
+    if kind == "policy":
+        assert perm is not None, f"{name} names no policy permission"
+    allowed = perm is None or role_has(who, perm)
+    if allowed:
+        assert 200 <= status < 400, f"{method} {url} as {who} (allowed by {perm}): {status}"
+        assert not location.startswith("/mfa/step-up/")
+        if name not in ENDS_SESSION:
+            assert not location.startswith("/login/"), f"{url} as {who} was sent to sign in"
+    else:
+        assert status in (403, 404), f"{method} {url} as {who} (lacks {perm}): {status}"
+        if status == 403:
+            with tenant_context(acme):
+                assert AuditEvent.objects.filter(
+                    action="access.denied", details__path=url
+                ).exists(), f"the refusal of {url} for {who} was not audited"
