@@ -51,6 +51,7 @@ bench: bootstrap
 	$(PY) bench/tenant_provisioning.py $(ARGS)
 	$(PY) bench/audit.py
 	$(PY) bench/crypto.py
+	$(PY) bench/auth.py
 
 clean-state:
 	-$(PY) -m parley.devstack down

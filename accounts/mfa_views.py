@@ -84,8 +84,11 @@ def _end_locked(request):
 @login_required
 def enrol(request):
     user = request.user
-    if mfa.has_device(user) and not request.session.get(BACKUP_CODES_SESSION):
+    if not user.is_verified() and mfa.has_device(user):
+        # Enrolled already (an app or backup codes): prove it first.
         return redirect(f"/mfa/verify/?next={_next(request)}")
+    if mfa.totp_device(user) is not None and not request.session.get(BACKUP_CODES_SESSION):
+        return redirect(_next(request))
     if request.session.get(BACKUP_CODES_SESSION):
         # Just enrolled: show the backup codes once, then go on.
         if request.method == "POST":

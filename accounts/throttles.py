@@ -95,7 +95,10 @@ def _count(current: str, previous: str, ttl: int) -> tuple[int, int]:
 
 
 def _uncount(current: str) -> None:
-    # The key lives two windows past its last hit: it cannot be gone yet, but never fail on it.
+    client = redis_client()
+    if client is not None:
+        client.decr(cache.make_key(current))  # the key lives two windows past its last hit
+        return
     with contextlib.suppress(ValueError):
         cache.decr(current)
 

@@ -53,7 +53,7 @@ class Command(BaseCommand):
                     user = User.objects.filter(email=email).first()
                     if user is None:
                         user = User(username=email, email=email, role=role.value)
-                    if not user.has_usable_password():
+                    if not user.password or not user.has_usable_password():
                         user.set_password(DEMO_PASSWORD)
                     user.role = role.value
                     user.save()
