@@ -25,6 +25,7 @@ class Perm(models.TextChoices):
     TENANT_SETTINGS = "tenant.settings", "Change tenant-wide settings and policies"
     INBOX_USE = "inbox.use", "Work conversations in the inboxes one is a member of"
     INBOXES_MANAGE = "inboxes.manage", "See every inbox, create inboxes and choose their members"
+    CONTACTS_PII = "contacts.pii", "See contacts' phone numbers and e-mail addresses in full"
     FLOWS_EDIT = "flows.edit", "Build, test and publish bot flows"
     AUDIT_VIEW = "audit.view", "Read and export the audit trail"
     CONNECTORS_MANAGE = "connectors.manage", "Add, rotate and test connector credentials"
@@ -53,6 +54,7 @@ POLICY: dict[str, frozenset[str]] = {
             Perm.TENANT_SETTINGS,
             Perm.INBOX_USE,
             Perm.INBOXES_MANAGE,
+            Perm.CONTACTS_PII,
             Perm.AUDIT_VIEW,
             Perm.CONNECTORS_MANAGE,
             Perm.GRANTS_APPROVE,

@@ -2,8 +2,9 @@
 
 Each limit is a sliding-window counter: two fixed windows (the current and the
 previous one) and an estimate ``previous * (share of it still inside the
-sliding window) + current``. One Redis round trip per check (``INCR`` +
-``EXPIRE`` + ``GET`` in one ``MULTI``), no list of timestamps to read and
+sliding window) + current``. One Redis round trip per request, however many
+limits apply (``INCR`` + ``EXPIRE`` + ``GET`` for each, in one ``MULTI``;
+an API request is counted per user and per tenant), no list of timestamps to read and
 rewrite (DRF's ``SimpleRateThrottle`` does that, and is racy), and no burst of
 twice the rate at a window boundary as a plain fixed window would allow. A
 refused request is taken back out of the count, so a client that waits for
@@ -21,6 +22,7 @@ import contextlib
 import math
 import re
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 
 from django.conf import settings
@@ -78,44 +80,76 @@ def get_ints(keys: list[str]) -> list[int | None]:
     return [None if v is None else int(v) for v in client.mget([cache.make_key(k) for k in keys])]
 
 
-def _count(current: str, previous: str, ttl: int) -> tuple[int, int]:
-    """Add one to ``current``; returns (current, previous) after it."""
+@dataclass(frozen=True)
+class Limit:
+    """``rate`` for ``ident`` in ``scope`` (e.g. ``Limit("user", "u42", "600/min")``)."""
+
+    scope: str
+    ident: str
+    rate: str
+
+
+def _count(keys: list[tuple[str, str]], ttls: list[int]) -> list[tuple[int, int]]:
+    """Add one to each current key; (current, previous) counts after it, in one round trip."""
     client = redis_client()
     if client is not None:
-        full_current = cache.make_key(current)
         with client.pipeline(transaction=True) as pipe:
-            pipe.incr(full_current)
-            pipe.expire(full_current, ttl)
-            pipe.get(cache.make_key(previous))
-            now_count, _, before = pipe.execute()
-        return int(now_count), int(before or 0)
+            for (current, previous), ttl in zip(keys, ttls, strict=True):
+                full_current = cache.make_key(current)
+                pipe.incr(full_current)
+                pipe.expire(full_current, ttl)
+                pipe.get(cache.make_key(previous))
+            replies = pipe.execute()
+        return [(int(replies[i]), int(replies[i + 2] or 0)) for i in range(0, len(replies), 3)]
     # Other cache backends (not used by Parley, kept so a misconfiguration degrades, not crashes).
-    cache.add(current, 0, ttl)
-    return int(cache.incr(current)), int(cache.get(previous) or 0)
+    counts = []
+    for (current, previous), ttl in zip(keys, ttls, strict=True):
+        cache.add(current, 0, ttl)
+        counts.append((int(cache.incr(current)), int(cache.get(previous) or 0)))
+    return counts
 
 
-def _uncount(current: str) -> None:
+def _uncount(currents: list[str]) -> None:
     client = redis_client()
     if client is not None:
-        client.decr(cache.make_key(current))  # the key lives two windows past its last hit
+        with client.pipeline(transaction=False) as pipe:
+            for current in currents:  # each key lives two windows past its last hit
+                pipe.decr(cache.make_key(current))
+            pipe.execute()
         return
-    with contextlib.suppress(ValueError):
-        cache.decr(current)
+    for current in currents:
+        with contextlib.suppress(ValueError):
+            cache.decr(current)
+
+
+def hit_many(limits: list[Limit], *, now: float | None = None) -> int | None:
+    """Count one request against every limit: None when all allow it, else seconds to wait.
+
+    A request refused by any limit is counted by none (it did not happen).
+    """
+    now = time.time() if now is None else now
+    plans, keys, ttls = [], [], []
+    for limit in limits:
+        allowed, period = parse_rate(limit.rate)
+        window, into = divmod(now, period)
+        stem = f"rl:{limit.scope}:{limit.ident}:"
+        keys.append((f"{stem}{int(window)}", f"{stem}{int(window) - 1}"))
+        ttls.append(2 * period + 1)
+        plans.append((allowed, period, into))
+    waits = []
+    for (allowed, period, into), (count, previous) in zip(plans, _count(keys, ttls), strict=True):
+        weight = 1 - into / period  # share of the previous window still inside the sliding one
+        if previous * weight + count > allowed:
+            waits.append(_retry_after(allowed, period, into, count - 1, previous))
+    if not waits:
+        return None
+    _uncount([current for current, _ in keys])
+    return max(waits)
 
 
 def hit(*, scope: str, ident: str, rate: str, now: float | None = None) -> int | None:
     """Count one request of ``ident`` in ``scope``: None when allowed, else seconds to wait."""
-    limit, period = parse_rate(rate)
-    now = time.time() if now is None else now
-    window, into = divmod(now, period)
-    window = int(window)
-    current = f"rl:{scope}:{ident}:{window}"
-    count, previous = _count(current, f"rl:{scope}:{ident}:{window - 1}", 2 * period + 1)
-    weight = 1 - into / period  # share of the previous window still inside the sliding one
-    if previous * weight + count <= limit:
-        return None
-    _uncount(current)
-    return _retry_after(limit, period, into, count - 1, previous)
+    return hit_many([Limit(scope, ident, rate)], now=now)
 
 
 def _retry_after(limit: int, period: int, into: float, count: int, previous: int) -> int:
@@ -135,17 +169,11 @@ def _retry_after(limit: int, period: int, into: float, count: int, previous: int
 
 
 class _RedisThrottle(BaseThrottle):
-    scope = ""
-    rate_setting = ""
-
-    def ident(self, request) -> str | None:
+    def limits(self, request) -> list[Limit]:
         raise NotImplementedError
 
     def allow_request(self, request, view) -> bool:
-        ident = self.ident(request)
-        if ident is None:
-            return True
-        self._wait = hit(scope=self.scope, ident=ident, rate=getattr(settings, self.rate_setting))
+        self._wait = hit_many(self.limits(request))
         return self._wait is None
 
     def wait(self) -> float | None:
@@ -155,34 +183,26 @@ class _RedisThrottle(BaseThrottle):
 class TokenRateThrottle(_RedisThrottle):
     """Per client address on the token endpoints (sign-in, refresh, revoke)."""
 
-    scope = "token"
-    rate_setting = "PARLEY_RATE_TOKEN_PER_IP"
-
-    def ident(self, request) -> str | None:
-        return client_ip(request) or "unknown"
+    def limits(self, request) -> list[Limit]:
+        ip = client_ip(request) or "unknown"
+        return [Limit("token", ip, settings.PARLEY_RATE_TOKEN_PER_IP)]
 
 
-class UserRateThrottle(_RedisThrottle):
-    """Per signed-in user (per address for the few endpoints open to anyone)."""
+class ApiRateThrottle(_RedisThrottle):
+    """Every API request: per signed-in user (per address when there is none) and per
+    tenant, both counted in one Redis round trip."""
 
-    scope = "user"
-    rate_setting = "PARLEY_RATE_API_PER_USER"
-
-    def ident(self, request) -> str | None:
+    def limits(self, request) -> list[Limit]:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            return f"u{user.pk}"
-        return f"ip{client_ip(request) or 'unknown'}"
-
-
-class TenantRateThrottle(_RedisThrottle):
-    """The whole tenant's API traffic (the key carries the schema anyway; named for clarity)."""
-
-    scope = "tenant"
-    rate_setting = "PARLEY_RATE_API_PER_TENANT"
-
-    def ident(self, request) -> str | None:
-        return connection.schema_name
+            who = f"u{user.pk}"
+        else:
+            who = f"ip{client_ip(request) or 'unknown'}"
+        return [
+            Limit("user", who, settings.PARLEY_RATE_API_PER_USER),
+            # The key carries the schema anyway; named for clarity.
+            Limit("tenant", connection.schema_name, settings.PARLEY_RATE_API_PER_TENANT),
+        ]
 
 
 # --- sign-in pages --------------------------------------------------------------------------------

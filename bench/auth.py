@@ -15,7 +15,7 @@ connection's ``search_path``) — and return the same ``{"ok": true}``:
   row (one query), the permission;
 * ``jwt_default_stack``: what every API view gets by default — the JWT and
   session authenticators, the permission, and the per-user and per-tenant rate
-  limits (one Redis round trip each; rates raised so nothing is refused).
+  limits (one Redis round trip for both; rates raised so nothing is refused).
 
 Requests alternate between the views (``--requests`` each, after a warm-up) so
 drift hits all of them alike. ``overhead_ms`` is ``jwt - open`` (target:
@@ -125,7 +125,18 @@ def _components(raw: str, user_id: int, rounds: int) -> dict:
 
     family = tokens.TenantAccessToken(raw)[tokens.FAMILY_CLAIM]
     keys = [revocation.epoch_key(user_id), tokens.family_revoked_key(family)]
+    from django.db import connection
+
+    from accounts.throttles import redis_client
+
+    def select_1():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
     return {
+        # The machine's round trips, for scale: everything below includes them.
+        "redis_ping": each(redis_client().ping),
+        "postgres_select_1": each(select_1),
         "verify_signature_and_claims": each(lambda: tokens.TenantAccessToken(raw)),
         "redis_epoch_and_family_one_round_trip": each(lambda: get_ints(keys)),
         "user_row_query": each(lambda: tokens.user_by_id(user_id)),

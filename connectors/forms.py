@@ -20,3 +20,27 @@ class CredentialForm(forms.Form):
 
 class ReplaceSecretForm(forms.Form):
     secret = _SECRET
+
+
+class ChannelForm(forms.Form):
+    """A new API channel; ``inbox`` is an inbox without a channel, or "" to create one."""
+
+    name = forms.CharField(max_length=80)
+    outbound_url = forms.CharField(
+        max_length=500,
+        label="Outbound URL",
+        help_text="Replies are POSTed here as signed JSON.",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/parley/replies"}),
+    )
+    inbox = forms.TypedChoiceField(
+        coerce=int,
+        empty_value=None,
+        required=False,
+        help_text="Bind an inbox that has no channel yet, or create one with the channel's name.",
+    )
+
+    def __init__(self, *args, inboxes=(), can_create_inbox: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [("", "New inbox with the channel's name")] if can_create_inbox else []
+        self.fields["inbox"].choices = choices + [(i.pk, i.name) for i in inboxes]
+        self.fields["inbox"].required = not can_create_inbox

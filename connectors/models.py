@@ -50,3 +50,34 @@ class Credential(models.Model):
                 )
                 self.pk = cursor.fetchone()[0]
         return self.pk
+
+
+class Channel(models.Model):
+    """Where messages come from and replies go: one per inbox.
+
+    ``api`` (the generic channel for custom integrations): inbound events are
+    JSON POSTed to ``/webhooks/api/<public_id>/`` on the tenant's host, signed
+    with HMAC-SHA256 under the channel's signing secret (a write-only
+    ``Credential``); replies are POSTed, signed the same way, to
+    ``outbound_url``. Meta and web chat kinds arrive with the channels issue.
+    """
+
+    class Kind(models.TextChoices):
+        API = "api", "API channel"
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=80, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.API)
+    public_id = models.CharField(max_length=32, unique=True)
+    outbound_url = models.URLField(max_length=500, blank=True)
+    signing_credential = models.ForeignKey(
+        Credential, on_delete=models.PROTECT, related_name="channels"
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -102,9 +102,18 @@ def credential_replace(
 
 
 def credential_delete(*, credential: Credential, actor: Actor | None = None) -> None:
-    with transaction.atomic():
-        _audit("credential.deleted", credential, actor)
-        credential.delete()
+    from django.core.exceptions import ValidationError
+    from django.db.models import ProtectedError
+
+    try:
+        with transaction.atomic():
+            _audit("credential.deleted", credential, actor)
+            credential.delete()
+    except ProtectedError as exc:
+        raise ValidationError(
+            f"{credential.name} signs a channel's messages: rotate the channel's secret instead "
+            "of deleting it."
+        ) from exc
 
 
 def credential_use(*, credential: Credential, purpose: str, actor: Actor | None = None) -> str:

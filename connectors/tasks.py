@@ -49,3 +49,22 @@ def credential_rotation_reminders() -> dict:
         )
     type(due[0]).objects.filter(pk__in=[c.pk for c in due]).update(reminded_at=now)
     return {"schema": connection.schema_name, "reminded": len(due), "recipients": len(recipients)}
+
+
+@tenant_task(bind=True, acks_late=True, max_retries=10)
+def message_deliver(self, message_id: int) -> dict:
+    """Send one outbound message through its inbox's channel (enqueued on commit by
+    ``conversations.services._enqueue_delivery``); retried with backoff on transient
+    failures, ``failed`` after ``connectors.channels.MAX_ATTEMPTS`` attempts."""
+    from connectors import channels
+
+    try:
+        outcome = channels.delivery_attempt(message_id=message_id)
+    except channels.TransientDeliveryError as exc:
+        # The attempt count lives on the message (not in the task), so a
+        # redelivered task cannot exceed MAX_ATTEMPTS; max_retries is a backstop.
+        raise self.retry(exc=exc, countdown=channels.retry_delay(exc.attempts)) from None
+    if outcome == "busy":
+        # Another worker holds the lease (or died holding it): look again once it has lapsed.
+        raise self.retry(countdown=channels.LEASE_SECONDS)
+    return {"schema": connection.schema_name, "message": message_id, "delivery": outcome}

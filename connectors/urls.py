@@ -1,6 +1,6 @@
 from django.urls import path
 
-from connectors import views
+from connectors import channel_views, views
 
 app_name = "connectors"
 
@@ -20,5 +20,11 @@ urlpatterns = [
         "connectors/credentials/<int:credential_id>/delete/",
         views.credential_delete,
         name="credential_delete",
+    ),
+    path("connectors/channels/", channel_views.channel_list, name="channels"),
+    path(
+        "connectors/channels/<int:channel_id>/rotate/",
+        channel_views.channel_rotate,
+        name="channel_rotate",
     ),
 ]

@@ -90,6 +90,10 @@ def credential_test(request, credential_id: int):
 @require_POST
 def credential_delete(request, credential_id: int):
     credential = selectors.credential_get(credential_id=credential_id)
-    services.credential_delete(credential=credential)
-    messages.success(request, f"Credential {credential.name} deleted.")
+    try:
+        services.credential_delete(credential=credential)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Credential {credential.name} deleted.")
     return redirect("connectors:credentials")

@@ -67,6 +67,32 @@ def inbox_get_for_user(user, inbox_id) -> Inbox:
     return inbox
 
 
+def conversation_list_for_user(user) -> QuerySet:
+    """Conversations of the inboxes the user may work (none for other roles)."""
+    from conversations.models import Conversation
+
+    if not user_has(user, Perm.INBOX_USE):
+        return Conversation.objects.none()
+    if getattr(user, "is_break_glass", False) or user_has(user, Perm.INBOXES_MANAGE):
+        return Conversation.objects.all()
+    return Conversation.objects.filter(inbox__in=inbox_list_for_user(user).values("pk"))
+
+
+def conversation_get_for_user(user, conversation_id, *, for_update: bool = False):
+
+    try:
+        conversation_id = int(conversation_id)
+    except (TypeError, ValueError):
+        raise Http404 from None
+    qs = conversation_list_for_user(user).filter(pk=conversation_id)
+    if for_update:
+        qs = qs.select_for_update(of=("self",))
+    conversation = qs.select_related("inbox", "assignee").first()
+    if conversation is None:
+        raise Http404
+    return conversation
+
+
 def inbox_members(inbox: Inbox):
     ct = ContentType.objects.get_for_model(Inbox)
     ids = UserObjectPermission.objects.filter(

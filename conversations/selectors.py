@@ -21,3 +21,106 @@ def contact_find_by_email(email: str) -> Contact | None:
         return None
     digest = fields.blind_index(normalised, schema=connection.schema_name, field="contact.email")
     return Contact.objects.filter(email_bi=digest).first()
+
+
+# --- the agent inbox ------------------------------------------------------------------------
+
+import base64  # noqa: E402
+import datetime as _dt  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from django.core.exceptions import ValidationError  # noqa: E402
+from django.db.models import Q, QuerySet  # noqa: E402
+
+from conversations.models import Conversation, Message  # noqa: E402
+
+PAGE_SIZE = 25
+MAX_PAGE_SIZE = 100
+FILTERS = ("mine", "unassigned", "all")
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    scope: str = "all"  # mine | unassigned | all (all I can see)
+    status: str = "open"  # a status, or "any"
+    inbox: int | None = None
+    label: str = ""
+
+
+def encode_cursor(conversation: Conversation) -> str:
+    raw = f"{conversation.last_activity_at.isoformat()}|{conversation.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[_dt.datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, pk = raw.split("|")
+        return _dt.datetime.fromisoformat(at), int(pk)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError({"cursor": "Invalid cursor."}) from exc
+
+
+def conversation_page(
+    user, flt: ConversationFilter, *, cursor: str = "", size: int = PAGE_SIZE
+) -> tuple[list[Conversation], str | None]:
+    """One keyset page of the conversations the user may see, newest activity first.
+
+    A fixed number of queries whatever the page holds: the page itself (with
+    inbox, contact and assignee joined) and nothing per row.
+    """
+    from conversations.access import conversation_list_for_user
+
+    size = max(1, min(int(size), MAX_PAGE_SIZE))
+    qs: QuerySet = conversation_list_for_user(user)
+    if flt.scope == "mine":
+        qs = qs.filter(assignee_id=user.pk)
+    elif flt.scope == "unassigned":
+        qs = qs.filter(assignee__isnull=True)
+    if flt.status != "any":
+        qs = qs.filter(status=flt.status)
+    if flt.inbox:
+        qs = qs.filter(inbox_id=flt.inbox)
+    if flt.label:
+        qs = qs.filter(labels__contains=[flt.label])
+    if cursor:
+        at, pk = decode_cursor(cursor)
+        qs = qs.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, pk__lt=pk))
+    rows = list(
+        qs.select_related("inbox", "contact", "assignee").order_by("-last_activity_at", "-id")[
+            : size + 1
+        ]
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+
+def unread_by_inbox(user) -> dict[int, int]:
+    """Unread messages per inbox the user may see (one query)."""
+    from django.db.models import Sum
+
+    from conversations.access import conversation_list_for_user
+
+    rows = (
+        conversation_list_for_user(user)
+        .exclude(status=Conversation.Status.RESOLVED)
+        .filter(unread__gt=0)
+        .values("inbox_id")
+        .annotate(n=Sum("unread"))
+    )
+    return {r["inbox_id"]: r["n"] for r in rows}
+
+
+THREAD_LIMIT = 200
+
+
+def thread_messages(
+    conversation: Conversation, *, after: int = 0, limit: int = 50
+) -> list[Message]:
+    """Messages and notes of one conversation, oldest first (the last ``limit``, or those after ``after``)."""
+    limit = max(1, min(int(limit), THREAD_LIMIT))
+    qs = Message.objects.filter(conversation=conversation).select_related("sender_user")
+    if after:
+        return list(qs.filter(pk__gt=after).order_by("id")[:limit])
+    return list(reversed(qs.order_by("-id")[:limit]))

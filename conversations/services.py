@@ -52,3 +52,503 @@ def contact_pii(contact: Contact) -> dict[str, str]:
             else ""
         )
     return out
+
+
+# --- conversations and messages ---------------------------------------------------------------
+#
+# Every state change goes through a function here. Each takes the acting user
+# (``by``; None for the channel and system), checks the policy table and that
+# the user may see the conversation (404 otherwise, like the access helpers),
+# records an audit event in the same transaction, and never logs a body.
+
+import datetime as _dt  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from django.core.exceptions import PermissionDenied, ValidationError  # noqa: E402
+from django.db import IntegrityError  # noqa: E402
+from django.db.models import F  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from accounts.policy import Perm, user_has  # noqa: E402
+from audit.context import SYSTEM  # noqa: E402
+from audit.services import record  # noqa: E402
+from conversations.models import (  # noqa: E402
+    CannedResponse,
+    ContactIdentity,
+    Conversation,
+    Inbox,
+    Message,
+)
+
+MESSAGE_TABLE = "conversations_message"
+MAX_BODY = 4096
+MAX_ATTACHMENTS = 10
+
+
+def body_encrypt(message: Message, body: str) -> bytes | None:
+    if not body:
+        return None
+    return fields.encrypt(
+        body, schema=connection.schema_name, table=MESSAGE_TABLE, column="body", pk=message.pk
+    )
+
+
+def body_of(message: Message) -> str:
+    if not message.body_ct:
+        return ""
+    return fields.decrypt(
+        bytes(message.body_ct),
+        schema=connection.schema_name,
+        table=MESSAGE_TABLE,
+        column="body",
+        pk=message.pk,
+    ).decode()
+
+
+def _allocate_ids(n: int) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [MESSAGE_TABLE, n],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _clean_body(body: str) -> str:
+    body = (body or "").replace("\x00", "").strip()
+    if len(body) > MAX_BODY:
+        raise ValidationError({"body": f"At most {MAX_BODY} characters."})
+    return body
+
+
+def _clean_attachments(attachments) -> list[dict]:
+    from urllib.parse import urlsplit
+
+    attachments = list(attachments or [])
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise ValidationError({"attachments": f"At most {MAX_ATTACHMENTS} attachments."})
+    out = []
+    for item in attachments:
+        if not isinstance(item, dict):
+            raise ValidationError({"attachments": "Each attachment is an object."})
+        url, kind, size = item.get("url"), item.get("type", ""), item.get("size", 0)
+        if not isinstance(url, str) or urlsplit(url).scheme != "https" or len(url) > 1000:
+            raise ValidationError({"attachments": "Attachment links must be https URLs."})
+        if not isinstance(kind, str) or len(kind) > 100:
+            raise ValidationError({"attachments": "Attachment type is a MIME type."})
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 100 * 2**20:
+            raise ValidationError({"attachments": "Attachment size is bytes, at most 100 MiB."})
+        out.append({"url": url, "type": kind, "size": size})
+    return out
+
+
+def _message(conversation, *, body, **values) -> Message:
+    message = Message(
+        conversation=conversation,
+        inbox_id_denorm=conversation.inbox_id,
+        created_at=values.pop("created_at", None) or timezone.now(),
+        **values,
+    )
+    message.pk = _allocate_ids(1)[0]
+    message.body_ct = body_encrypt(message, body)
+    message.save(force_insert=True)
+    return message
+
+
+def _visible(by, conversation_id) -> Conversation:
+    from conversations.access import conversation_get_for_user
+
+    return conversation_get_for_user(by, conversation_id, for_update=True)
+
+
+def _require(by, perm=Perm.INBOX_USE) -> None:
+    if not user_has(by, perm):
+        raise PermissionDenied
+    if getattr(by, "is_break_glass", False):
+        raise PermissionDenied("Break-glass access is read-only.")
+
+
+def _audit(action: str, conversation: Conversation, **details) -> None:
+    record(action, target_type="conversation", target_id=conversation.pk, details=details or None)
+
+
+# --- inbound ----------------------------------------------------------------------------------
+
+
+def within_business_hours(inbox: Inbox, at: _dt.datetime | None = None) -> bool:
+    """True when ``inbox`` is open at ``at`` (always, without business hours)."""
+    hours = inbox.business_hours or {}
+    if not hours:
+        return True
+    try:
+        local = (at or timezone.now()).astimezone(ZoneInfo(inbox.timezone or "UTC"))
+    except Exception:  # noqa: BLE001 - an unknown zone counts as UTC
+        local = (at or timezone.now()).astimezone(_dt.UTC)
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
+    now = local.strftime("%H:%M")
+    return any(start <= now < end for start, end in hours.get(day, []))
+
+
+def message_receive(
+    *,
+    inbox: Inbox,
+    contact_external_id: str,
+    contact_name: str = "",
+    body: str = "",
+    attachments=(),
+    external_id: str = "",
+    at: _dt.datetime | None = None,
+) -> tuple[Message, bool]:
+    """An incoming message from the inbox's channel: ``(message, created)``.
+
+    Idempotent on ``external_id`` per channel: a repeated delivery returns the
+    message stored the first time (``created`` False) and changes nothing.
+    """
+    body = _clean_body(body)
+    attachments = _clean_attachments(attachments)
+    contact_external_id = (contact_external_id or "").strip()[:128]
+    external_id = (external_id or "").strip()[:128]
+    if not contact_external_id:
+        raise ValidationError({"contact": "The sender's id on the channel is required."})
+    if not body and not attachments:
+        raise ValidationError({"body": "A message needs text or an attachment."})
+    if external_id:
+        existing = Message.objects.filter(inbox_id_denorm=inbox.pk, external_id=external_id).first()
+        if existing is not None:
+            return existing, False
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            identity = (
+                ContactIdentity.objects.select_related("contact")
+                .filter(channel_id=inbox.channel_id, external_id=contact_external_id)
+                .first()
+            )
+            if identity is None:
+                identity = _identity_create(inbox, contact_external_id, contact_name)
+            conversation = (
+                Conversation.objects.select_for_update()
+                .filter(inbox=inbox, contact_id=identity.contact_id)
+                .exclude(status=Conversation.Status.RESOLVED)
+                .order_by("-id")
+                .first()
+            )
+            created_conversation = conversation is None
+            if created_conversation:
+                conversation = Conversation.objects.create(
+                    inbox=inbox, contact_id=identity.contact_id, last_activity_at=now
+                )
+                record(
+                    "conversation.created",
+                    actor=SYSTEM,
+                    target_type="conversation",
+                    target_id=conversation.pk,
+                    details={"inbox": inbox.pk},
+                )
+            message = _message(
+                conversation,
+                body=body,
+                direction=Message.Direction.IN,
+                sender=Message.Sender.CONTACT,
+                attachments=attachments,
+                external_id=external_id,
+                created_at=at or now,
+            )
+            Conversation.objects.filter(pk=conversation.pk).update(
+                unread=F("unread") + 1,
+                last_activity_at=now,
+                status=Conversation.Status.OPEN,
+                snoozed_until=None,
+            )
+            conversation.refresh_from_db()
+            if created_conversation:
+                if inbox.assignment == Inbox.Assignment.ROUND_ROBIN:
+                    assign_round_robin(conversation)
+                if inbox.auto_reply and not within_business_hours(inbox, now):
+                    auto = _message(
+                        conversation,
+                        body=inbox.auto_reply,
+                        direction=Message.Direction.OUT,
+                        sender=Message.Sender.SYSTEM,
+                        delivery=Message.Delivery.QUEUED,
+                    )
+                    _enqueue_delivery(auto)
+    except IntegrityError:
+        # Two deliveries of one event raced; the other one stored it.
+        existing = Message.objects.filter(inbox_id_denorm=inbox.pk, external_id=external_id).first()
+        if existing is None:
+            raise
+        return existing, False
+    return message, True
+
+
+def _identity_create(inbox: Inbox, external_id: str, name: str) -> ContactIdentity:
+    """A new contact for a new sender; two first messages at once share one."""
+    try:
+        with transaction.atomic():
+            contact = contact_create(name=name[:200])
+            return ContactIdentity.objects.create(
+                contact=contact, channel_id=inbox.channel_id, external_id=external_id
+            )
+    except IntegrityError:
+        return ContactIdentity.objects.select_related("contact").get(
+            channel_id=inbox.channel_id, external_id=external_id
+        )
+
+
+def _enqueue_delivery(message: Message) -> None:
+    """After commit, the channel's delivery task sends it (``connectors.tasks``)."""
+    message_id = message.pk
+
+    def send():
+        from connectors.tasks import message_deliver
+
+        message_deliver.delay(message_id)
+
+    transaction.on_commit(send)
+
+
+def assign_round_robin(conversation: Conversation):
+    """Give the conversation to the next online member of its inbox, in turn."""
+    from conversations import presence
+    from conversations.access import inbox_members
+
+    inbox = Inbox.objects.select_for_update().get(pk=conversation.inbox_id)
+    members = [u for u in inbox_members(inbox) if u.is_active and user_has(u, Perm.INBOX_USE)]
+    online = set(presence.online_ids([u.pk for u in members]))
+    candidates = sorted((u for u in members if u.pk in online), key=lambda u: u.pk)
+    if not candidates:
+        return None
+    after = [u for u in candidates if inbox.rr_last_user_id is None or u.pk > inbox.rr_last_user_id]
+    chosen = (after or candidates)[0]
+    Inbox.objects.filter(pk=inbox.pk).update(rr_last_user_id=chosen.pk)
+    Conversation.objects.filter(pk=conversation.pk).update(assignee=chosen)
+    conversation.assignee = chosen
+    record(
+        "conversation.assigned",
+        actor=SYSTEM,
+        target_type="conversation",
+        target_id=conversation.pk,
+        details={"assignee": chosen.get_username(), "by": "round-robin"},
+    )
+    return chosen
+
+
+def message_delivery_update(*, message: Message, status: str, error: str = "") -> Message:
+    """The channel's word on an outbound message (sent, delivered, read, failed)."""
+    order = ["queued", "sent", "delivered", "read"]
+    if status not in (*order, "failed"):
+        raise ValidationError({"status": "Unknown delivery status."})
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        if message.direction != Message.Direction.OUT:
+            raise ValidationError({"status": "Only outgoing messages have a delivery status."})
+        current = message.delivery
+        if status == "failed" or current not in order or order.index(status) > order.index(current):
+            message.delivery = status
+            message.delivery_error = error[:300] if status == "failed" else ""
+            message.save(update_fields=["delivery", "delivery_error"])
+    return message
+
+
+# --- agent actions --------------------------------------------------------------------------
+
+
+def reply_send(*, by, conversation_id, body: str, attachments=()) -> Message:
+    _require(by)
+    body = _clean_body(body)
+    attachments = _clean_attachments(attachments)
+    if not body and not attachments:
+        raise ValidationError({"body": "Write a reply first."})
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        message = _message(
+            conversation,
+            body=body,
+            direction=Message.Direction.OUT,
+            sender=Message.Sender.AGENT,
+            sender_user=by,
+            attachments=attachments,
+            delivery=Message.Delivery.QUEUED,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(
+            last_activity_at=timezone.now(), unread=0, handler=Conversation.Handler.HUMAN
+        )
+        _audit("conversation.replied", conversation, message=message.pk)
+        _enqueue_delivery(message)
+    return message
+
+
+def note_add(*, by, conversation_id, body: str) -> Message:
+    _require(by)
+    body = _clean_body(body)
+    if not body:
+        raise ValidationError({"body": "Write the note first."})
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        note = _message(
+            conversation,
+            body=body,
+            kind=Message.Kind.NOTE,
+            direction=Message.Direction.OUT,
+            sender=Message.Sender.AGENT,
+            sender_user=by,
+        )
+        _audit("conversation.note_added", conversation, message=note.pk)
+    return note
+
+
+def assign(*, by, conversation_id, assignee) -> Conversation:
+    """Assign (or with ``assignee=None`` unassign) a conversation."""
+    from conversations.access import inbox_list_for_user
+
+    _require(by)
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        if assignee is not None and (
+            not assignee.is_active
+            or not inbox_list_for_user(assignee).filter(pk=conversation.inbox_id).exists()
+        ):
+            raise ValidationError({"assignee": "Assign to someone who works this inbox."})
+        before = conversation.assignee.get_username() if conversation.assignee_id else None
+        conversation.assignee = assignee
+        conversation.save(update_fields=["assignee"])
+        _audit(
+            "conversation.assigned" if assignee else "conversation.unassigned",
+            conversation,
+            before=before,
+            assignee=assignee.get_username() if assignee else None,
+        )
+    return conversation
+
+
+def _set_status(by, conversation_id, status, *, until=None, action) -> Conversation:
+    _require(by)
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        conversation.status = status
+        conversation.snoozed_until = until
+        conversation.save(update_fields=["status", "snoozed_until"])
+        _audit(action, conversation, **({"until": until.isoformat()} if until else {}))
+    return conversation
+
+
+def resolve(*, by, conversation_id) -> Conversation:
+    return _set_status(
+        by, conversation_id, Conversation.Status.RESOLVED, action="conversation.resolved"
+    )
+
+
+def reopen(*, by, conversation_id) -> Conversation:
+    return _set_status(
+        by, conversation_id, Conversation.Status.OPEN, action="conversation.reopened"
+    )
+
+
+def snooze(*, by, conversation_id, until: _dt.datetime) -> Conversation:
+    if until is None or until <= timezone.now() or until > timezone.now() + _dt.timedelta(days=90):
+        raise ValidationError({"until": "Snooze until a time in the next 90 days."})
+    return _set_status(
+        by, conversation_id, Conversation.Status.SNOOZED, until=until, action="conversation.snoozed"
+    )
+
+
+def snoozed_wake() -> int:
+    """Beat: snoozed conversations whose time came are open again."""
+    return Conversation.objects.filter(
+        status=Conversation.Status.SNOOZED, snoozed_until__lte=timezone.now()
+    ).update(status=Conversation.Status.OPEN, snoozed_until=None)
+
+
+def labels_set(*, by, conversation_id, labels) -> Conversation:
+    _require(by)
+    clean = sorted(
+        {str(label).strip().lower()[:40] for label in labels or [] if str(label).strip()}
+    )
+    if len(clean) > 20:
+        raise ValidationError({"labels": "At most 20 labels."})
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        before = conversation.labels
+        conversation.labels = clean
+        conversation.save(update_fields=["labels"])
+        _audit("conversation.labelled", conversation, before=before, labels=clean)
+    return conversation
+
+
+def priority_set(*, by, conversation_id, priority: int) -> Conversation:
+    _require(by)
+    if priority not in Conversation.Priority.values:
+        raise ValidationError({"priority": "Unknown priority."})
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        conversation.priority = priority
+        conversation.save(update_fields=["priority"])
+        _audit("conversation.prioritised", conversation, priority=priority)
+    return conversation
+
+
+def takeover(*, by, conversation_id) -> Conversation:
+    """A human takes the conversation from the bot (and is its assignee if nobody is)."""
+    _require(by)
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        conversation.handler = Conversation.Handler.HUMAN
+        if conversation.assignee_id is None:
+            conversation.assignee = by
+        conversation.save(update_fields=["handler", "assignee"])
+        _audit("conversation.taken_over", conversation)
+    return conversation
+
+
+def handback(*, by, conversation_id) -> Conversation:
+    _require(by)
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        conversation.handler = Conversation.Handler.BOT
+        conversation.save(update_fields=["handler"])
+        _audit("conversation.handed_to_bot", conversation)
+    return conversation
+
+
+def mark_read(*, by, conversation_id) -> None:
+    from conversations.access import conversation_get_for_user
+
+    conversation = conversation_get_for_user(by, conversation_id)
+    if conversation.unread and not getattr(by, "is_break_glass", False):
+        Conversation.objects.filter(pk=conversation.pk).update(unread=0)
+
+
+def canned_create(*, by, shortcut: str, title: str, body: str) -> CannedResponse:
+    _require(by, Perm.INBOXES_MANAGE)
+    canned = CannedResponse(shortcut=(shortcut or "").strip().lower(), title=title, body=body)
+    canned.full_clean()
+    with transaction.atomic():
+        canned.save()
+        record(
+            "canned.created",
+            target_type="canned_response",
+            target_id=canned.pk,
+            details={"shortcut": canned.shortcut},
+        )
+    return canned
+
+
+CONTACT_SEARCH_LIMIT = 20
+
+
+def contact_search(*, by, query: str) -> list:
+    """Exact lookup by phone or e-mail (blind index), at most 20 rows, audited."""
+    from conversations.selectors import contact_find_by_email, contact_find_by_phone
+
+    _require(by)
+    query = (query or "").strip()[:254]
+    kind = "email" if "@" in query else "phone"
+    found = contact_find_by_email(query) if kind == "email" else contact_find_by_phone(query)
+    results = [found] if found is not None else []
+    record(
+        "contact.searched",
+        target_type="contact",
+        details={"by": kind, "results": len(results)},
+    )
+    return results[:CONTACT_SEARCH_LIMIT]

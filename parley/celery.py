@@ -64,6 +64,7 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=10),
         "tenant_schemas": ["public"],
     },
+    "conversations-wake": {"task": "conversations.tasks.snoozed_wake", "schedule": 60.0},
     # Just-in-time grants past their end are marked expired (checks never rely on it).
     "grants-expire": {"task": "accounts.tasks.grants_expire", "schedule": 60.0},
     # Break-glass grants past their deadline are marked expired (requests check it anyway).

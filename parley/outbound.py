@@ -37,6 +37,13 @@ class OutboundResponse:
         return json.loads(self.body or b"null")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are refused: a 3xx could point past the private-address guard."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0913
+        return None  # urllib then raises HTTPError for the 3xx
+
+
 def request(
     method: str,
     url: str,
@@ -68,7 +75,10 @@ def request(
         started = time.perf_counter()
         req = urllib.request.Request(url, data=data, method=method, headers=all_headers)  # noqa: S310
         try:
-            with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310
+            opener = urllib.request.build_opener(
+                _NoRedirect, urllib.request.HTTPSHandler(context=context)
+            )
+            with opener.open(req, timeout=timeout) as resp:
                 body = resp.read()
                 logger.info(
                     "outbound %s %s purpose=%s status=%s attempt=%s ms=%.0f",

@@ -334,6 +334,7 @@ PARLEY_RATE_LOGIN_PER_IP = _env_rate("PARLEY_RATE_LOGIN_PER_IP", "30/min")  # si
 PARLEY_RATE_TOKEN_PER_IP = _env_rate("PARLEY_RATE_TOKEN_PER_IP", "30/min")  # /api/v1/auth/token/*
 PARLEY_RATE_API_PER_USER = _env_rate("PARLEY_RATE_API_PER_USER", "600/min")
 PARLEY_RATE_API_PER_TENANT = _env_rate("PARLEY_RATE_API_PER_TENANT", "6000/min")
+PARLEY_RATE_CHANNEL_WEBHOOK = _env_rate("PARLEY_RATE_CHANNEL_WEBHOOK", "600/min")  # per channel
 
 REST_FRAMEWORK = {
     # Bearer tokens first: a bad one is a 401 (WWW-Authenticate), never a fall-back to the session.
@@ -341,10 +342,8 @@ REST_FRAMEWORK = {
         "accounts.authentication.TenantJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_THROTTLE_CLASSES": [
-        "accounts.throttles.UserRateThrottle",
-        "accounts.throttles.TenantRateThrottle",
-    ],
+    # Per user and per tenant (PARLEY_RATE_API_*), both in one Redis round trip.
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttles.ApiRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "parley.api.Pagination",

@@ -8,6 +8,7 @@ from accounts import api_auth as accounts_api_auth
 from accounts import views as accounts_views
 from audit import api as audit_api
 from connectors import api as connectors_api
+from connectors import channel_api as connectors_channel_api
 from conversations import api as conversations_api
 from parley.views import relaxed_styles
 
@@ -21,6 +22,28 @@ api_v1 = [
     path("audit/events/", audit_api.AuditEventListView.as_view(), name="audit-events"),
     path("audit/exports/", audit_api.AuditExportView.as_view(), name="audit-export"),
     path("inboxes/", conversations_api.InboxListView.as_view(), name="inboxes"),
+    path("conversations/", conversations_api.ConversationListView.as_view(), name="conversations"),
+    path(
+        "conversations/<int:conversation_id>/",
+        conversations_api.ConversationDetailView.as_view(),
+        name="conversation",
+    ),
+    path(
+        "conversations/<int:conversation_id>/messages/",
+        conversations_api.MessageListView.as_view(),
+        name="conversation-messages",
+    ),
+    path(
+        "conversations/<int:conversation_id>/assign/",
+        conversations_api.AssignView.as_view(),
+        name="conversation-assign",
+    ),
+    path(
+        "conversations/<int:conversation_id>/resolve/",
+        conversations_api.ResolveView.as_view(),
+        name="conversation-resolve",
+    ),
+    path("contacts/search/", conversations_api.ContactSearchView.as_view(), name="contact-search"),
     path("inboxes/<int:inbox_id>/", conversations_api.InboxDetailView.as_view(), name="inbox"),
     path("credentials/", connectors_api.CredentialListView.as_view(), name="credentials"),
     path(
@@ -32,6 +55,12 @@ api_v1 = [
         "credentials/<int:credential_id>/test/",
         connectors_api.CredentialTestView.as_view(),
         name="credential-test",
+    ),
+    path("channels/", connectors_channel_api.ChannelListView.as_view(), name="channels"),
+    path(
+        "channels/<int:channel_id>/rotate/",
+        connectors_channel_api.ChannelRotateView.as_view(),
+        name="channel-rotate",
     ),
 ]
 
@@ -46,6 +75,7 @@ urlpatterns = [
     path("", include("connectors.urls")),
     path("", include("conversations.urls")),
     path("", include("parley.keyring.urls")),
+    path("webhooks/", include("connectors.webhook_urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

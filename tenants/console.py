@@ -15,8 +15,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.permissions import step_up_required
 from accounts.forms import ThrottledAuthenticationForm
+from accounts.permissions import step_up_required
 from accounts.throttles import LoginRateLimitMixin
 from parley.forms import add_validation_error
 from tenants import breakglass, selectors, services

@@ -21,6 +21,18 @@ COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn(
         table="connectors_credential", column="secret", db_column="secret_ct", purpose="credential"
     ),
+    EncryptedColumn(
+        table="conversations_contact", column="name", db_column="name_ct", purpose="data"
+    ),
+    EncryptedColumn(
+        table="conversations_contact", column="phone", db_column="phone_ct", purpose="data"
+    ),
+    EncryptedColumn(
+        table="conversations_contact", column="email", db_column="email_ct", purpose="data"
+    ),
+    EncryptedColumn(
+        table="conversations_message", column="body", db_column="body_ct", purpose="data"
+    ),
 )
 
 

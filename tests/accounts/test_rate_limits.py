@@ -136,6 +136,19 @@ def test_it_slides_the_window_and_says_how_long_to_wait(acme):
     connection.set_schema_to_public()
 
 
+def test_it_counts_a_request_refused_by_one_limit_against_none(acme):
+    ident = uuid.uuid4().hex
+    strict, loose = throttles.Limit("a", ident, "1/hour"), throttles.Limit("b", ident, "3/hour")
+    with tenant_context(acme):
+        assert throttles.hit_many([strict, loose]) is None
+        assert throttles.hit_many([strict, loose]) > 0  # the strict one refuses
+        # The loose limit saw one request, not two: two more fit, then no more.
+        assert throttles.hit(scope="b", ident=ident, rate="3/hour") is None
+        assert throttles.hit(scope="b", ident=ident, rate="3/hour") is None
+        assert throttles.hit(scope="b", ident=ident, rate="3/hour") is not None
+    connection.set_schema_to_public()
+
+
 def test_it_keeps_each_tenants_counters_apart(acme, globex):
     ident = uuid.uuid4().hex
     with tenant_context(acme):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,7 @@ E2E_USERS = {
         "agent@acme.test",
         "agent2@acme.test",
         "analyst@acme.test",
+        "marketer@acme.test",
         "integrator@acme.test",
     ],
     None: ["operator"],
@@ -41,8 +44,38 @@ NEW_ADMIN = "first.admin@acme.test"
 _BACKUP_CODES: dict[tuple[str | None, str], list[str]] = {}
 
 
+# The API channel of the inbox "E2E Live": a known signing secret, replies
+# POSTed to a receiver in this process (CHANNEL_RECEIVED collects them).
+CHANNEL_SECRET = "e2e-channel-signing-secret-0123456789abcdef"
+CHANNEL_PUBLIC_ID = "e2e-live-channel-0001"
+CHANNEL_RECEIVED: list[dict] = []
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's name
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        CHANNEL_RECEIVED.append(
+            {"raw": raw, "signature": self.headers.get("X-Parley-Signature", "")}
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}')
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="session")
-def e2e_data(django_db_setup, django_db_blocker):
+def channel_receiver():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/parley-events"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def e2e_data(django_db_setup, django_db_blocker, channel_receiver):
     """Committed: backup codes for E2E_USERS; inboxes "E2E Support" (agent) and "E2E Sales" (agent2)."""
     from django.contrib.auth import get_user_model
     from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
@@ -73,6 +106,28 @@ def e2e_data(django_db_setup, django_db_blocker):
             ):
                 box = access.inbox_create(by=admin, name=name)
                 access.inbox_member_add(by=admin, inbox=box, user=User.objects.get(email=member))
+            # The live inbox: an API channel bound to it, agent@acme.test its only member.
+            from connectors import services as connector_services
+            from connectors.models import Channel
+
+            credential = connector_services.credential_set(
+                name="e2e-live-secret",
+                kind="webhook_secret",
+                connector="api-channel",
+                secret=CHANNEL_SECRET,
+            )
+            channel = Channel.objects.create(
+                name="E2E Live channel",
+                public_id=CHANNEL_PUBLIC_ID,
+                outbound_url=channel_receiver,
+                signing_credential=credential,
+            )
+            live = access.inbox_create(by=admin, name="E2E Live")
+            live.channel = channel
+            live.save()
+            access.inbox_member_add(
+                by=admin, inbox=live, user=User.objects.get(email="agent@acme.test")
+            )
             # An admin who has never signed in (first-login enrolment).
             User.objects.create_user(
                 username=NEW_ADMIN, email=NEW_ADMIN, password=support.PASSWORD, role="admin"

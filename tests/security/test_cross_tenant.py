@@ -43,9 +43,11 @@ def _token(tenant, email) -> str:
 
 def _acme_objects(acme, globex) -> dict:
     """Objects of A whose ids do not exist in B (so a 200 could only be a leak)."""
+    from django.utils import timezone
+
     from connectors import services as connector_services
     from connectors.models import Credential
-    from conversations.models import Inbox
+    from conversations.models import Contact, Conversation, Inbox
 
     User = get_user_model()
     with tenant_context(globex):
@@ -53,6 +55,10 @@ def _acme_objects(acme, globex) -> dict:
             "user": User.objects.order_by("-pk").values_list("pk", flat=True).first() or 0,
             "inbox": Inbox.objects.order_by("-pk").values_list("pk", flat=True).first() or 0,
             "credential": Credential.objects.order_by("-pk").values_list("pk", flat=True).first()
+            or 0,
+            "conversation": Conversation.objects.order_by("-pk")
+            .values_list("pk", flat=True)
+            .first()
             or 0,
         }
     with tenant_context(acme):
@@ -63,6 +69,13 @@ def _acme_objects(acme, globex) -> dict:
             role="agent",
         )
         inbox = Inbox.objects.create(id=top["inbox"] + 1000, name=f"{MARK} inbox")
+        conversation = Conversation.objects.create(
+            id=top["conversation"] + 1000,
+            inbox=inbox,
+            contact=Contact.objects.create(attributes={"marker": MARK}),
+            labels=[MARK[:40]],
+            last_activity_at=timezone.now(),
+        )
         credential = connector_services.credential_set(
             name=f"{MARK}-cred", kind="api_key", connector="hubspot", secret=f"{MARK}-secret"
         )
@@ -73,8 +86,25 @@ def _acme_objects(acme, globex) -> dict:
                 connector="hubspot",
                 secret=f"{MARK}-secret",
             )
+        from connectors.channels import channel_create
+        from connectors.models import Channel
+
+        with tenant_context(globex):
+            top_channel = Channel.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        channel, _ = channel_create(
+            by=User.objects.get(email="owner@acme.test"),
+            name=f"{MARK} channel",
+            outbound_url="https://x.example/",
+        )
+        assert channel.pk > top_channel
     connection.set_schema_to_public()
-    return {"user_id": user.pk, "inbox_id": inbox.pk, "credential_id": credential.pk}
+    return {
+        "channel_id": channel.pk,
+        "user_id": user.pk,
+        "inbox_id": inbox.pk,
+        "credential_id": credential.pk,
+        "conversation_id": conversation.pk,
+    }
 
 
 def test_every_api_route_is_covered():

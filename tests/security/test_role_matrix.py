@@ -71,6 +71,16 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "connectors:credential_replace": ("POST", "policy", {"secret": "matrix-secret-value-1"}),
     "connectors:credential_test": ("POST", "policy", {}),
     "connectors:credential_delete": ("POST", "policy", {}),
+    "connectors:channels": ("GET", "policy", {}),
+    "connectors:channel_rotate": ("POST", "policy", {}),
+    "webhooks:api_channel": ("POST", "public", {}),
+    "api:channels": ("GET", "policy", {}),
+    "api:channel-rotate": ("POST", "policy", {}),
+    "conversations:inbox_app": ("GET", "policy", {}),
+    "conversations:thread": ("GET", "policy", {}),
+    "conversations:thread_new": ("GET", "policy", {}),
+    "conversations:reply": ("POST", "policy", {"body": "matrix reply"}),
+    "conversations:act": ("POST", "policy", {"action": "resolve"}),
     "conversations:inboxes": ("GET", "policy", {}),
     "conversations:inbox": ("GET", "policy", {}),
     "conversations:inbox_members": ("POST", "policy", {"user": "@agent2", "action": "add"}),
@@ -86,6 +96,12 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "api:audit-export": ("POST", "policy", {"format": "jsonl"}),
     "api:inboxes": ("GET", "policy", {}),
     "api:inbox": ("GET", "policy", {}),
+    "api:conversations": ("GET", "policy", {}),
+    "api:conversation": ("GET", "policy", {}),
+    "api:conversation-messages": ("GET", "policy", {}),
+    "api:conversation-assign": ("POST", "policy", {"assignee": "@agent"}),
+    "api:conversation-resolve": ("POST", "policy", {}),
+    "api:contact-search": ("GET", "policy", {"q": "nobody@example.com"}),
     "api:credentials": ("GET", "policy", {}),
     "api:credential": ("GET", "policy", {}),
     "api:credential-test": ("POST", "policy", {}),
@@ -134,6 +150,7 @@ def _objects(acme) -> dict:
     with tenant_context(acme):
         admin = User.objects.get(email="admin@acme.test")
         agent2 = User.objects.get(email="agent2@acme.test")
+        agent = User.objects.get(email="agent@acme.test")
         inbox = access.inbox_create(by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}")
         access.inbox_member_add(
             by=admin, inbox=inbox, user=User.objects.get(email="agent@acme.test")
@@ -148,6 +165,16 @@ def _objects(acme) -> dict:
             secret="matrix-secret-000",
         )
         sink = AuditSink.objects.create(name="matrix", kind="syslog", host="127.0.0.1", port=9)
+        from connectors.channels import channel_create
+
+        channel, _ = channel_create(
+            by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}", outbound_url="https://x.example/"
+        )
+        from conversations.models import Contact, Conversation
+
+        conversation = Conversation.objects.create(
+            inbox=inbox, contact=Contact.objects.create(), last_activity_at=timezone.now()
+        )
     with schema_context("public"):
         operator = User.objects.get(username="operator")
         bg = BreakGlassGrant.objects.create(
@@ -164,9 +191,13 @@ def _objects(acme) -> dict:
         "grant_id": {"accounts": grant.pk, "break_glass": bg.pk},
         "credential_id": credential.pk,
         "sink_id": sink.pk,
+        "channel_id": channel.pk,
+        "public_id": channel.public_id,
         "uidb64": "MQ",
         "token": "set-password",
         "@agent2": str(agent2.pk),
+        "@agent": str(agent.pk),
+        "conversation_id": conversation.pk,
     }
 
 
@@ -214,7 +245,7 @@ def test_the_policy_table_decides(acme, name, who):
         else support.signed_in(acme, f"{who}@acme.test")
     )
     send = client.get if method == "GET" else client.post
-    response = send(url, _data(data, objects)) if method == "POST" else send(url)
+    response = send(url, _data(data, objects))
     status = response.status_code
     assert status < 500, f"{method} {url} as {who}: {status}"
     location = response.get("Location", "")

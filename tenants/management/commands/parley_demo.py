@@ -62,11 +62,9 @@ class Command(BaseCommand):
                 f"Tenant {slug:<8}   {tenant_base_url(tenant)}/  <role>@{slug}.test / {DEMO_PASSWORD}"
                 f"  (roles: {', '.join(r.value for r in Role)})"
             )
-        if codes:
-            path = devstack.state_dir() / "demo-mfa-codes.txt"
-            with path.open("a") as out:
-                out.write("\n".join(codes) + "\n")
-            path.chmod(0o600)
+        path = devstack.state_dir() / "demo-mfa-codes.txt"
+        path.write_text("\n".join(codes) + "\n")
+        path.chmod(0o600)
         lines.append(
             "Two-factor: every demo login has one-time backup codes in "
             f"{devstack.state_dir() / 'demo-mfa-codes.txt'} (each works once); "
@@ -76,12 +74,14 @@ class Command(BaseCommand):
 
     @staticmethod
     def _demo_codes(user, label: str, out: list[str]) -> None:
-        """Ten backup codes per demo login, created once (development only)."""
+        """Ten backup codes per demo login, created once; lists those still unused."""
         from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 
-        if StaticDevice.objects.filter(user=user, name="demo").exists():
-            return
-        device = StaticDevice.objects.create(user=user, name="demo", confirmed=True)
-        tokens = [StaticToken.random_token() for _ in range(10)]
-        device.token_set.bulk_create([StaticToken(device=device, token=t) for t in tokens])
-        out.append(f"{label}: {' '.join(tokens)}")
+        device = StaticDevice.objects.filter(user=user, name="demo").first()
+        if device is None:
+            device = StaticDevice.objects.create(user=user, name="demo", confirmed=True)
+            device.token_set.bulk_create(
+                [StaticToken(device=device, token=StaticToken.random_token()) for _ in range(10)]
+            )
+        tokens = list(device.token_set.values_list("token", flat=True))
+        out.append(f"{label}: {' '.join(tokens) if tokens else '(all used)'}")

@@ -1,0 +1,81 @@
+"""API channel pages: list, create, rotate the signing secret (shown once, right then)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from accounts.permissions import permission_required, step_up_required
+from accounts.policy import Perm, user_has
+from connectors import channels
+from connectors.forms import ChannelForm
+from parley.forms import add_validation_error
+
+
+def _form(request, data=None) -> ChannelForm:
+    return ChannelForm(
+        data,
+        inboxes=channels.inboxes_unbound(),
+        can_create_inbox=user_has(request.user, Perm.INBOXES_MANAGE),
+    )
+
+
+def _page(request, *, form=None, revealed=None, status=200):
+    rows = [
+        {
+            "channel": channel,
+            "webhook_url": request.build_absolute_uri(channels.webhook_path(channel)),
+        }
+        for channel in channels.channel_list()
+    ]
+    return render(
+        request,
+        "connectors/channels.html",
+        {
+            "rows": rows,
+            "form": form or _form(request),
+            "revealed": revealed,
+            "signature_header": channels.SIGNATURE_HEADER,
+        },
+        status=status,
+    )
+
+
+@permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
+@never_cache
+def channel_list(request):
+    if request.method != "POST":
+        return _page(request)
+    form = _form(request, request.POST)
+    if form.is_valid():
+        try:
+            channel, secret = channels.channel_create(
+                by=request.user,
+                name=form.cleaned_data["name"],
+                outbound_url=form.cleaned_data["outbound_url"],
+                inbox_id=form.cleaned_data["inbox"],
+            )
+        except ValidationError as exc:
+            add_validation_error(form, exc)
+        else:
+            messages.success(request, f"Channel {channel.name} created.")
+            # Rendered, not redirected: the secret exists in this response only.
+            return _page(request, revealed={"channel": channel, "secret": secret, "new": True})
+    return _page(request, form=form, status=400)
+
+
+@permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
+@require_POST
+@never_cache
+def channel_rotate(request, channel_id: int):
+    channel = channels.channel_get(channel_id=channel_id)
+    secret = channels.channel_secret_rotate(by=request.user, channel=channel)
+    messages.success(
+        request, f"Signing secret of {channel.name} replaced; the old one no longer verifies."
+    )
+    return _page(request, revealed={"channel": channel, "secret": secret, "new": False})

@@ -1,0 +1,261 @@
+"""The agent inbox: a conversation list, a thread, and the actions on it.
+
+htmx does routine work without reloading the page: the list and the thread
+poll every few seconds (new messages appear within 3 s), replies, notes and
+actions swap only the parts they change. Every read goes through the access
+helpers (404 for what the user may not see); every change through
+``conversations.services`` (policy, object access, audit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts.permissions import permission_required
+from accounts.policy import Perm, user_has
+from conversations import access, presence, selectors, services
+from conversations.models import CannedResponse, Conversation, Message
+
+POLL_SECONDS = 2
+
+
+def _filters(request) -> selectors.ConversationFilter:
+    q = request.GET
+    scope = q.get("scope", "all")
+    status = q.get("status", "open")
+    try:
+        inbox = int(q.get("inbox") or 0) or None
+    except ValueError:
+        inbox = None
+    return selectors.ConversationFilter(
+        scope=scope if scope in selectors.FILTERS else "all",
+        status=status if status in (*Conversation.Status.values, "any") else "open",
+        inbox=inbox,
+        label=(q.get("label") or "").strip().lower()[:40],
+    )
+
+
+def _list_context(request, flt):
+    try:
+        rows, next_cursor = selectors.conversation_page(
+            request.user, flt, cursor=request.GET.get("cursor", "")
+        )
+    except ValidationError:
+        rows, next_cursor = [], None
+    names = {
+        c.pk: services.contact_pii(c.contact).get("name") or f"Contact #{c.contact_id}"
+        for c in rows
+    }
+    return {"rows": rows, "names": names, "next_cursor": next_cursor, "flt": flt}
+
+
+def _mask(value: str) -> str:
+    if not value:
+        return ""
+    return "•••• " + value[-4:] if len(value) > 4 else "••••"
+
+
+def _pending(messages) -> list[int]:
+    """Outgoing messages still waiting for the channel: the poll re-reads them."""
+    return [m.pk for m in messages if m.delivery == "queued"][-20:]
+
+
+def _thread_context(request, conversation):
+    messages = selectors.thread_messages(conversation)
+    pii = services.contact_pii(conversation.contact)
+    full = user_has(request.user, Perm.CONTACTS_PII)
+    members = access.inbox_members(conversation.inbox)
+    return {
+        "c": conversation,
+        "messages": [(m, services.body_of(m)) for m in messages],
+        "last_id": messages[-1].pk if messages else 0,
+        "pending": _pending(messages),
+        "contact": {
+            "name": pii.get("name") or f"Contact #{conversation.contact_id}",
+            "phone": pii.get("phone") if full else _mask(pii.get("phone", "")),
+            "email": pii.get("email") if full else _mask(pii.get("email", "")),
+            "full": full,
+        },
+        "members": members,
+        "canned": CannedResponse.objects.all()[:50],
+        "read_only": getattr(request.user, "is_break_glass", False),
+    }
+
+
+@permission_required(Perm.INBOX_USE)
+def inbox(request):
+    presence.touch(request.user)
+    flt = _filters(request)
+    context = _list_context(request, flt)
+    if request.htmx and request.GET.get("part") == "list":
+        return render(request, "conversations/_list.html", context)
+    selected = None
+    if request.GET.get("c"):
+        selected = access.conversation_get_for_user(request.user, request.GET["c"])
+        services.mark_read(by=request.user, conversation_id=selected.pk)
+        context.update(_thread_context(request, selected))
+    context.update(
+        {
+            "inboxes": access.inbox_list_for_user(request.user),
+            "unread": selectors.unread_by_inbox(request.user),
+            "statuses": [
+                ("open", "Open"),
+                ("pending", "Pending"),
+                ("snoozed", "Snoozed"),
+                ("resolved", "Resolved"),
+                ("any", "Any status"),
+            ],
+            "selected": selected,
+            "poll": POLL_SECONDS,
+        }
+    )
+    return render(request, "conversations/inbox_page.html", context)
+
+
+@permission_required(Perm.INBOX_USE)
+def thread(request, conversation_id: int):
+    conversation = access.conversation_get_for_user(request.user, conversation_id)
+    services.mark_read(by=request.user, conversation_id=conversation.pk)
+    return render(request, "conversations/_thread.html", _thread_context(request, conversation))
+
+
+@permission_required(Perm.INBOX_USE)
+def thread_new(request, conversation_id: int):
+    """Messages after ``after`` (the thread polls this); 204 when there are none."""
+    presence.touch(request.user)
+    conversation = access.conversation_get_for_user(request.user, conversation_id)
+    try:
+        after = int(request.GET.get("after") or 0)
+    except ValueError:
+        after = 0
+    messages = selectors.thread_messages(conversation, after=after)
+    waiting = [int(x) for x in request.GET.get("pending", "").split(",")[:20] if x.isdigit()]
+    changed = []
+    if waiting:
+        changed = list(
+            Message.objects.filter(conversation=conversation, pk__in=waiting)
+            .exclude(delivery="queued")
+            .select_related("sender_user")
+        )
+    if not messages and not changed:
+        return HttpResponse(status=204)
+    if messages:
+        services.mark_read(by=request.user, conversation_id=conversation.pk)
+    done = {m.pk for m in changed}
+    return render(
+        request,
+        "conversations/_messages.html",
+        {
+            "messages": [(m, services.body_of(m)) for m in messages],
+            "changed": [(m, services.body_of(m)) for m in changed],
+            "c": conversation,
+            "last_id": messages[-1].pk if messages else after,
+            "pending": sorted({*(pk for pk in waiting if pk not in done), *_pending(messages)}),
+            "oob_cursor": True,
+        },
+    )
+
+
+def _expand_canned(body: str) -> str:
+    body = (body or "").strip()
+    if body.startswith("/") and " " not in body:
+        canned = CannedResponse.objects.filter(shortcut=body[1:].lower()).first()
+        if canned is not None:
+            return canned.body
+    return body
+
+
+def _error(message: str, status: int = 400) -> HttpResponse:
+    response = HttpResponse(f'<p class="field-error" role="alert">{message}</p>', status=status)
+    response["HX-Retarget"] = "#thread-errors"
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+@require_POST
+@permission_required(Perm.INBOX_USE)
+def reply(request, conversation_id: int):
+    body = _expand_canned(request.POST.get("body", ""))
+    try:
+        if request.POST.get("private") == "1":
+            message = services.note_add(by=request.user, conversation_id=conversation_id, body=body)
+        else:
+            message = services.reply_send(
+                by=request.user, conversation_id=conversation_id, body=body
+            )
+    except ValidationError as exc:
+        from django.utils.html import escape
+
+        return _error(escape(" ".join(exc.messages)))
+    conversation = access.conversation_get_for_user(request.user, conversation_id)
+    # The poll keeps its own cursor: it fetches this reply again (the page
+    # drops the duplicate) and follows its delivery status from there.
+    return render(
+        request,
+        "conversations/_messages.html",
+        {"messages": [(message, services.body_of(message))], "c": conversation},
+    )
+
+
+@require_POST
+@permission_required(Perm.INBOX_USE)
+def act(request, conversation_id: int):
+    """Assign, unassign, resolve, reopen, snooze, label, take over, hand back."""
+    from django.contrib.auth import get_user_model
+
+    action = request.POST.get("action", "")
+    by = request.user
+    try:
+        if action == "assign":
+            assignee_id = request.POST.get("assignee") or ""
+            assignee = None
+            if assignee_id == "me":
+                assignee = by
+            elif assignee_id:
+                assignee = (
+                    get_user_model()
+                    .objects.filter(pk=int(assignee_id) if assignee_id.isdigit() else 0)
+                    .first()
+                )
+                if assignee is None:
+                    raise ValidationError("Choose someone who works this inbox.")
+            services.assign(by=by, conversation_id=conversation_id, assignee=assignee)
+        elif action == "resolve":
+            services.resolve(by=by, conversation_id=conversation_id)
+        elif action == "reopen":
+            services.reopen(by=by, conversation_id=conversation_id)
+        elif action == "snooze":
+            hours = {"1h": 1, "4h": 4, "24h": 24}.get(request.POST.get("for", ""), 0)
+            if not hours:
+                raise ValidationError("Choose how long to snooze.")
+            services.snooze(
+                by=by,
+                conversation_id=conversation_id,
+                until=timezone.now() + dt.timedelta(hours=hours),
+            )
+        elif action == "labels":
+            services.labels_set(
+                by=by,
+                conversation_id=conversation_id,
+                labels=request.POST.get("labels", "").split(","),
+            )
+        elif action == "takeover":
+            services.takeover(by=by, conversation_id=conversation_id)
+        elif action == "handback":
+            services.handback(by=by, conversation_id=conversation_id)
+        else:
+            raise ValidationError("Unknown action.")
+    except ValidationError as exc:
+        from django.utils.html import escape
+
+        return _error(escape(" ".join(exc.messages)))
+    conversation = access.conversation_get_for_user(by, conversation_id)
+    response = render(request, "conversations/_thread.html", _thread_context(request, conversation))
+    response["HX-Trigger"] = "conversation-changed"
+    return response
