@@ -149,6 +149,22 @@ def user_mfa_reset(*, by, user, request=None) -> None:
     mfa.devices_reset(user, by=by, request=request)
 
 
+def user_unlock(*, by, user) -> None:
+    """Lift a sign-in lock on the account before it ends by itself."""
+    from accounts import lockout
+
+    if not user_has(by, Perm.USERS_MANAGE):
+        raise PermissionDenied
+    _check_rank(by, target=user)
+    lockout.clear(username=user.get_username())
+    record(
+        "auth.lock_lifted",
+        target_type="user",
+        target_id=user.pk,
+        details={"user": user.get_username()},
+    )
+
+
 # --- MFA policy --------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("users/<int:user_id>/role/", views.user_role, name="user_role"),
     path("users/<int:user_id>/active/", views.user_active, name="user_active"),
     path("users/<int:user_id>/mfa-reset/", views.user_mfa_reset, name="user_mfa_reset"),
+    path("users/<int:user_id>/unlock/", views.user_unlock, name="user_unlock"),
     path("settings/mfa/", views.mfa_policy, name="mfa_policy"),
     path("access/", views.access, name="access"),
     path("access/<int:grant_id>/decide/", views.access_decide, name="access_decide"),

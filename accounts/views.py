@@ -76,11 +76,16 @@ def _users_page(request, *, status=200, invite_form=None):
 
     manage = user_has(request.user, Perm.USERS_MANAGE)
     my_rank = rank(request.user.role)
+    from accounts import lockout
+
+    rows = list(user_list())
+    locked = {u.pk for u in rows if manage and lockout.locked(username=u.get_username(), ip=None)}
     return render(
         request,
         "accounts/users.html",
         {
-            "users": user_list(),
+            "users": rows,
+            "locked": locked,
             "manage": manage,
             "grantable_roles": [r for r in Role if rank(r) <= my_rank],
             "my_rank": my_rank,
@@ -182,6 +187,19 @@ def user_mfa_reset(request, user_id: int):
         request,
         lambda: services.user_mfa_reset(by=request.user, user=target, request=request),
         f"{target.email}'s two-factor devices were removed; they set up new ones at their next sign-in.",
+    )
+
+
+@require_POST
+@permission_required(Perm.USERS_MANAGE)
+def user_unlock(request, user_id: int):
+    from accounts import services
+
+    target = _user_or_404(user_id)
+    return _service_call(
+        request,
+        lambda: services.user_unlock(by=request.user, user=target),
+        f"{target.email} can sign in again.",
     )
 
 

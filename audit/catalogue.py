@@ -12,6 +12,7 @@ ACTIONS: dict[str, str] = {
     "auth.logout": "A user signed out.",
     "auth.login.locked": "A sign-in was refused because the account or address is locked.",
     "auth.session.expired": "A session ended by idle timeout or absolute lifetime.",
+    "auth.lock_lifted": "An administrator lifted a sign-in lock on an account.",
     # multi-factor authentication
     "auth.mfa.enrolled": "A user set up an authenticator app (TOTP) and got backup codes.",
     "auth.mfa.verified": "A user completed sign-in with a one-time code.",

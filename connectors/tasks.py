@@ -68,3 +68,27 @@ def message_deliver(self, message_id: int) -> dict:
         # Another worker holds the lease (or died holding it): look again once it has lapsed.
         raise self.retry(countdown=channels.LEASE_SECONDS)
     return {"schema": connection.schema_name, "message": message_id, "delivery": outcome}
+
+
+@tenant_task()
+def deliveries_resume(older_than_seconds: int = 120) -> int:
+    """Beat: replies still queued and never attempted (their enqueue was lost, e.g.
+    the broker was down at commit) are handed to ``message_deliver`` again.
+    The per-message lease in ``connectors.channels`` keeps a send single."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import Message
+
+    stale = Message.objects.filter(
+        direction=Message.Direction.OUT,
+        kind=Message.Kind.MESSAGE,
+        delivery=Message.Delivery.QUEUED,
+        delivery_attempts=0,
+        created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds),
+    ).values_list("id", flat=True)[:500]
+    ids = list(stale)
+    for message_id in ids:
+        message_deliver.delay(message_id)
+    return len(ids)

@@ -133,6 +133,7 @@ class ConversationListView(APIView):
         parameters=[ConversationQuery],
         responses=ConversationPage,
         summary="List and filter conversations",
+        operation_id="conversations_list",
     )
     def get(self, request):
         q = ConversationQuery(data=request.query_params)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("inbox/c/<int:conversation_id>/reply/", inbox_views.reply, name="reply"),
     path("inbox/c/<int:conversation_id>/act/", inbox_views.act, name="act"),
     path("inboxes/", views.inboxes, name="inboxes"),
+    path("inboxes/canned/", views.canned_create, name="canned_create"),
     path("inboxes/<int:inbox_id>/", views.inbox, name="inbox"),
     path("inboxes/<int:inbox_id>/members/", views.inbox_members, name="inbox_members"),
 ]

@@ -28,6 +28,8 @@ def inboxes(request):
         else:
             messages.success(request, f"Inbox {inbox.name} created.")
             return redirect("conversations:inbox", inbox_id=inbox.pk)
+    from conversations.models import CannedResponse
+
     return render(
         request,
         "conversations/inboxes.html",
@@ -35,9 +37,29 @@ def inboxes(request):
             "inboxes": access.inbox_list_for_user(request.user),
             "manage": user_has(request.user, Perm.INBOXES_MANAGE),
             "error": error,
+            "canned": CannedResponse.objects.all()[:200],
         },
         status=status,
     )
+
+
+@require_POST
+@permission_required(Perm.INBOXES_MANAGE)
+def canned_create(request):
+    from conversations import services
+
+    try:
+        canned = services.canned_create(
+            by=request.user,
+            shortcut=request.POST.get("shortcut", ""),
+            title=request.POST.get("title", "")[:120],
+            body=request.POST.get("body", ""),
+        )
+    except ValidationError as exc:
+        messages.error(request, "Canned response not saved: " + " ".join(exc.messages))
+    else:
+        messages.success(request, f"Canned response /{canned.shortcut} saved.")
+    return redirect("conversations:inboxes")
 
 
 @permission_required(Perm.INBOX_USE)

@@ -64,6 +64,8 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=10),
         "tenant_schemas": ["public"],
     },
+    # Replies whose delivery was never enqueued (broker down at commit).
+    "deliveries-resume": {"task": "connectors.tasks.deliveries_resume", "schedule": 120.0},
     "conversations-wake": {"task": "conversations.tasks.snoozed_wake", "schedule": 60.0},
     # Just-in-time grants past their end are marked expired (checks never rely on it).
     "grants-expire": {"task": "accounts.tasks.grants_expire", "schedule": 60.0},

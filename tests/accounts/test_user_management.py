@@ -160,3 +160,29 @@ def test_the_api_changes_roles_behind_step_up(acme):
     viewer = support.signed_in(acme, "agent@acme.test")
     assert viewer.get(f"/api/v1/users/{agent.pk}/").status_code == 403
     connection.set_schema_to_public()
+
+
+def test_an_admin_lifts_a_sign_in_lock(acme, settings):
+    settings.PARLEY_LOGIN_MAX_FAILURES = 2
+    for _ in range(2):
+        support.tenant_client("acme").post(
+            "/login/", {"username": "analyst@acme.test", "password": "wrong-password-x"}
+        )
+    locked = support.tenant_client("acme").post(
+        "/login/", {"username": "analyst@acme.test", "password": support.PASSWORD}
+    )
+    assert "Too many failed sign-ins" in locked.content.decode()
+    admin = support.signed_in(acme, "admin@acme.test")
+    target = _user(acme, "analyst@acme.test")
+    assert "sign-in locked" in admin.get("/users/").content.decode()
+    assert admin.post(f"/users/{target.pk}/unlock/").status_code == 302
+    after = support.tenant_client("acme").post(
+        "/login/", {"username": "analyst@acme.test", "password": support.PASSWORD}
+    )
+    assert after.status_code == 302
+    with tenant_context(acme):
+        assert AuditEvent.objects.filter(action="auth.lock_lifted").exists()
+    assert (
+        support.signed_in(acme, "agent@acme.test").post(f"/users/{target.pk}/unlock/").status_code
+        == 403
+    )

@@ -739,3 +739,48 @@ def test_outbound_calls_do_not_follow_redirects():
         assert exc.value.status == 302 and hits == ["/x"]
     finally:
         server.shutdown()
+
+
+@pytest.mark.django_db
+def test_beat_resends_a_reply_whose_enqueue_was_lost(acme, monkeypatch):
+    """The reply is saved but its task never reached the broker: beat hands it over."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from connectors import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.message_deliver, "delay", lambda message_id: sent.append(message_id))
+    with tenant_context(acme):
+        admin = get_user_model().objects.get(email="admin@acme.test")
+        inbox = access.inbox_create(by=admin, name="Lost enqueue")
+        inbox.channel = Channel.objects.create(
+            name="lost",
+            public_id="lost-enqueue-1",
+            signing_credential=Credential.objects.create(
+                name="lost-secret",
+                kind="webhook_secret",
+                connector="api-channel",
+                secret_ct=b"x",
+                last4="xxxx",
+                rotated_at=timezone.now(),
+                rotation_due_at=timezone.now() + timedelta(days=90),
+            ),
+        )
+        inbox.save()
+        from conversations import services
+
+        message, _ = services.message_receive(
+            inbox=inbox, contact_external_id="c", body="hi", external_id="l-1"
+        )
+        out = services._message(
+            message.conversation,
+            body="queued reply",
+            direction="out",
+            sender="agent",
+            delivery="queued",
+        )
+        assert tasks.deliveries_resume() == 0  # too fresh
+        Message.objects.filter(pk=out.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+        assert tasks.deliveries_resume() == 1 and sent == [out.pk]

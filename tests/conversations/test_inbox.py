@@ -383,3 +383,29 @@ def test_the_api_lists_filters_and_pages(acme, setup, many):
     )
     assert posted.status_code == 201 and posted.json()["delivery"] == "queued"
     assert agent.post(f"/api/v1/conversations/{cid}/resolve/").json()["status"] == "resolved"
+
+
+def test_canned_responses_are_managed_and_expand_in_replies(acme, setup):
+    admin = support.signed_in(acme, "admin@acme.test")
+    assert (
+        admin.post(
+            "/inboxes/canned/",
+            {"shortcut": "thanks", "title": "Thanks", "body": "Thank you for waiting!"},
+        ).status_code
+        == 302
+    )
+    assert "/thanks" in admin.get("/inboxes/").content.decode()
+    bad = admin.post(
+        "/inboxes/canned/", {"shortcut": "Not A Slug!", "title": "x", "body": "y"}, follow=True
+    )
+    assert "not saved" in bad.content.decode()
+    agent = support.signed_in(acme, "agent@acme.test")
+    assert (
+        agent.post("/inboxes/canned/", {"shortcut": "x", "title": "x", "body": "x"}).status_code
+        == 403
+    )
+    cid = setup["conversation"].pk
+    sent = agent.post(f"/inbox/c/{cid}/reply/", {"body": "/thanks"}, HTTP_HX_REQUEST="true")
+    assert "Thank you for waiting!" in sent.content.decode()
+    with tenant_context(acme):
+        assert AuditEvent.objects.filter(action="canned.created").exists()

@@ -18,7 +18,7 @@ def test_it_stores_a_secret_it_never_shows_again(live_url, page):
     page.get_by_role("link", name="Credentials").click()
     page.get_by_label("Name").fill("e2e-hubspot")
     page.get_by_label("Connector").fill("hubspot")
-    page.get_by_label("Secret").fill(SECRET)
+    page.get_by_label("Secret", exact=True).fill(SECRET)
     page.get_by_role("button", name="Store credential").click()
     expect(
         page.get_by_text("Credential e2e-hubspot stored (encrypted, write-only).")

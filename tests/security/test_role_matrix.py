@@ -44,6 +44,7 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "accounts:user_role": ("POST", "policy", {"role": "agent"}),
     "accounts:user_active": ("POST", "policy", {"active": "1"}),
     "accounts:user_mfa_reset": ("POST", "policy", {}),
+    "accounts:user_unlock": ("POST", "policy", {}),
     "accounts:mfa_policy": ("GET", "policy", {}),
     "accounts:access": ("GET", "user", {}),
     "accounts:access_decide": ("POST", "policy", {"decision": "deny"}),
@@ -82,6 +83,11 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "conversations:reply": ("POST", "policy", {"body": "matrix reply"}),
     "conversations:act": ("POST", "policy", {"action": "resolve"}),
     "conversations:inboxes": ("GET", "policy", {}),
+    "conversations:canned_create": (
+        "POST",
+        "policy",
+        {"shortcut": "@newslug", "title": "Thanks", "body": "Thank you!"},
+    ),
     "conversations:inbox": ("GET", "policy", {}),
     "conversations:inbox_members": ("POST", "policy", {"user": "@agent2", "action": "add"}),
     "keyring:security": ("GET", "policy", {}),
@@ -225,6 +231,8 @@ def _data(data: dict, objects: dict) -> dict:
     for key, value in data.items():
         if value == "@new":
             value = f"matrix-{uuid.uuid4().hex[:8]}@acme.test"
+        elif value == "@newslug":
+            value = f"m-{uuid.uuid4().hex[:8]}"
         elif isinstance(value, str) and value.startswith("@"):
             value = objects[value]
         out[key] = value
