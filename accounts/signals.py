@@ -45,6 +45,16 @@ def _note_previous(sender, instance, raw=False, **kwargs):
 
 
 @receiver(post_save, sender=User)
+def _forget_token_snapshot(sender, instance, raw=False, **kwargs):
+    """API requests read a cached copy of the user row; any save drops it (now and after commit)."""
+    from accounts.tokens import snapshot_forget
+
+    user_id = instance.pk
+    snapshot_forget(user_id)
+    transaction.on_commit(lambda: snapshot_forget(user_id))
+
+
+@receiver(post_save, sender=User)
 def _end_sessions_on_change(sender, instance, created, raw=False, **kwargs):
     before = getattr(instance, "_previous", None)
     if raw or created or not before:

@@ -71,6 +71,31 @@ def _client_for(url: str):
     return redis.Redis.from_url(url)
 
 
+def get_raw(keys: list[str]) -> list[bytes | None]:
+    """Raw values of cache keys written through ``set_raw`` / ints, in one round trip."""
+    client = redis_client()
+    if client is None:
+        found = cache.get_many(keys)
+        return [found.get(k) for k in keys]
+    return client.mget([cache.make_key(k) for k in keys])
+
+
+def set_raw(key: str, value: bytes, ttl: int) -> None:
+    client = redis_client()
+    if client is None:
+        cache.set(key, value, ttl)
+    else:
+        client.set(cache.make_key(key), value, ex=ttl)
+
+
+def delete_raw(key: str) -> None:
+    client = redis_client()
+    if client is None:
+        cache.delete(key)
+    else:
+        client.delete(cache.make_key(key))
+
+
 def get_ints(keys: list[str]) -> list[int | None]:
     """Integer values of cache keys, in one round trip."""
     client = redis_client()

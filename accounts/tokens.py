@@ -59,7 +59,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts import lockout, mfa, revocation
 from accounts.models import TokenFamily
-from accounts.throttles import get_ints
+from accounts.throttles import delete_raw, get_raw, set_raw
 from audit.context import Actor, actor_for_user, client_ip
 from audit.models import Outcome
 from audit.services import record
@@ -407,18 +407,88 @@ def token_revoke(*, request, raw: str) -> None:
 
 
 def authenticate_access(raw: str):
-    """The active user an access token stands for, and the token; TokenRefused otherwise."""
+    """The active user an access token stands for, and the token; TokenRefused otherwise.
+
+    One Redis round trip reads the user's revocation epoch, the family's
+    revoked flag and a snapshot of the user row taken at the current epoch
+    (without the password hash). A fresh snapshot saves the database query;
+    any change that ends sessions moves the epoch and so outdates it, every
+    save of the user drops it, and it lives at most ``SNAPSHOT_TTL`` seconds.
+    """
     token = _decode(TenantAccessToken, raw)
     user_id = int(token["user_id"])
-    epoch, revoked = get_ints(  # one round trip
-        [revocation.epoch_key(user_id), family_revoked_key(token[FAMILY_CLAIM])]
+    epoch_raw, revoked, snapshot = get_raw(  # one round trip
+        [
+            revocation.epoch_key(user_id),
+            family_revoked_key(token[FAMILY_CLAIM]),
+            snapshot_key(user_id),
+        ]
     )
-    if revoked or int(token[EPOCH_CLAIM]) < (epoch or 0):
+    epoch = int(epoch_raw) if epoch_raw is not None else 0
+    if revoked or int(token[EPOCH_CLAIM]) < epoch:
         raise TokenRefused("token_revoked", _REVOKED)
-    user = user_by_id(user_id)
+    user = _from_snapshot(snapshot, epoch)
+    if user is None:
+        user = user_by_id(user_id)
+        if user is not None:
+            _store_snapshot(user, epoch)
     if user is None or not user.is_active:
         raise TokenRefused("token_revoked", _REVOKED)
     return user, token
+
+
+SNAPSHOT_TTL = 60
+
+
+def snapshot_key(user_id) -> str:
+    return f"user-row:{user_id}"
+
+
+def snapshot_forget(user_id) -> None:
+    """Drop the cached user row (called on every save of the user)."""
+    delete_raw(snapshot_key(user_id))
+
+
+@lru_cache(maxsize=1)
+def _snapshot_fields():
+    """The user's concrete fields except the password hash (never cached)."""
+    User = get_user_model()
+    return [f for f in User._meta.concrete_fields if f.attname != "password"]
+
+
+def _store_snapshot(user, epoch: int) -> None:
+    import json
+
+    values = []
+    for field in _snapshot_fields():
+        value = getattr(user, field.attname)
+        values.append(value.isoformat() if hasattr(value, "isoformat") else value)
+    set_raw(snapshot_key(user.pk), json.dumps([epoch, values]).encode(), SNAPSHOT_TTL)
+
+
+def _from_snapshot(raw: bytes | None, epoch: int):
+    """A user instance (password deferred) from a snapshot taken at ``epoch``, else None."""
+    import json
+    from datetime import datetime
+
+    from django.db import models
+
+    if not raw:
+        return None
+    try:
+        taken_at, values = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    fields = _snapshot_fields()
+    if taken_at != epoch or len(values) != len(fields):
+        return None
+    row = []
+    for field, value in zip(fields, values, strict=True):
+        if value is not None and isinstance(field, models.DateTimeField):
+            value = datetime.fromisoformat(value)
+        row.append(value)
+    User = get_user_model()
+    return User.from_db(connection.alias, [f.attname for f in fields], row)
 
 
 @lru_cache(maxsize=1)

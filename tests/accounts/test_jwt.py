@@ -536,3 +536,38 @@ def test_it_documents_the_token_endpoints_and_the_bearer_scheme(acme):
     assert "security" not in schema
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert {"bearerAuth": []} in schema["paths"][ME]["get"]["security"]
+
+
+def test_the_cached_user_row_saves_a_query_holds_no_password_and_follows_changes(acme, no_mfa):
+    """API requests read the user from a Redis snapshot taken at the current epoch."""
+    import redis as redis_lib
+    from django.conf import settings as dj_settings
+    from django.core.cache import cache
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.tokens import snapshot_key
+
+    access = _pair("acme", "analyst@acme.test")["access"]
+    assert _me("acme", access).status_code == 200  # fills the snapshot
+    with tenant_context(acme):
+        user = get_user_model().objects.get(email="analyst@acme.test")
+        key = cache.make_key(snapshot_key(user.pk))
+    connection.set_schema_to_public()
+    store = redis_lib.Redis.from_url(dj_settings.REDIS_URL)
+    raw = store.get(key)
+    assert raw and b"analyst@acme.test" in raw
+    assert user.password.encode() not in raw  # never the password hash
+    with CaptureQueriesContext(connection) as queries:
+        response = _me("acme", access)
+    assert response.status_code == 200 and response.json()["role"] == "analyst"
+    assert not [q for q in queries.captured_queries if '"accounts_user"' in q["sql"]]
+    # Saving the user drops the snapshot; the next request reads the row again.
+    with tenant_context(acme):
+        user.first_name = "Renamed"
+        user.save()
+        assert store.get(key) is None
+    connection.set_schema_to_public()
+    assert _me("acme", access).json()["first_name"] == "Renamed"
+    # A stale snapshot (taken at an older epoch) is never used.
+    store.set(key, b"[-1, []]")
+    assert _me("acme", access).status_code == 200
