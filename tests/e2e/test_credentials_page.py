@@ -25,12 +25,17 @@ def test_it_stores_a_secret_it_never_shows_again(live_url, page):
     ).to_be_visible()
     expect(page.get_by_role("cell", name="••••9d41")).to_be_visible()
     assert SECRET not in page.content()
+    row = page.get_by_role("row").filter(has_text="e2e-hubspot")  # other credentials may be listed
     page.get_by_label("New secret for e2e-hubspot").fill(SECRET + "-v2")
-    page.get_by_role("button", name="Replace").click()
+    row.get_by_role("button", name="Replace").click()
     expect(page.get_by_text("Secret of e2e-hubspot replaced")).to_be_visible()
-    page.get_by_role("button", name="Test").click()
+    page.get_by_role("row").filter(has_text="e2e-hubspot").get_by_role(
+        "button", name="Test"
+    ).click()
     expect(page.get_by_text("e2e-hubspot: the stored secret decrypts")).to_be_visible()
     assert SECRET not in page.content()
-    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("row").filter(has_text="e2e-hubspot").get_by_role(
+        "button", name="Delete"
+    ).click()
     expect(page.get_by_text("Credential e2e-hubspot deleted.")).to_be_visible()
     assert page.console_problems == []
