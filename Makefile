@@ -52,6 +52,7 @@ bench: bootstrap
 	$(PY) bench/audit.py
 	$(PY) bench/crypto.py
 	$(PY) bench/auth.py
+	$(PY) bench/inbox.py
 
 clean-state:
 	-$(PY) -m parley.devstack down

@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import statistics
 import sys
@@ -58,7 +59,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from unittest import mock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from django.http import HttpResponse
+    from django.test import Client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -585,10 +593,10 @@ class _DbTime:
 
 @dataclass
 class Endpoint:
-    client: object
-    url: object  # a str, or a callable of the sample number giving one
-    headers: dict
-    rows: object  # response -> number of rows it carries
+    client: Client
+    url: str | Callable[[int], str]  # or the URL of sample number i
+    headers: dict[str, str]
+    rows: Callable[[HttpResponse], int]  # how many rows a response carries
     ms: list[float] = field(default_factory=list)
     db_ms: list[float] = field(default_factory=list)
     queries: list[int] = field(default_factory=list)
@@ -643,7 +651,7 @@ def _deep_cursor(client, open_visible: int) -> tuple[str, int]:
     return cursor, seen
 
 
-def _explain(tenant, label: str, run) -> None:
+def _explain(tenant, label: str, figures: dict, run) -> None:
     """EXPLAIN (ANALYZE, BUFFERS) the slowest query ``run`` makes, to stderr."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -658,7 +666,11 @@ def _explain(tenant, label: str, run) -> None:
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + slowest["sql"])
             plan = [row[0] for row in cursor.fetchall()]
     connection.set_schema_to_public()
-    _log(f"\n--- {label}: slowest of {len(captured)} queries ({slowest['time']} s)")
+    _log(
+        f"\n--- {label}: p95 {figures['p95_ms']} ms, of which in the database "
+        f"{figures['db_p95_ms']} ms ({figures['queries']} queries a request). "
+        f"Slowest query of the selector ({slowest['time']} s):"
+    )
     _log(slowest["sql"])
     _log("\n".join(plan))
 
@@ -727,6 +739,7 @@ def _measure(tenant, world: World, facts: dict, samples: int, warmup: int, expla
             agent, lambda i: f"/api/v1/conversations/{long_ids[i]}/messages/", {}, api_rows
         )
     _log(f"measuring {len(endpoints)} endpoints, {warmup} warm-up + {samples} samples each")
+    load_before = os.getloadavg()[0]
     for i in range(per_run):
         for endpoint in endpoints.values():
             if i < warmup:
@@ -734,6 +747,9 @@ def _measure(tenant, world: World, facts: dict, samples: int, warmup: int, expla
             else:
                 endpoint.sample(i)
     figures = {name: e.figures() for name, e in endpoints.items()}
+    # Other work on the machine shows up here (2 cores: this process and PostgreSQL
+    # already keep one busy).
+    load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     figures["list_api_deep"]["rows_before_cursor"] = depth
 
     missed = [name for name, f in figures.items() if f["p95_ms"] > TARGET_P95_MS]
@@ -760,8 +776,8 @@ def _measure(tenant, world: World, facts: dict, samples: int, warmup: int, expla
             ),
         }
         for name in figures if explain else missed:
-            _explain(tenant, name, plans[name])
-    return {"per_endpoint": figures, "missed_target": missed}
+            _explain(tenant, name, figures[name], plans[name])
+    return {"per_endpoint": figures, "missed_target": missed, "load_average_1min": load}
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -777,8 +793,6 @@ def _keeping_existing(bootstrap):
 
 
 def _drop_database() -> None:
-    import os
-
     import psycopg
     from django.db import connections
 
@@ -855,6 +869,7 @@ def main() -> int:
             **measured["per_endpoint"],
         },
         "missed_target": measured["missed_target"],
+        "load_average_1min": measured["load_average_1min"],
         "targets": {"p95_ms": TARGET_P95_MS},
     }
     print(json.dumps(result, indent=2))

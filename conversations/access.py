@@ -14,7 +14,6 @@ exist (404), so ids of other inboxes reveal nothing. Visibility:
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
@@ -27,12 +26,14 @@ from audit.services import record
 from conversations.models import Inbox
 
 WORK_INBOX = "conversations.work_inbox"
+_INBOX_CT = {"content_type__app_label": "conversations", "content_type__model": "inbox"}
 
 
 def _member_inbox_ids(user) -> QuerySet:
-    ct = ContentType.objects.get_for_model(Inbox)
+    # Joined, not looked up: django-tenants clears the content-type cache on
+    # every schema switch, which made the lookup one more query per request.
     return UserObjectPermission.objects.filter(
-        user_id=user.pk, content_type=ct, permission__codename="work_inbox"
+        user_id=user.pk, permission__codename="work_inbox", **_INBOX_CT
     ).values_list("object_pk", flat=True)
 
 
@@ -75,7 +76,10 @@ def conversation_list_for_user(user) -> QuerySet:
         return Conversation.objects.none()
     if getattr(user, "is_break_glass", False) or user_has(user, Perm.INBOXES_MANAGE):
         return Conversation.objects.all()
-    return Conversation.objects.filter(inbox__in=inbox_list_for_user(user).values("pk"))
+    # A literal list of ids: the planner then knows how many rows each inbox
+    # holds (a subquery hid it and sent it down a slow plan; see bench/inbox.py).
+    inbox_ids = list(inbox_list_for_user(user).values_list("pk", flat=True))
+    return Conversation.objects.filter(inbox_id__in=inbox_ids)
 
 
 def conversation_get_for_user(user, conversation_id, *, for_update: bool = False):
@@ -87,16 +91,15 @@ def conversation_get_for_user(user, conversation_id, *, for_update: bool = False
     qs = conversation_list_for_user(user).filter(pk=conversation_id)
     if for_update:
         qs = qs.select_for_update(of=("self",))
-    conversation = qs.select_related("inbox", "assignee").first()
+    conversation = qs.select_related("inbox", "assignee", "contact").first()
     if conversation is None:
         raise Http404
     return conversation
 
 
 def inbox_members(inbox: Inbox):
-    ct = ContentType.objects.get_for_model(Inbox)
     ids = UserObjectPermission.objects.filter(
-        content_type=ct, permission__codename="work_inbox", object_pk=str(inbox.pk)
+        permission__codename="work_inbox", object_pk=str(inbox.pk), **_INBOX_CT
     ).values_list("user_id", flat=True)
     return get_user_model().objects.filter(pk__in=ids).order_by("email")
 

@@ -98,7 +98,7 @@ def inbox(request):
     selected = None
     if request.GET.get("c"):
         selected = access.conversation_get_for_user(request.user, request.GET["c"])
-        services.mark_read(by=request.user, conversation_id=selected.pk)
+        services.mark_read(by=request.user, conversation_id=selected.pk, conversation=selected)
         context.update(_thread_context(request, selected))
     context.update(
         {
@@ -121,7 +121,7 @@ def inbox(request):
 @permission_required(Perm.INBOX_USE)
 def thread(request, conversation_id: int):
     conversation = access.conversation_get_for_user(request.user, conversation_id)
-    services.mark_read(by=request.user, conversation_id=conversation.pk)
+    services.mark_read(by=request.user, conversation_id=conversation.pk, conversation=conversation)
     return render(request, "conversations/_thread.html", _thread_context(request, conversation))
 
 
@@ -146,7 +146,9 @@ def thread_new(request, conversation_id: int):
     if not messages and not changed:
         return HttpResponse(status=204)
     if messages:
-        services.mark_read(by=request.user, conversation_id=conversation.pk)
+        services.mark_read(
+            by=request.user, conversation_id=conversation.pk, conversation=conversation
+        )
     done = {m.pk for m in changed}
     return render(
         request,

@@ -136,6 +136,11 @@ class Conversation(models.Model):
             models.Index(
                 fields=["assignee", "status", "-last_activity_at", "-id"], name="conv_assignee"
             ),
+            # Owners and admins list across inboxes, by status or not.
+            models.Index(
+                fields=["status", "-last_activity_at", "-id"], name="conv_status_activity"
+            ),
+            models.Index(fields=["-last_activity_at", "-id"], name="conv_activity"),
             GinIndex(fields=["labels"], name="conv_labels"),
         ]
 
@@ -169,8 +174,9 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
 
     id = models.BigAutoField(primary_key=True)
+    # Indexed by msg_conversation (conversation, id), which also serves the foreign key.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     inbox_id_denorm = models.BigIntegerField()  # for the per-channel idempotency key
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.MESSAGE)

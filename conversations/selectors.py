@@ -85,7 +85,10 @@ def conversation_page(
         qs = qs.filter(labels__contains=[flt.label])
     if cursor:
         at, pk = decode_cursor(cursor)
-        qs = qs.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, pk__lt=pk))
+        # The first filter bounds the index scan; the second breaks ties.
+        qs = qs.filter(last_activity_at__lte=at).filter(
+            Q(last_activity_at__lt=at) | Q(last_activity_at=at, pk__lt=pk)
+        )
     rows = list(
         qs.select_related("inbox", "contact", "assignee").order_by("-last_activity_at", "-id")[
             : size + 1

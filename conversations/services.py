@@ -511,10 +511,12 @@ def handback(*, by, conversation_id) -> Conversation:
     return conversation
 
 
-def mark_read(*, by, conversation_id) -> None:
+def mark_read(*, by, conversation_id, conversation=None) -> None:
+    """Clear the unread count (``conversation``: the caller already fetched it for ``by``)."""
     from conversations.access import conversation_get_for_user
 
-    conversation = conversation_get_for_user(by, conversation_id)
+    if conversation is None or conversation.pk != int(conversation_id):
+        conversation = conversation_get_for_user(by, conversation_id)
     if conversation.unread and not getattr(by, "is_break_glass", False):
         Conversation.objects.filter(pk=conversation.pk).update(unread=0)
 
