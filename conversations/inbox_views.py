@@ -52,7 +52,16 @@ def _list_context(request, flt):
         c.pk: services.contact_pii(c.contact).get("name") or f"Contact #{c.contact_id}"
         for c in rows
     }
-    return {"rows": rows, "names": names, "next_cursor": next_cursor, "flt": flt}
+    return {
+        "rows": rows,
+        "names": names,
+        "next_cursor": next_cursor,
+        "flt": flt,
+        # An older page stops the list's refresh (it would jump back to the newest);
+        # any other partial (refresh, filter change) keeps or restarts it.
+        "paged": bool(request.GET.get("cursor")),
+        "partial": bool(request.htmx),
+    }
 
 
 def _mask(value: str) -> str:

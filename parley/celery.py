@@ -67,6 +67,8 @@ app.conf.beat_schedule = {
     # Replies whose delivery was never enqueued (broker down at commit).
     "deliveries-resume": {"task": "connectors.tasks.deliveries_resume", "schedule": 120.0},
     "conversations-wake": {"task": "conversations.tasks.snoozed_wake", "schedule": 60.0},
+    # API token families and spent-token ids a day past their absolute end.
+    "tokens-purge": {"task": "accounts.tasks.tokens_purge", "schedule": crontab(hour=3, minute=30)},
     # Just-in-time grants past their end are marked expired (checks never rely on it).
     "grants-expire": {"task": "accounts.tasks.grants_expire", "schedule": 60.0},
     # Break-glass grants past their deadline are marked expired (requests check it anyway).

@@ -571,3 +571,20 @@ def test_the_cached_user_row_saves_a_query_holds_no_password_and_follows_changes
     # A stale snapshot (taken at an older epoch) is never used.
     store.set(key, b"[-1, []]")
     assert _me("acme", access).status_code == 200
+
+
+def test_beat_forgets_families_past_their_end(acme, no_mfa):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.tasks import tokens_purge
+
+    pair = _pair("acme", "analyst@acme.test")
+    family_id = _claims(acme, pair["refresh"], tokens.TenantRefreshToken)[tokens.FAMILY_CLAIM]
+    with tenant_context(acme):
+        TokenFamily.objects.filter(id=family_id).update(
+            expires_at=timezone.now() - timedelta(days=2)
+        )
+        tokens_purge()
+        assert not TokenFamily.objects.filter(id=family_id).exists()

@@ -409,3 +409,13 @@ def test_canned_responses_are_managed_and_expand_in_replies(acme, setup):
     assert "Thank you for waiting!" in sent.content.decode()
     with tenant_context(acme):
         assert AuditEvent.objects.filter(action="canned.created").exists()
+
+
+def test_older_pages_pause_the_list_refresh(acme, setup, many):
+    agent = support.signed_in(acme, "agent@acme.test")
+    first = agent.get("/inbox/?part=list", HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="conv-poll" hx-swap-oob="true"' in first and 'hx-trigger="every 3s"' in first
+    cursor = first.split("cursor=", 1)[1].split("&", 1)[0]
+    older = agent.get(f"/inbox/?part=list&cursor={cursor}", HTTP_HX_REQUEST="true").content.decode()
+    assert "Refresh paused" in older and 'hx-trigger="every 3s"' not in older
+    assert "Person" in older  # the older page itself
