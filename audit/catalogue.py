@@ -68,6 +68,8 @@ ACTIONS: dict[str, str] = {
     "contact.searched": "Someone searched contacts (kind of query and result count only).",
     # channels
     "channel.created": "An API channel was created and bound to an inbox (its signing secret shown once).",
+    "channel.enabled": "A paused channel was resumed.",
+    "channel.disabled": "A channel was paused (its webhook refuses events).",
     "channel.secret_rotated": "An API channel's signing secret was replaced (the new one shown once).",
     "channel.webhook_refused": "A channel webhook was refused (signature, replay window, size or payload); no payload is recorded.",
     "message.delivery_failed": "An outbound message could not be delivered through its channel (final).",

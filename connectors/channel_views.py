@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -79,3 +79,19 @@ def channel_rotate(request, channel_id: int):
         request, f"Signing secret of {channel.name} replaced; the old one no longer verifies."
     )
     return _page(request, revealed={"channel": channel, "secret": secret, "new": False})
+
+
+@permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
+@require_POST
+def channel_enabled(request, channel_id: int):
+    channel = channels.channel_get(channel_id=channel_id)
+    enabled = request.POST.get("enabled") == "1"
+    channels.channel_set_enabled(by=request.user, channel=channel, enabled=enabled)
+    messages.success(
+        request,
+        f"{channel.name} resumed."
+        if enabled
+        else f"{channel.name} paused: its webhook refuses events.",
+    )
+    return redirect("connectors:channels")

@@ -297,6 +297,23 @@ def channel_secret_rotate(*, by, channel: Channel) -> str:
     return secret
 
 
+def channel_set_enabled(*, by, channel: Channel, enabled: bool) -> Channel:
+    """Pause a channel (its webhook answers 404, replies fail with "The channel is disabled") or resume it."""
+    _require(by)
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().get(pk=channel.pk)
+        if channel.enabled != enabled:
+            channel.enabled = enabled
+            channel.save(update_fields=["enabled"])
+            record(
+                "channel.enabled" if enabled else "channel.disabled",
+                target_type="channel",
+                target_id=channel.pk,
+                details={"name": channel.name},
+            )
+    return channel
+
+
 # --- inbound events ---------------------------------------------------------------------------------
 
 

@@ -27,4 +27,9 @@ urlpatterns = [
         channel_views.channel_rotate,
         name="channel_rotate",
     ),
+    path(
+        "connectors/channels/<int:channel_id>/enabled/",
+        channel_views.channel_enabled,
+        name="channel_enabled",
+    ),
 ]

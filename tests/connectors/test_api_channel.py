@@ -784,3 +784,51 @@ def test_beat_resends_a_reply_whose_enqueue_was_lost(acme, monkeypatch):
         assert tasks.deliveries_resume() == 0  # too fresh
         Message.objects.filter(pk=out.pk).update(created_at=timezone.now() - timedelta(minutes=5))
         assert tasks.deliveries_resume() == 1 and sent == [out.pk]
+
+
+@pytest.mark.django_db
+def test_a_paused_channel_refuses_events_until_resumed(acme):
+    from connectors import services as connector_services
+
+    with tenant_context(acme):
+        cred = connector_services.credential_set(
+            name="pause-secret", kind="webhook_secret", connector="api-channel", secret="p" * 40
+        )
+        channel = Channel.objects.create(
+            name="pausable", public_id="pausable-1", signing_credential=cred
+        )
+    connection.set_schema_to_public()
+    client = support.signed_in(acme, "integrator@acme.test")
+    assert (
+        client.post(f"/connectors/channels/{channel.pk}/enabled/", {"enabled": "0"}).status_code
+        == 302
+    )
+    body = json.dumps(
+        {"type": "message", "id": "p-1", "contact": {"id": "c"}, "body": "hi"}
+    ).encode()
+    signed = channels.signature_header(secret="p" * 40, body=body)
+    hook = support.tenant_client("acme")
+    refused = hook.post(
+        "/webhooks/api/pausable-1/",
+        body,
+        content_type="application/json",
+        HTTP_X_PARLEY_SIGNATURE=signed,
+    )
+    assert refused.status_code == 404
+    assert (
+        client.post(f"/connectors/channels/{channel.pk}/enabled/", {"enabled": "1"}).status_code
+        == 302
+    )
+    with tenant_context(acme):
+        actions = list(
+            AuditEvent.objects.filter(target_type="channel", target_id=str(channel.pk)).values_list(
+                "action", flat=True
+            )
+        )
+        assert "channel.disabled" in actions and "channel.enabled" in actions
+    assert (
+        support.signed_in(acme, "agent@acme.test")
+        .post(f"/connectors/channels/{channel.pk}/enabled/", {"enabled": "0"})
+        .status_code
+        == 403
+    )

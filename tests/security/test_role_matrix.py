@@ -74,6 +74,7 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "connectors:credential_delete": ("POST", "policy", {}),
     "connectors:channels": ("GET", "policy", {}),
     "connectors:channel_rotate": ("POST", "policy", {}),
+    "connectors:channel_enabled": ("POST", "policy", {"enabled": "1"}),
     "webhooks:api_channel": ("POST", "public", {}),
     "api:channels": ("GET", "policy", {}),
     "api:channel-rotate": ("POST", "policy", {}),
