@@ -31,6 +31,11 @@ def _page(request, *, form=None, revealed=None, status=200):
         }
         for channel in channels.channel_list()
     ]
+    if revealed is not None:
+        revealed = {
+            **revealed,
+            "webhook_url": request.build_absolute_uri(channels.webhook_path(revealed["channel"])),
+        }
     return render(
         request,
         "connectors/channels.html",
