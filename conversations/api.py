@@ -1,14 +1,18 @@
-"""Inbox API: the inboxes the caller may work (others answer 404)."""
+"""Inbox and conversation API: what the caller may work (others answer 404)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.permissions import HasPolicyPermission
 from accounts.policy import Perm
-from conversations import access
-from conversations.models import Inbox
+from conversations import access, selectors, services
+from conversations.models import Conversation, Inbox, Message
 
 
 class InboxSerializer(serializers.ModelSerializer):
@@ -41,15 +45,6 @@ class InboxDetailView(generics.RetrieveAPIView):
 
 
 # --- conversations ---------------------------------------------------------------------------
-
-from django.contrib.auth import get_user_model  # noqa: E402
-from drf_spectacular.utils import OpenApiParameter  # noqa: E402
-from rest_framework.exceptions import ValidationError  # noqa: E402
-from rest_framework.response import Response  # noqa: E402
-from rest_framework.views import APIView  # noqa: E402
-
-from conversations import selectors, services  # noqa: E402
-from conversations.models import Conversation, Message  # noqa: E402
 
 
 class ConversationSerializer(serializers.ModelSerializer):

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-from django.db import connection
+import base64
+import datetime as _dt
+from dataclasses import dataclass
 
-from conversations.models import Contact
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from conversations.models import Contact, Conversation, Message
 from parley.keyring import fields
 
 
@@ -25,14 +31,6 @@ def contact_find_by_email(email: str) -> Contact | None:
 
 # --- the agent inbox ------------------------------------------------------------------------
 
-import base64  # noqa: E402
-import datetime as _dt  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from django.core.exceptions import ValidationError  # noqa: E402
-from django.db.models import Q, QuerySet  # noqa: E402
-
-from conversations.models import Conversation, Message  # noqa: E402
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100

@@ -1,10 +1,26 @@
-"""Contact writes: PII encrypted, blind indexes computed."""
+"""Every change to contacts, conversations and messages: validated, access-checked, audited."""
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+import datetime as _dt
+from zoneinfo import ZoneInfo
 
-from conversations.models import Contact
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.policy import Perm, user_has
+from audit.context import SYSTEM
+from audit.services import record
+from conversations.models import (
+    CannedResponse,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Inbox,
+    Message,
+)
 from parley.keyring import fields
 
 TABLE = "conversations_contact"
@@ -61,24 +77,6 @@ def contact_pii(contact: Contact) -> dict[str, str]:
 # the user may see the conversation (404 otherwise, like the access helpers),
 # records an audit event in the same transaction, and never logs a body.
 
-import datetime as _dt  # noqa: E402
-from zoneinfo import ZoneInfo  # noqa: E402
-
-from django.core.exceptions import PermissionDenied, ValidationError  # noqa: E402
-from django.db import IntegrityError  # noqa: E402
-from django.db.models import F  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from accounts.policy import Perm, user_has  # noqa: E402
-from audit.context import SYSTEM  # noqa: E402
-from audit.services import record  # noqa: E402
-from conversations.models import (  # noqa: E402
-    CannedResponse,
-    ContactIdentity,
-    Conversation,
-    Inbox,
-    Message,
-)
 
 MESSAGE_TABLE = "conversations_message"
 MAX_BODY = 4096
