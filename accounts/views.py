@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
+from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect, render
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts import lockout
-from accounts.forms import ThrottledAuthenticationForm
+from accounts import lockout, mfa, services
+from accounts.forms import GrantRequestForm, InviteForm, ThrottledAuthenticationForm
+from accounts.mfa import ALWAYS_MFA_ROLES
+from accounts.models import AccessGrant
 from accounts.permissions import permission_required, step_up_required
-from accounts.policy import Perm, permissions_of
+from accounts.policy import Perm, Role, permissions_of, rank, user_has
+from accounts.revocation import bump
 from accounts.selectors import user_list
 from accounts.throttles import LoginRateLimitMixin
+from parley.forms import add_validation_error
 
 
 class LoginView(LoginRateLimitMixin, auth_views.LoginView):
@@ -58,9 +66,6 @@ def home(request):
 @require_POST
 def sign_out_everywhere(request):
     """End every session of this user, on every device, this one included."""
-    from django.contrib.auth import logout
-
-    from accounts.revocation import bump
 
     bump(request.user.pk)
     logout(request)
@@ -71,12 +76,9 @@ def sign_out_everywhere(request):
 
 
 def _users_page(request, *, status=200, invite_form=None):
-    from accounts.forms import InviteForm
-    from accounts.policy import Role, rank, user_has
 
     manage = user_has(request.user, Perm.USERS_MANAGE)
     my_rank = rank(request.user.role)
-    from accounts import lockout
 
     rows = list(user_list())
     locked = {u.pk for u in rows if manage and lockout.locked(username=u.get_username(), ip=None)}
@@ -101,16 +103,12 @@ def users(request):
 
 
 def _user_or_404(user_id):
-    from django.contrib.auth import get_user_model
-    from django.shortcuts import get_object_or_404
 
     return get_object_or_404(get_user_model(), pk=user_id)
 
 
 def _service_call(request, fn, success: str):
     """Run a user-management service; its refusals become a message on the page (400)."""
-    from django.contrib import messages
-    from django.core.exceptions import ValidationError
 
     try:
         fn()
@@ -126,11 +124,6 @@ def _service_call(request, fn, success: str):
 @permission_required(Perm.USERS_MANAGE)
 @step_up_required
 def user_invite(request):
-    from django.core.exceptions import ValidationError
-
-    from accounts import services
-    from accounts.forms import InviteForm
-    from parley.forms import add_validation_error
 
     form = InviteForm(request.POST)
     if form.is_valid():
@@ -139,8 +132,6 @@ def user_invite(request):
         except ValidationError as exc:
             add_validation_error(form, exc)
         else:
-            from django.contrib import messages
-
             messages.success(request, f"Invited {user.email}: the invitation e-mail is on its way.")
             return redirect("accounts:users")
     return _users_page(request, status=400, invite_form=form)
@@ -150,7 +141,6 @@ def user_invite(request):
 @permission_required(Perm.USERS_MANAGE)
 @step_up_required
 def user_role(request, user_id: int):
-    from accounts import services
 
     target = _user_or_404(user_id)
     role = request.POST.get("role", "")
@@ -165,7 +155,6 @@ def user_role(request, user_id: int):
 @permission_required(Perm.USERS_MANAGE)
 @step_up_required
 def user_active(request, user_id: int):
-    from accounts import services
 
     target = _user_or_404(user_id)
     active = request.POST.get("active") == "1"
@@ -180,7 +169,6 @@ def user_active(request, user_id: int):
 @permission_required(Perm.USERS_MANAGE)
 @step_up_required
 def user_mfa_reset(request, user_id: int):
-    from accounts import services
 
     target = _user_or_404(user_id)
     return _service_call(
@@ -193,7 +181,6 @@ def user_mfa_reset(request, user_id: int):
 @require_POST
 @permission_required(Perm.USERS_MANAGE)
 def user_unlock(request, user_id: int):
-    from accounts import services
 
     target = _user_or_404(user_id)
     return _service_call(
@@ -209,11 +196,6 @@ def user_unlock(request, user_id: int):
 @permission_required(Perm.SECURITY_POLICY)
 @step_up_required
 def mfa_policy(request):
-    from django.contrib import messages
-
-    from accounts import mfa, services
-    from accounts.mfa import ALWAYS_MFA_ROLES
-    from accounts.policy import Role
 
     if request.method == "POST":
         chosen = [r for r in request.POST.getlist("mfa_roles") if r in Role.values]
@@ -244,14 +226,6 @@ def mfa_policy(request):
 @login_required
 def access(request):
     """Ask for time-bounded access; approvers answer the open requests here."""
-    from django.contrib import messages
-    from django.core.exceptions import ValidationError
-
-    from accounts import services
-    from accounts.forms import GrantRequestForm
-    from accounts.models import AccessGrant
-    from accounts.policy import user_has
-    from parley.forms import add_validation_error
 
     form = GrantRequestForm(request.POST or None)
     status = 200
@@ -291,12 +265,6 @@ def access(request):
 @permission_required(Perm.GRANTS_APPROVE)
 @step_up_required
 def access_decide(request, grant_id: int):
-    from django.contrib import messages
-    from django.core.exceptions import ValidationError
-    from django.shortcuts import get_object_or_404
-
-    from accounts import services
-    from accounts.models import AccessGrant
 
     grant = get_object_or_404(AccessGrant, pk=grant_id)
     approve = request.POST.get("decision") == "approve"
@@ -313,13 +281,6 @@ def access_decide(request, grant_id: int):
 @login_required
 def access_revoke(request, grant_id: int):
     """Approvers end anyone's grant; a holder may give their own back (others: 404)."""
-    from django.contrib import messages
-    from django.core.exceptions import ValidationError
-    from django.http import Http404
-
-    from accounts import services
-    from accounts.models import AccessGrant
-    from accounts.policy import user_has
 
     grant = AccessGrant.objects.filter(pk=grant_id).first()
     if grant is None or (
