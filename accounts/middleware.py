@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from django.http import JsonResponse
-from django.shortcuts import redirect
-
 from accounts import mfa
+from accounts.permissions import detour
 
 _OPEN_PREFIXES = ("/mfa/enrol/", "/mfa/verify/", "/logout/", "/static/", "/healthz")
 
@@ -38,17 +36,12 @@ class MfaGateMiddleware:
 
     @staticmethod
     def _detour(request, *, enrolled: bool):
-        if request.path.startswith("/api/"):
-            return JsonResponse(
-                {
-                    "code": "mfa_required",
-                    "detail": "Finish signing in with your one-time code first.",
-                },
-                status=401,
-            )
         target = "/mfa/verify/" if enrolled else "/mfa/enrol/"
         nxt = request.get_full_path() if request.method == "GET" else "/"
-        response = redirect(f"{target}?next={quote(nxt)}")
-        if request.headers.get("HX-Request"):
-            response["HX-Redirect"] = response["Location"]
-        return response
+        return detour(
+            request,
+            f"{target}?next={quote(nxt)}",
+            code="mfa_required",
+            detail="Finish signing in with your one-time code first.",
+            status=401,
+        )

@@ -75,21 +75,26 @@ def _return_path(request) -> str:
     return "/"
 
 
-def step_up_response(request):
-    target = f"{reverse('mfa:step_up')}?next={quote(_return_path(request))}"
+def detour(request, target: str, *, code: str, detail: str, status: int):
+    """Send the user elsewhere first: JSON with ``code`` under /api/, an htmx
+    redirect for htmx requests, a plain redirect otherwise."""
     if request.path.startswith("/api/"):
-        return JsonResponse(
-            {
-                "code": "step_up_required",
-                "detail": "This action needs a one-time code verified in the last 5 minutes.",
-            },
-            status=403,
-        )
-    if getattr(request, "htmx", False):
+        return JsonResponse({"code": code, "detail": detail}, status=status)
+    if request.headers.get("HX-Request"):
         response = HttpResponse(status=204)
         response["HX-Redirect"] = target
         return response
     return redirect(target)
+
+
+def step_up_response(request):
+    return detour(
+        request,
+        f"{reverse('mfa:step_up')}?next={quote(_return_path(request))}",
+        code="step_up_required",
+        detail="This action needs a one-time code verified in the last 5 minutes.",
+        status=403,
+    )
 
 
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from accounts import revocation
 from accounts.models import AccessGrant
-from accounts.policy import Perm, Role, rank, user_has
+from accounts.policy import Perm, Role, effective_roles, rank, user_has
 from audit.services import record
 
 User = get_user_model()
@@ -38,17 +38,11 @@ def _forget_roles(user) -> None:
 
 
 def _check_rank(by, *, role: str | None = None, target=None) -> None:
-    by_rank = max(rank(r) for r in _roles_of(by))
+    by_rank = max(rank(r) for r in effective_roles(by))
     if role is not None and rank(role) > by_rank:
         raise PermissionDenied("You cannot grant a role above your own.")
     if target is not None and rank(target.role) > by_rank:
         raise PermissionDenied("You cannot change a user whose role is above your own.")
-
-
-def _roles_of(user):
-    from accounts.policy import effective_roles
-
-    return effective_roles(user)
 
 
 def _other_active_owners(user) -> bool:
@@ -203,7 +197,7 @@ def grant_request(*, by, kind: str, reason: str, hours: int, role: str = "", inb
     if kind == AccessGrant.Kind.ROLE:
         if role not in Role.values:
             errors["role"] = "Unknown role."
-        elif role in _roles_of(by):
+        elif role in effective_roles(by):
             errors["role"] = "You already have this role."
         inbox_id = None
     elif kind == AccessGrant.Kind.INBOX:

@@ -18,6 +18,7 @@ check, so ``override_settings`` works in tests.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 import re
@@ -94,15 +95,6 @@ def delete_raw(key: str) -> None:
         cache.delete(key)
     else:
         client.delete(cache.make_key(key))
-
-
-def get_ints(keys: list[str]) -> list[int | None]:
-    """Integer values of cache keys, in one round trip."""
-    client = redis_client()
-    if client is None:
-        found = cache.get_many(keys)
-        return [found.get(k) for k in keys]
-    return [None if v is None else int(v) for v in client.mget([cache.make_key(k) for k in keys])]
 
 
 @dataclass(frozen=True)
@@ -193,9 +185,10 @@ def _retry_after(limit: int, period: int, into: float, count: int, previous: int
 # --- DRF throttles -------------------------------------------------------------------------------
 
 
-class _RedisThrottle(BaseThrottle):
+class _RedisThrottle(BaseThrottle, abc.ABC):
+    @abc.abstractmethod
     def limits(self, request) -> list[Limit]:
-        raise NotImplementedError
+        """The limits one request counts against."""
 
     def allow_request(self, request, view) -> bool:
         self._wait = hit_many(self.limits(request))

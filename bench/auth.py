@@ -114,7 +114,7 @@ def _components(raw: str, user_id: int, rounds: int) -> dict:
     from django.contrib.auth import get_user_model
 
     from accounts import revocation, tokens
-    from accounts.throttles import get_ints
+    from accounts.throttles import get_raw
 
     def each(fn) -> float:
         fn()
@@ -124,7 +124,11 @@ def _components(raw: str, user_id: int, rounds: int) -> dict:
         return round((time.perf_counter_ns() - started) / rounds / 1000, 1)
 
     family = tokens.TenantAccessToken(raw)[tokens.FAMILY_CLAIM]
-    keys = [revocation.epoch_key(user_id), tokens.family_revoked_key(family)]
+    keys = [
+        revocation.epoch_key(user_id),
+        tokens.family_revoked_key(family),
+        tokens.snapshot_key(user_id),
+    ]
     from django.db import connection
 
     from accounts.throttles import redis_client
@@ -138,7 +142,7 @@ def _components(raw: str, user_id: int, rounds: int) -> dict:
         "redis_ping": each(redis_client().ping),
         "postgres_select_1": each(select_1),
         "verify_signature_and_claims": each(lambda: tokens.TenantAccessToken(raw)),
-        "redis_epoch_and_family_one_round_trip": each(lambda: get_ints(keys)),
+        "redis_epoch_family_and_user_snapshot_one_round_trip": each(lambda: get_raw(keys)),
         "user_row_query": each(lambda: tokens.user_by_id(user_id)),
         "user_row_query_through_orm": each(lambda: get_user_model().objects.get(pk=user_id)),
         "authenticate_access_total": each(lambda: tokens.authenticate_access(raw)),

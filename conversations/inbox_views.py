@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.html import escape
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import permission_required
@@ -201,8 +203,6 @@ def reply(request, conversation_id: int):
                 by=request.user, conversation_id=conversation_id, body=body
             )
     except ValidationError as exc:
-        from django.utils.html import escape
-
         return _error(escape(" ".join(exc.messages)))
     conversation = access.conversation_get_for_user(request.user, conversation_id)
     # The poll keeps its own cursor: it fetches this reply again (the page
@@ -218,8 +218,6 @@ def reply(request, conversation_id: int):
 @permission_required(Perm.INBOX_USE)
 def act(request, conversation_id: int):
     """Assign, unassign, resolve, reopen, snooze, label, take over, hand back."""
-    from django.contrib.auth import get_user_model
-
     action = request.POST.get("action", "")
     by = request.user
     try:
@@ -263,8 +261,6 @@ def act(request, conversation_id: int):
         else:
             raise ValidationError("Unknown action.")
     except ValidationError as exc:
-        from django.utils.html import escape
-
         return _error(escape(" ".join(exc.messages)))
     conversation = access.conversation_get_for_user(by, conversation_id)
     response = render(request, "conversations/_thread.html", _thread_context(request, conversation))

@@ -420,15 +420,21 @@ def assign(*, by, conversation_id, assignee) -> Conversation:
     return conversation
 
 
-def _set_status(by, conversation_id, status, *, until=None, action) -> Conversation:
+def _change(by, conversation_id, action: str, details: dict | None = None, **fields):
+    """Set ``fields`` on one conversation ``by`` may see (row locked) and audit ``action``."""
     _require(by)
     with transaction.atomic():
         conversation = _visible(by, conversation_id)
-        conversation.status = status
-        conversation.snoozed_until = until
-        conversation.save(update_fields=["status", "snoozed_until"])
-        _audit(action, conversation, **({"until": until.isoformat()} if until else {}))
+        for name, value in fields.items():
+            setattr(conversation, name, value)
+        conversation.save(update_fields=list(fields))
+        _audit(action, conversation, **(details or {}))
     return conversation
+
+
+def _set_status(by, conversation_id, status, *, until=None, action) -> Conversation:
+    details = {"until": until.isoformat()} if until else None
+    return _change(by, conversation_id, action, details, status=status, snoozed_until=until)
 
 
 def resolve(*, by, conversation_id) -> Conversation:
@@ -478,12 +484,9 @@ def priority_set(*, by, conversation_id, priority: int) -> Conversation:
     _require(by)
     if priority not in Conversation.Priority.values:
         raise ValidationError({"priority": "Unknown priority."})
-    with transaction.atomic():
-        conversation = _visible(by, conversation_id)
-        conversation.priority = priority
-        conversation.save(update_fields=["priority"])
-        _audit("conversation.prioritised", conversation, priority=priority)
-    return conversation
+    return _change(
+        by, conversation_id, "conversation.prioritised", {"priority": priority}, priority=priority
+    )
 
 
 def takeover(*, by, conversation_id) -> Conversation:
@@ -500,13 +503,9 @@ def takeover(*, by, conversation_id) -> Conversation:
 
 
 def handback(*, by, conversation_id) -> Conversation:
-    _require(by)
-    with transaction.atomic():
-        conversation = _visible(by, conversation_id)
-        conversation.handler = Conversation.Handler.BOT
-        conversation.save(update_fields=["handler"])
-        _audit("conversation.handed_to_bot", conversation)
-    return conversation
+    return _change(
+        by, conversation_id, "conversation.handed_to_bot", handler=Conversation.Handler.BOT
+    )
 
 
 def mark_read(*, by, conversation_id, conversation=None) -> None:

@@ -155,10 +155,10 @@ class BreakGlassUser:
         return False
 
     def save(self, *args, **kwargs):
-        raise NotImplementedError("A break-glass identity is never saved.")
+        raise TypeError("A break-glass identity is never saved.")
 
     def delete(self, *args, **kwargs):
-        raise NotImplementedError("A break-glass identity is never saved.")
+        raise TypeError("A break-glass identity is never saved.")
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,17 @@ def totp_now(device) -> str:
     return f"{totp.token():0{device.digits}d}"
 
 
+def clear_rate_counters() -> None:
+    """Delete rate-limit and lockout counters only (the test Redis database also holds
+    Celery's queues, so never flush it mid-session)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for pattern in ("*:rl:*", "*login-fail*"):
+        for key in client.scan_iter(match=pattern):
+            client.delete(key)
+
+
 def tenant_client(slug: str) -> Client:
     return Client(HTTP_HOST=TENANTS[slug])
 

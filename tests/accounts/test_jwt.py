@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import jwt
 import pytest
-import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, connections, transaction
@@ -25,7 +24,7 @@ from accounts.models import SecurityPolicy, TokenFamily
 from audit.models import AuditEvent
 from tests import support
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_counters")]
 
 TOKEN, REFRESH, REVOKE, ME = (
     "/api/v1/auth/token/",
@@ -33,21 +32,6 @@ TOKEN, REFRESH, REVOKE, ME = (
     "/api/v1/auth/token/revoke/",
     "/api/v1/me/",
 )
-
-
-def _clear_counters() -> None:
-    # Rate-limit and lockout counters only: the same Redis database holds Celery's queues.
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for pattern in ("*:rl:*", "*login-fail*"):
-        for key in client.scan_iter(match=pattern):
-            client.delete(key)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    _clear_counters()
-    yield
-    _clear_counters()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
@@ -16,24 +15,9 @@ from django_tenants.utils import tenant_context
 from accounts import throttles
 from tests import support
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_counters")]
 
 TOKEN = "/api/v1/auth/token/"
-
-
-def _clear_counters() -> None:
-    # Rate-limit and lockout counters only: the same Redis database holds Celery's queues.
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for pattern in ("*:rl:*", "*login-fail*"):
-        for key in client.scan_iter(match=pattern):
-            client.delete(key)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    _clear_counters()
-    yield
-    _clear_counters()
 
 
 def _throttled(response) -> int:
