@@ -4,6 +4,7 @@ backup codes kept as keyed digests (the migration: test_mfa_migration.py)."""
 from __future__ import annotations
 
 from base64 import b32encode
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,6 +15,7 @@ from psycopg import sql
 from accounts import mfa
 from accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
 from parley.keyring import fields, registry
+from tests import support
 
 pytestmark = pytest.mark.django_db
 
@@ -134,3 +136,21 @@ def test_renewing_backup_codes_voids_the_old_ones(acme):
         assert mfa.verify(user, old[0]) is None
         BackupCodeDevice.objects.filter(user=user).update(throttling_failure_count=0)
         assert mfa.verify(user, new[0]) is not None
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["²²²²²²²²", "١٢٣٤٥٦٧٨", "abc\x00defg", "\ud800" * 8, "9" * 5000, "ａｂｃｄｅｆｇｈ", ""],
+)
+def test_a_hostile_code_is_refused_and_uses_nothing_up(acme, code):
+    with tenant_context(acme):
+        user = _user("agent@acme.test")
+        mfa.backup_codes_create(user)
+        assert mfa.verify(user, code) is None
+        assert mfa.backup_codes_left(user) == 10
+    connection.set_schema_to_public()
+    client = support.signed_in(acme, "agent@acme.test", verified=False)
+    # As a browser would send it: UTF-8 bytes, even for what no valid string holds.
+    body = "code=" + quote(code.encode("utf-8", "surrogatepass"))
+    page = client.post("/mfa/verify/", body, content_type="application/x-www-form-urlencoded")
+    assert page.status_code == 400
