@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
@@ -145,3 +146,19 @@ def test_the_migration_leaves_a_schema_without_legacy_tables_alone(owner_db, glo
         _run_migration()
         assert (TOTPDevice.objects.count(), BackupCode.objects.count()) == before
         assert mfa.verify(user, codes[0]) is not None
+
+
+@pytest.mark.django_db
+def test_a_session_verified_by_a_legacy_device_asks_for_a_code_again(acme):
+    client = support.signed_in(acme, "admin@acme.test", verified=False)
+    session = client.session
+    with tenant_context(acme):
+        device = TOTPDevice.objects.create(
+            user=get_user_model().objects.get(email="admin@acme.test"), name="new"
+        )
+        # What django-otp's plugin stored, with the same id as the converted device.
+        session["otp_device_id"] = f"otp_totp.totpdevice/{device.pk}"
+        session.save()
+    connection.set_schema_to_public()
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/mfa/verify/")
