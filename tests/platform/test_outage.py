@@ -257,3 +257,33 @@ def test_it_tells_outages_from_bugs():
             raise RuntimeError("lookup failed") from exc
     except RuntimeError as wrapped:
         assert faults.unavailable_service(wrapped) == "redis"
+
+
+# --- beat --------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_beat_skips_a_due_entry_while_the_database_is_down_and_sends_it_once_back(tmp_path, caplog):
+    from datetime import timedelta
+
+    from parley.beat import ParleyBeatScheduler
+    from parley.celery import app
+
+    scheduler = ParleyBeatScheduler(
+        app=app, schedule_filename=str(tmp_path / "beat-schedule"), lazy=True
+    )
+    entry = scheduler.Entry(
+        name="probe@public",
+        task="parley.tasks.heartbeat",
+        schedule=timedelta(seconds=1),
+        options={"headers": {"_schema_name": "public"}},
+        app=app,
+    )
+    caplog.set_level("INFO")
+    with database_down():
+        scheduler.apply_entry(entry)  # the stock scheduler raises here and beat exits
+    assert "database unavailable (OperationalError); probe@public skipped" in caplog.text
+    assert "Sending due task probe@public" not in caplog.text
+    caplog.clear()
+    scheduler.apply_entry(entry)
+    assert "Sending due task probe@public (parley.tasks.heartbeat) to 1 tenants" in caplog.text
