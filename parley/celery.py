@@ -15,10 +15,28 @@ from typing import Any
 
 from celery.schedules import crontab
 from tenant_schemas_celery.app import CeleryApp
+from tenant_schemas_celery.task import TenantTask
+
+from parley import faults
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parley.settings")
 
-app = CeleryApp("parley")
+
+class ParleyTask(TenantTask):
+    """Every task: a database or Redis outage met while running is retried with
+    backoff (1, 2, 4 … 60 s, about three minutes in all) instead of failing the
+    task. Tasks are idempotent (STYLE.md), so running one again is safe; the
+    worker process itself never stops for it."""
+
+    abstract = True
+    autoretry_for = faults.DATABASE_ERRORS + faults.REDIS_ERRORS
+    retry_backoff = True
+    retry_backoff_max = 60
+    retry_jitter = True
+    retry_kwargs = {"max_retries": 8}
+
+
+app = CeleryApp("parley", task_cls=ParleyTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
