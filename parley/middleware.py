@@ -124,6 +124,8 @@ def unavailable_response(request) -> HttpResponse:
         )
     response["Retry-After"] = str(retry_after)
     response["Cache-Control"] = "no-store"
+    # Logged once as a warning by the middleware, not again as an error by Django.
+    response._has_been_logged = True
     return response
 
 
@@ -149,7 +151,9 @@ class ServiceUnavailableMiddleware:
         if service == "database":
             faults.close_broken_connections()
         if _is_platform_healthz(request):
-            return healthz(request)
+            response = healthz(request)
+            response._has_been_logged = True  # the warning above said it
+            return response
         return unavailable_response(request)
 
 
