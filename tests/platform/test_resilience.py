@@ -246,12 +246,17 @@ def test_web_worker_and_beat_ride_through_postgres_and_redis_restarts(stack):
     task = probe.send_task(
         "parley.tasks.resume_rekeys", queue="default", headers={"_schema_name": "public"}
     )
+    # And one whose tenant must be looked up in the database before it can run.
+    tenant_task = probe.send_task(
+        "tenants.tasks.tenant_usage_refresh", queue="default", headers={"_schema_name": "t_fault"}
+    )
     time.sleep(3)  # beat ticks (every second) meet the dead database
     stack.devstack("start-postgres")
     wait_until(lambda: ok(request(stack, "/login/"), 200, 503), "web answers", stack)
     wait_until(lambda: ok(request(stack, "/login/"), 200), "pages back after PostgreSQL", stack)
     wait_until(lambda: ok(webhook(stack, "after-pg"), 200), "webhooks back", stack)
     assert task.get(timeout=60) == 0  # retried until the database was back
+    assert tenant_task.get(timeout=60)["schema"] == "t_fault"
     assert "beat: database unavailable" in stack.log()
 
     # --- Redis restart ---
