@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import uuid
 
 import psycopg
@@ -158,6 +159,17 @@ def test_it_drops_a_connection_the_server_killed_and_reconnects():
     _assert_page_503(client.get("/login/"))
     assert client.get("/login/").status_code == 200
     assert connection.cursor().connection.info.backend_pid != dead_pid
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_an_outage_is_logged_once_as_a_warning_without_a_traceback(caplog):
+    caplog.set_level(logging.INFO)
+    with database_down():
+        _client("acme.localhost").get("/login/")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    warnings = [r for r in caplog.records if r.name == "parley.outage"]
+    assert [w.getMessage() for w in warnings] == ["database unavailable: GET /login/ answered 503"]
+    assert warnings[0].exc_info is None
 
 
 # --- Redis down ----------------------------------------------------------------------------
