@@ -12,6 +12,9 @@ import contextlib
 import copy
 import json
 import logging
+import signal
+import socket
+import time
 import uuid
 
 import psycopg
@@ -240,6 +243,66 @@ def test_it_answers_a_503_page_to_a_signed_in_user_while_redis_is_down(acme):
         # The session's revocation epoch is checked in Redis on every request.
         _assert_page_503(client.get("/"))
     assert client.get("/").status_code == 200
+
+
+@contextlib.contextmanager
+def redis_stuck(timeout: float = 0.3):
+    """A Redis that accepts connections and never answers (a stuck server, a dropped
+    network path): the kernel completes the handshake, nobody ever replies."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        url = f"redis://127.0.0.1:{server.getsockname()[1]}/1"
+        caches = copy.deepcopy(settings.CACHES)
+        caches["default"]["LOCATION"] = url
+        caches["default"]["OPTIONS"] = {
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+        }
+        with override_settings(CACHES=caches, REDIS_URL=url):
+            yield
+
+
+class _Hung(Exception):
+    pass
+
+
+def _raise_hung(*_):
+    raise _Hung
+
+
+@pytest.mark.django_db
+def test_a_stuck_redis_fails_the_request_within_the_cache_timeouts(acme):
+    """Rate limits use their own Redis client: it must take the cache's timeouts
+    (here 0.3 s), not redis-py's 5 s per attempt."""
+    channel, secret = _signed_channel(acme)
+    raw = b'{"type": "message", "id": "ext-stuck", "contact": {"id": "c"}, "body": "x"}'
+    previous = signal.signal(signal.SIGALRM, _raise_hung)
+    signal.alarm(20)  # a hang fails the test instead of the suite
+    try:
+        with redis_stuck():
+            started = time.monotonic()
+            webhook = _client("acme.localhost").post(
+                f"/webhooks/api/{channel.public_id}/",
+                data=raw,
+                content_type="application/json",
+                HTTP_X_PARLEY_SIGNATURE=channels.signature_header(secret=secret, body=raw),
+            )
+            # The per-address rate limit here is the first thing to ask Redis.
+            token = _client("acme.localhost").post(
+                "/api/v1/auth/token/",
+                data={"username": "owner@acme.test", "password": "x"},
+                content_type="application/json",
+            )
+            elapsed = time.monotonic() - started
+    except _Hung:
+        pytest.fail("the requests hung on a Redis that never answers")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    _assert_json_503(webhook)
+    _assert_json_503(token)
+    assert elapsed < 5
 
 
 @pytest.mark.django_db
