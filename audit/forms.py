@@ -46,15 +46,36 @@ class EventFilterForm(forms.Form):
 
 
 class ExportForm(forms.Form):
+    """The format, plus the viewer's filters as hidden fields: the export is what is on screen."""
+
     format = forms.ChoiceField(choices=[(f, f.upper()) for f in FORMATS])
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    actor = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+    action = forms.ChoiceField(
+        required=False, choices=[("", "")] + [(a, a) for a in ACTIONS], widget=forms.HiddenInput
+    )
+    outcome = forms.ChoiceField(
+        required=False, choices=[("", ""), *Outcome.choices], widget=forms.HiddenInput
+    )
+    since = forms.DateField(required=False, widget=forms.HiddenInput)
+    until = forms.DateField(required=False, widget=forms.HiddenInput)
+
+    FILTERS = ("actor", "action", "outcome", "since", "until")
 
     def clean(self):
         data = super().clean()
         if data.get("since") and data.get("until") and data["since"] >= data["until"]:
             raise forms.ValidationError("'since' must be before 'until'.")
         return data
+
+    def to_filter(self) -> EventFilter:
+        data = self.cleaned_data
+        return EventFilter(
+            actor=data.get("actor") or "",
+            action=data.get("action") or "",
+            outcome=data.get("outcome") or "",
+            since=_start_of(data.get("since")),
+            until=_start_of(data.get("until")),
+        )
 
 
 class SinkForm(forms.ModelForm):
