@@ -79,16 +79,40 @@ class ExportForm(forms.Form):
 
 
 class SinkForm(forms.ModelForm):
-    url = forms.URLField(required=False, assume_scheme="https", max_length=200)
+    url = forms.URLField(
+        required=False, assume_scheme="https", max_length=200, label="HTTPS URL"
+    )
+
+    # Which kind each field belongs to: the page shows only the chosen kind's.
+    KIND_FIELDS = {
+        "host": AuditSink.Kind.SYSLOG,
+        "port": AuditSink.Kind.SYSLOG,
+        "use_tls": AuditSink.Kind.SYSLOG,
+        "url": AuditSink.Kind.HTTPS,
+    }
 
     class Meta:
         model = AuditSink
         fields = ["name", "kind", "host", "port", "use_tls", "url", "ca_pem", "enabled"]
+        labels = {
+            "name": "Name",
+            "kind": "Kind",
+            "host": "Syslog host",
+            "port": "Syslog TCP port",
+            "use_tls": "Use TLS (recommended)",
+            "ca_pem": "Private CA certificate (PEM, optional)",
+            "enabled": "Forward events now",
+        }
         widgets = {
             "ca_pem": forms.Textarea(
-                attrs={"rows": 3, "placeholder": "optional PEM of a private CA"}
+                attrs={"rows": 3, "placeholder": "only if the sink's certificate is not publicly trusted"}
             )
         }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, kind in self.KIND_FIELDS.items():
+            self.fields[name].widget.attrs["data-sink-kind"] = kind
 
     def clean(self):
         data = super().clean()
