@@ -171,6 +171,22 @@ def test_the_page_export_honours_the_filters_on_screen(acme, tmp_path):
     assert manifest["contiguous"] is True and manifest["filters"] == {}
     assert len({r["action"] for r in rows}) > 1
     assert client.post("/audit/export/", {"format": "jsonl", "outcome": "bogus"}).status_code == 302
+    # The API takes the same filters.
+    api = client.post(
+        "/api/v1/audit/exports/",
+        {"format": "jsonl", "action": "auth.login.failed"},
+        content_type="application/json",
+    )
+    assert api.status_code == 200, api.content[:300]
+    with zipfile.ZipFile(io.BytesIO(api.content)) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".jsonl.manifest.json"))
+        assert json.loads(archive.read(name))["filters"] == {"action": "auth.login.failed"}
+    bad = client.post(
+        "/api/v1/audit/exports/",
+        {"format": "jsonl", "outcome": "bogus"},
+        content_type="application/json",
+    )
+    assert bad.status_code == 400
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
