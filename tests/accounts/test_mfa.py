@@ -10,12 +10,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts import mfa, services
 from accounts.mfa import SESSION_OTP_AT
+from accounts.models import BackupCodeDevice, TOTPDevice
 from audit.models import AuditEvent
 from tests import support
 
@@ -106,9 +105,9 @@ def test_a_backup_code_signs_in_once(acme):
     assert again.post("/mfa/verify/", {"code": codes[0]}).status_code == 400
     with tenant_context(acme):
         assert (
-            StaticDevice.objects.get(
+            BackupCodeDevice.objects.get(
                 user__email="analyst@acme.test", name="backup"
-            ).token_set.count()
+            ).codes.count()
             == 9
         )
 

@@ -128,7 +128,7 @@ def test_an_admin_resets_someones_mfa(acme):
     assert admin.post(f"/users/{target.pk}/mfa-reset/").status_code == 302
     assert victim.get("/")["Location"].startswith("/login/")
     with tenant_context(acme):
-        from django_otp.plugins.otp_totp.models import TOTPDevice
+        from accounts.models import TOTPDevice
 
         assert not TOTPDevice.objects.filter(user=target).exists()
 
