@@ -48,6 +48,8 @@ def _handoff_token(console, grant, slug="acme") -> str:
     assert response.status_code == 200, response.content[:500]
     assert "no-store" in response["Cache-Control"]
     assert response["Referrer-Policy"] == "no-referrer"
+    # The console's CSP is not loosened for it.
+    assert response["Content-Security-Policy"] == settings.PARLEY_CSP
     html = response.content.decode()
     link = re.search(r'id="break-glass-handoff" class="[^"]*" href="([^"]+)"', html)
     assert link, html[:2000]
