@@ -55,8 +55,11 @@ class GrantRequestForm(forms.Form):
         max_length=500, min_length=10, widget=forms.Textarea(attrs={"rows": 2})
     )
 
-    def __init__(self, *args, inbox_choices: list[tuple[int, str]], **kwargs):
-        """``inbox_choices``: the inboxes this user could be granted (``grant_inbox_choices``)."""
+    def __init__(
+        self, *args, inbox_choices: list[tuple[int, str]], inbox_note: str = "", **kwargs
+    ):
+        """``inbox_choices``: the inboxes this user could be granted (``grant_inbox_choices``);
+        ``inbox_note``: why there are none, shown under the choice of kind."""
         super().__init__(*args, **kwargs)
         if inbox_choices:
             self.fields["inbox"].widget = forms.Select(choices=[("", "—"), *inbox_choices])
@@ -64,6 +67,7 @@ class GrantRequestForm(forms.Form):
             # Nothing an inbox grant could open for this user: do not offer one.
             del self.fields["inbox"]
             self.fields["kind"].choices = [("role", "A role")]
+            self.fields["kind"].help_text = inbox_note
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data

@@ -248,6 +248,15 @@ def grant_inbox_refusal(*, user, inbox_id) -> str:
     return "Unknown inbox."
 
 
+def grant_inbox_note(*, user) -> str:
+    """Why the access form offers ``user`` no inbox ("" when it offers some)."""
+    if not user_has(user, Perm.INBOX_USE):
+        return grant_inbox_refusal(user=user, inbox_id=None)
+    if not grant_inbox_choices(user=user):
+        return "You already work in every inbox."
+    return ""
+
+
 def grant_inbox_choices(*, user) -> list[tuple[int, str]]:
     """Inboxes ``user`` could be granted: none without ``inbox.use``; never one they already work."""
     # conversations sits above accounts: read its models only here, at call time.

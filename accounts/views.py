@@ -232,8 +232,11 @@ def mfa_policy(request):
 def access(request):
     """Ask for time-bounded access; approvers answer the open requests here."""
 
+    inbox_choices = services.grant_inbox_choices(user=request.user)
     form = GrantRequestForm(
-        request.POST or None, inbox_choices=services.grant_inbox_choices(user=request.user)
+        request.POST or None,
+        inbox_choices=inbox_choices,
+        inbox_note="" if inbox_choices else services.grant_inbox_note(user=request.user),
     )
     status = 200
     if request.method == "POST":

@@ -183,6 +183,8 @@ def test_an_inbox_grant_is_refused_to_a_role_that_works_no_conversations(acme):
     client = support.signed_in(acme, "marketer@acme.test")
     form = client.get("/access/").content.decode()
     assert "Returns JIT" not in form and 'value="inbox"' not in form
+    # ... and says why, on the form.
+    assert "Your role (Marketer) does not work conversations" in form
     refused = client.post(
         "/access/",
         {"kind": "inbox", "inbox": box.pk, "hours": 1, "reason": "Campaign replies today"},
