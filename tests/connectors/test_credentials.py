@@ -17,6 +17,7 @@ from accounts import mfa
 from accounts.models import BackupCodeDevice, TOTPDevice
 from accounts.policy import Perm, role_has
 from audit.models import AuditEvent
+from connectors.channels import channel_create
 from connectors.models import Credential
 from connectors.services import credential_delete, credential_set, credential_use
 from conversations.models import Contact
@@ -197,3 +198,17 @@ def test_it_leaves_no_marker_in_clear_in_a_dump_of_the_tenant_schema(django_db_b
                 Contact.objects.filter(pk=contact.pk).delete()
                 TOTPDevice.objects.filter(pk=device.pk).delete()
                 BackupCodeDevice.objects.filter(user=user, name="dump-check-codes").delete()
+
+
+@pytest.mark.django_db
+def test_the_page_shows_a_channels_secret_under_the_channels_name(acme):
+    with tenant_context(acme):
+        owner = get_user_model().objects.get(email="owner@acme.test")
+        channel, _ = channel_create(
+            by=owner, name="Shop chat", outbound_url="https://shop.example/parley"
+        )
+        generated = channel.signing_credential.name
+    page = _client(acme, "integrator").get("/connectors/credentials/").content.decode()
+    assert "Signing secret of channel <strong>Shop chat</strong>" in page
+    # The generated name stays visible, small, for the API and the audit trail.
+    assert generated in page
