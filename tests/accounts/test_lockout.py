@@ -98,9 +98,14 @@ def test_it_records_a_lock_lifted_from_the_command_line(acme):
     client = support.tenant_client("acme")
     for _ in range(2):
         _attempt(client, "agent@acme.test", "wrong", ip="10.4.4.4")
-    assert "Too many failed" in _attempt(client, "agent@acme.test", "x", ip="10.4.4.4").content.decode()
+    assert (
+        "Too many failed"
+        in _attempt(client, "agent@acme.test", "x", ip="10.4.4.4").content.decode()
+    )
 
-    call_command("accounts_unlock", "--tenant", "acme", "--username", "agent@acme.test", "--ip", "10.4.4.4")
+    call_command(
+        "accounts_unlock", "--tenant", "acme", "--username", "agent@acme.test", "--ip", "10.4.4.4"
+    )
 
     assert _attempt(client, "agent@acme.test", support.PASSWORD, ip="10.4.4.4").status_code == 302
     with tenant_context(acme):

@@ -1,0 +1,102 @@
+"""Gaps the audit trail closes: requests refused for a bad bearer token (aggregated per
+address and minute, bounded), and unhandled errors (request id and path, never the body)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+from django_tenants.utils import tenant_context
+
+from audit.models import AuditEvent
+from tests import support
+
+pytestmark = pytest.mark.django_db
+
+ME = "/api/v1/me/"
+BAD = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+
+
+def _clear_token_counters() -> None:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(match="*token-invalid*"):
+        client.delete(key)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    _clear_token_counters()
+    support.clear_rate_counters()
+    # Counts are per minute: start well inside one so the test never straddles two.
+    if time.time() % 60 > 45:
+        time.sleep(61 - time.time() % 60)
+    yield
+    _clear_token_counters()
+    support.clear_rate_counters()
+
+
+def _events(tenant, action):
+    with tenant_context(tenant):
+        events = list(AuditEvent.objects.filter(action=action).order_by("id"))
+    connection.set_schema_to_public()
+    return events
+
+
+def _refused(ip, *, authorization=BAD, path=ME):
+    response = support.tenant_client("acme").get(
+        path, HTTP_AUTHORIZATION=authorization, REMOTE_ADDR=ip
+    )
+    assert response.status_code == 401, response.content
+    return response
+
+
+# --- auth.token.invalid ----------------------------------------------------------------------------
+
+
+def test_it_records_the_first_bad_token_of_an_address_at_once(acme):
+    _refused("10.8.8.1")
+
+    [event] = _events(acme, "auth.token.invalid")
+    assert event.outcome == "denied" and event.actor_kind == "anonymous"
+    assert event.ip == "10.8.8.1" and len(event.request_id) >= 8
+    assert event.details["count"] == 1 and event.details["code"] == "token_invalid"
+    assert event.details["path"] == ME and event.details["method"] == "GET"
+    assert "eyJ" not in str(event.details)  # never the token
+
+
+def test_it_aggregates_a_flood_per_address_and_minute(acme):
+    for _ in range(25):
+        _refused("10.8.8.2")
+    _refused("10.8.8.3", authorization="Bearer not-a-jwt")
+    _refused("10.8.8.3", authorization="Bearer")  # malformed header: refused and counted
+
+    events = _events(acme, "auth.token.invalid")
+    by_ip = {}
+    for event in events:
+        by_ip.setdefault(event.ip, []).append(event.details["count"])
+    # 25 refusals from one address: the 1st and the 10th are recorded, with the running count.
+    assert by_ip == {"10.8.8.2": [1, 10], "10.8.8.3": [1]}
+    assert {e.details["minute"] for e in events} and len({e.details["minute"] for e in events}) == 1
+
+
+@override_settings(PARLEY_AUDIT_TOKEN_INVALID_MAX_PER_MINUTE=3)
+def test_it_caps_the_events_a_minute_from_many_addresses(acme):
+    for n in range(6):
+        _refused(f"10.8.9.{n}")
+    assert len(_events(acme, "auth.token.invalid")) == 3
+
+
+def test_it_records_a_bad_token_in_the_tenant_it_was_sent_to_only(acme, globex):
+    _refused("10.8.8.4")
+    assert len(_events(acme, "auth.token.invalid")) == 1
+    assert _events(globex, "auth.token.invalid") == []
+
+
+def test_it_does_not_record_requests_without_a_token(acme):
+    response = support.tenant_client("acme").get(ME, REMOTE_ADDR="10.8.8.5")
+    assert response.status_code == 401
+    assert _events(acme, "auth.token.invalid") == []
