@@ -8,12 +8,14 @@ import time
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
 from django_tenants.utils import tenant_context
 
 from audit.models import AuditEvent
 from tests import support
+from tests.audit.failing_urls import MARKER
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +102,30 @@ def test_it_does_not_record_requests_without_a_token(acme):
     response = support.tenant_client("acme").get(ME, REMOTE_ADDR="10.8.8.5")
     assert response.status_code == 401
     assert _events(acme, "auth.token.invalid") == []
+
+
+# --- error.unhandled -------------------------------------------------------------------------------
+
+
+@override_settings(ROOT_URLCONF="tests.audit.failing_urls")
+@pytest.mark.parametrize("path", ["/fail/", "/api/v1/fail/"])
+def test_it_records_an_unhandled_error_without_the_body(acme, path):
+    client = Client(HTTP_HOST=support.TENANTS["acme"], raise_request_exception=False)
+    response = client.post(
+        f"{path}?q={MARKER}",
+        {"message": MARKER},
+        content_type="application/json",
+        HTTP_X_REQUEST_ID="req-unhandled-0001",
+        HTTP_ACCEPT="application/json",
+        REMOTE_ADDR="10.8.7.1",
+    )
+    assert response.status_code == 500
+
+    [event] = _events(acme, "error.unhandled")
+    assert event.outcome == "failed" and event.request_id == "req-unhandled-0001"
+    assert event.ip == "10.8.7.1" and event.target_id == path
+    assert event.details == {"method": "POST", "path": path, "error": "RuntimeError"}
+    assert MARKER not in str(event.details) + event.target_id + event.user_agent
+    with tenant_context(acme):
+        # The request's own change rolled back; its event did not.
+        assert not get_user_model().objects.filter(first_name=MARKER).exists()
