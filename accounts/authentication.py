@@ -2,88 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import time
-from datetime import UTC, datetime
-
-from django.conf import settings
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection
 from django_tenants.utils import get_public_schema_name
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts import tokens
-from audit.context import client_ip
 from audit.models import Outcome
-from audit.services import record
-
-logger = logging.getLogger(__name__)
+from audit.services import record_per_source
 
 KEYWORD = b"bearer"
-_INVALID = "token-invalid:"
-
-
-def _count(key: str) -> int:
-    # Two minutes: the window's own minute plus slack for clocks and late requests.
-    if cache.add(key, 1, 120):
-        return 1
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired in between
-        cache.add(key, 1, 120)
-        return 1
-
-
-def _is_decade(count: int) -> bool:
-    """1, 10, 100, 1000 …"""
-    return str(count).rstrip("0") == "1"
-
-
-def record_token_refused(request, code: str) -> None:
-    """Audit requests refused for a bad bearer token, without letting a flood flood the chain.
-
-    Refusals are counted in Redis per (schema, client address, minute). The first
-    refusal of an address in a minute is recorded at once, then the 10th, 100th,
-    1,000th … with the running count: at most one event per address, minute and
-    power of ten. On top of that a schema records at most
-    ``PARLEY_AUDIT_TOKEN_INVALID_MAX_PER_MINUTE`` such events a minute (many
-    addresses), and the log says when that cap dropped one.
-    """
-    try:
-        ip = client_ip(request) or "unknown"
-        minute = int(time.time() // 60)
-        window = f"{_INVALID}{minute}:"
-        count = _count(f"{window}ip:{ip}")
-        if not _is_decade(count):
-            return
-        if _count(f"{window}events") > settings.PARLEY_AUDIT_TOKEN_INVALID_MAX_PER_MINUTE:
-            logger.warning(
-                "auth.token.invalid not recorded for request %s: the minute's cap is reached",
-                getattr(request, "id", "-"),
-            )
-            return
-        with transaction.atomic():
-            record(
-                "auth.token.invalid",
-                outcome=Outcome.DENIED,
-                target_type="url",
-                target_id=request.path[:80],
-                details={
-                    "count": count,
-                    "code": code,
-                    "minute": datetime.fromtimestamp(minute * 60, tz=UTC).isoformat(),
-                    "method": request.method,
-                    "path": request.path[:300],
-                },
-                request=request,
-            )
-    except Exception:
-        # Never turn a 401 into a 500; the log says the event is missing.
-        logger.exception(
-            "could not record auth.token.invalid for request %s", getattr(request, "id", "-")
-        )
 
 
 def _bearer(request) -> bytes | None:
@@ -114,8 +43,12 @@ class TenantJWTAuthentication(BaseAuthentication):
             return self._authenticate(request)
         except AuthenticationFailed as refused:
             codes = refused.get_codes()
-            record_token_refused(
-                request._request, codes if isinstance(codes, str) else "token_invalid"
+            # Audited per address and minute (a flood of bad tokens writes a few events).
+            record_per_source(
+                "auth.token.invalid",
+                request=request._request,
+                outcome=Outcome.DENIED,
+                details={"code": codes if isinstance(codes, str) else "token_invalid"},
             )
             raise
 

@@ -7,22 +7,19 @@ user or a role without its event; they run inside the saving transaction.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.core.signals import got_request_exception
-from django.db import connection, transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from accounts.signals import WATCHED_FIELDS
 from audit.context import Actor, actor_for_user
 from audit.models import Outcome
-from audit.services import record
+from audit.services import record, record_per_source
 
-logger = logging.getLogger(__name__)
 User = get_user_model()
 _TRACKED = tuple(f for f in WATCHED_FIELDS if f != "password")
 
@@ -102,29 +99,15 @@ def _unhandled_error(sender, request=None, **kwargs):
     body, query string or the error's message (either may carry personal data).
 
     Django sends this after the request's own transaction rolled back, so the event
-    is written in a transaction of its own. A connection the error left unusable
-    is replaced first; recording never raises (the 500 page must still be served).
+    is written in a transaction of its own, bounded per address and minute like
+    bad tokens (a client that found a failing request can repeat it at will).
     """
     if request is None:
         return
     error = sys.exc_info()[1]
-    try:
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()  # reconnects on first use
-        with transaction.atomic():
-            record(
-                "error.unhandled",
-                outcome=Outcome.FAILED,
-                target_type="url",
-                target_id=request.path[:80],
-                details={
-                    "method": request.method,
-                    "path": request.path[:300],
-                    "error": type(error).__name__ if error is not None else "",
-                },
-                request=request,
-            )
-    except Exception:
-        logger.exception(
-            "could not record error.unhandled for request %s", getattr(request, "id", "-")
-        )
+    record_per_source(
+        "error.unhandled",
+        request=request,
+        outcome=Outcome.FAILED,
+        details={"error": type(error).__name__ if error is not None else ""},
+    )

@@ -275,10 +275,11 @@ AUTH_PASSWORD_VALIDATORS = [
 PARLEY_LOGIN_MAX_FAILURES = env_int("PARLEY_LOGIN_MAX_FAILURES", 5, minimum=1)
 PARLEY_LOGIN_MAX_FAILURES_PER_IP = env_int("PARLEY_LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
 PARLEY_LOGIN_LOCK_SECONDS = env_int("PARLEY_LOGIN_LOCK_SECONDS", 15 * 60, minimum=1)
-# Requests refused for a bad bearer token are audited per address and minute at counts
-# 1, 10, 100 …; at most this many such events per schema and minute (accounts.authentication).
-PARLEY_AUDIT_TOKEN_INVALID_MAX_PER_MINUTE = env_int(
-    "PARLEY_AUDIT_TOKEN_INVALID_MAX_PER_MINUTE", 200, minimum=1
+# Events a client can trigger at will (bad bearer tokens, unhandled errors) are audited per
+# address and minute at counts 1, 10, 100 …; at most this many of one action per schema and
+# minute (audit.services.record_per_source).
+PARLEY_AUDIT_PER_SOURCE_MAX_PER_MINUTE = env_int(
+    "PARLEY_AUDIT_PER_SOURCE_MAX_PER_MINUTE", 200, minimum=1
 )
 PARLEY_SESSION_IDLE_SECONDS = env_int(
     "PARLEY_SESSION_IDLE_SECONDS", 15 * 60, minimum=60 if PRODUCTION else 2

@@ -25,7 +25,7 @@ BAD = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
 
 def _clear_token_counters() -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter(match="*token-invalid*"):
+    for key in client.scan_iter(match="*audit-per-source*"):
         client.delete(key)
 
 
@@ -85,7 +85,7 @@ def test_it_aggregates_a_flood_per_address_and_minute(acme):
     assert {e.details["minute"] for e in events} and len({e.details["minute"] for e in events}) == 1
 
 
-@override_settings(PARLEY_AUDIT_TOKEN_INVALID_MAX_PER_MINUTE=3)
+@override_settings(PARLEY_AUDIT_PER_SOURCE_MAX_PER_MINUTE=3)
 def test_it_caps_the_events_a_minute_from_many_addresses(acme):
     for n in range(6):
         _refused(f"10.8.9.{n}")
@@ -124,8 +124,17 @@ def test_it_records_an_unhandled_error_without_the_body(acme, path):
     [event] = _events(acme, "error.unhandled")
     assert event.outcome == "failed" and event.request_id == "req-unhandled-0001"
     assert event.ip == "10.8.7.1" and event.target_id == path
-    assert event.details == {"method": "POST", "path": path, "error": "RuntimeError"}
+    assert event.details["error"] == "RuntimeError" and event.details["count"] == 1
+    assert event.details["method"] == "POST" and event.details["path"] == path
     assert MARKER not in str(event.details) + event.target_id + event.user_agent
     with tenant_context(acme):
         # The request's own change rolled back; its event did not.
         assert not get_user_model().objects.filter(first_name=MARKER).exists()
+
+
+@override_settings(ROOT_URLCONF="tests.audit.failing_urls")
+def test_it_bounds_the_events_of_a_failure_repeated_at_will(acme):
+    client = Client(HTTP_HOST=support.TENANTS["acme"], raise_request_exception=False)
+    for _ in range(12):
+        assert client.get("/fail/", REMOTE_ADDR="10.8.7.2").status_code == 500
+    assert [e.details["count"] for e in _events(acme, "error.unhandled")] == [1, 10]
