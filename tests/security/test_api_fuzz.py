@@ -42,7 +42,7 @@ from conversations.services import contact_create
 from tenants.models import Tenant
 from tests import support
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 HOST = support.TENANTS["acme"]
 BASE_URL = f"http://{HOST}"
