@@ -9,6 +9,8 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts import tokens
+from audit.models import Outcome
+from audit.services import record_per_source
 
 KEYWORD = b"bearer"
 
@@ -37,6 +39,20 @@ class TenantJWTAuthentication(BaseAuthentication):
     www_authenticate_realm = "api"
 
     def authenticate(self, request):
+        try:
+            return self._authenticate(request)
+        except AuthenticationFailed as refused:
+            codes = refused.get_codes()
+            # Audited per address and minute (a flood of bad tokens writes a few events).
+            record_per_source(
+                "auth.token.invalid",
+                request=request._request,
+                outcome=Outcome.DENIED,
+                details={"code": codes if isinstance(codes, str) else "token_invalid"},
+            )
+            raise
+
+    def _authenticate(self, request):
         raw = _bearer(request)
         if raw is None:
             return None

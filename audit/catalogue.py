@@ -12,7 +12,7 @@ ACTIONS: dict[str, str] = {
     "auth.logout": "A user signed out.",
     "auth.login.locked": "A sign-in was refused because the account or address is locked.",
     "auth.session.expired": "A session ended by idle timeout or absolute lifetime.",
-    "auth.lock_lifted": "An administrator lifted a sign-in lock on an account.",
+    "auth.lock_lifted": "An administrator lifted a sign-in lock on an account or address (web, API or `accounts_unlock`).",
     # multi-factor authentication
     "auth.mfa.enrolled": "A user set up an authenticator app (TOTP) and got backup codes.",
     "auth.mfa.verified": "A user completed sign-in with a one-time code.",
@@ -93,8 +93,11 @@ ACTIONS: dict[str, str] = {
     "auth.token.failed": "An API sign-in was refused (password, one-time code, lockout or MFA enrolment).",
     "auth.token.reuse_detected": "A used refresh token came back: its whole family was revoked.",
     "auth.token.revoked": "A token family was revoked by its user (API sign-out).",
+    "auth.token.invalid": "Requests with a bad bearer token were refused (401): aggregated per address and minute, with the count.",
     # access control
     "access.denied": "A request was refused (403).",
+    # failures
+    "error.unhandled": "A request failed with an unhandled error (500): request id, method and path, never the body.",
 }
 
 

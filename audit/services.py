@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -147,6 +151,69 @@ def record_denied(request) -> None:
         logger.exception(
             "could not record access.denied for request %s", getattr(request, "id", "-")
         )
+
+
+def _count(key: str) -> int:
+    # Two minutes: the window's own minute plus slack for clocks and late requests.
+    if cache.add(key, 1, 120):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired in between
+        cache.add(key, 1, 120)
+        return 1
+
+
+def _is_decade(count: int) -> bool:
+    """1, 10, 100, 1000 …"""
+    return str(count).rstrip("0") == "1"
+
+
+def record_per_source(action: str, *, request, outcome: str, details: dict[str, Any]) -> None:
+    """Record an event a client can trigger at will, without letting a flood flood the chain.
+
+    Occurrences are counted in Redis (through the schema-prefixed cache) per
+    action, client address and minute. The first of an address in a minute is
+    recorded at once, then the 10th, 100th, 1,000th … with the running count
+    (``details.count``, ``details.minute``): at most one event per address,
+    minute and power of ten. On top of that a schema records at most
+    ``PARLEY_AUDIT_PER_SOURCE_MAX_PER_MINUTE`` events of the action a minute
+    (many addresses); the log says when that cap dropped one. Never raises: the
+    answer to the request (a 401, a 500 page) must go out whatever happens here.
+    """
+    try:
+        ip = context.client_ip(request) or "unknown"
+        minute = int(time.time() // 60)
+        window = f"audit-per-source:{action}:{minute}:"
+        count = _count(f"{window}ip:{ip}")
+        if not _is_decade(count):
+            return
+        if _count(f"{window}events") > settings.PARLEY_AUDIT_PER_SOURCE_MAX_PER_MINUTE:
+            logger.warning(
+                "%s not recorded for request %s: the minute's cap is reached",
+                action,
+                getattr(request, "id", "-"),
+            )
+            return
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()  # reconnects on first use
+        with transaction.atomic():
+            record(
+                action,
+                outcome=outcome,
+                target_type="url",
+                target_id=request.path[:80],
+                details={
+                    **details,
+                    "count": count,
+                    "minute": datetime.fromtimestamp(minute * 60, tz=UTC).isoformat(),
+                    "method": request.method,
+                    "path": request.path[:300],
+                },
+                request=request,
+            )
+    except Exception:
+        logger.exception("could not record %s for request %s", action, getattr(request, "id", "-"))
 
 
 def sink_save(*, form, actor=None):

@@ -7,15 +7,18 @@ user or a role without its event; they run inside the saving transaction.
 
 from __future__ import annotations
 
+import sys
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.core.signals import got_request_exception
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from accounts.signals import WATCHED_FIELDS
 from audit.context import Actor, actor_for_user
 from audit.models import Outcome
-from audit.services import record
+from audit.services import record, record_per_source
 
 User = get_user_model()
 _TRACKED = tuple(f for f in WATCHED_FIELDS if f != "password")
@@ -88,3 +91,23 @@ def _record_user_change(sender, instance, created, raw=False, update_fields=None
         record("user.updated", details={"fields": other}, **target)
     if before and before.get("password") != instance.password:
         record("user.password_set", **target)
+
+
+@receiver(got_request_exception)
+def _unhandled_error(sender, request=None, **kwargs):
+    """A request that ends in a 500: which one (id, method, path, error class), never its
+    body, query string or the error's message (either may carry personal data).
+
+    Django sends this after the request's own transaction rolled back, so the event
+    is written in a transaction of its own, bounded per address and minute like
+    bad tokens (a client that found a failing request can repeat it at will).
+    """
+    if request is None:
+        return
+    error = sys.exc_info()[1]
+    record_per_source(
+        "error.unhandled",
+        request=request,
+        outcome=Outcome.FAILED,
+        details={"error": type(error).__name__ if error is not None else ""},
+    )

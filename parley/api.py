@@ -58,3 +58,64 @@ def exception_handler(exc, context):
         headers=getattr(response, "headers", None)
         and {k: v for k, v in response.headers.items() if k in ("WWW-Authenticate", "Retry-After")},
     )
+
+
+# --- OpenAPI: the errors every operation can answer --------------------------------------------
+
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_ERROR_DESCRIPTIONS = {
+    "400": "The request is invalid (`invalid`, with `errors` per field).",
+    "401": "No valid credentials (`not_authenticated`, `token_invalid`, `token_expired` …); "
+    "see `WWW-Authenticate`.",
+    "403": "Signed in but not allowed (`permission_denied`), or a fresh one-time code is "
+    "needed (`step_up_required`).",
+    "404": "Not found, or not visible to this caller (`not_found`).",
+    "415": "The body is not JSON (`unsupported_media_type`).",
+    "429": "Too many requests (`throttled`); see `Retry-After`.",
+}
+
+
+def document_error_responses(result, generator, request, public):
+    """drf-spectacular post-processing hook: add the JSON errors of ``exception_handler``
+    that an operation can answer but does not list, so clients (and the schemathesis
+    run in the suite) can rely on every documented status and body."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(
+        "Error",
+        {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "detail": {"type": "string"},
+                "errors": {"description": "Per field, for `invalid`."},
+            },
+            "required": ["code", "detail"],
+        },
+    )
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            params = operation.get("parameters", [])
+            for param in params:
+                schema = param.get("schema", {})
+                if param.get("in") == "path" and schema.get("type") == "integer":
+                    schema.setdefault("minimum", 0)  # `<int:…>` matches digits only
+            codes = ["429"]
+            if "requestBody" in operation or any(p.get("in") == "query" for p in params):
+                codes.append("400")
+            if "requestBody" in operation:
+                codes.append("415")
+            if operation.get("security", [{}]) != [{}] and operation.get("security") != []:
+                codes += ["401", "403"]
+            if any(p.get("in") == "path" or p.get("name") == "cursor" for p in params):
+                codes.append("404")  # an unknown id, or a cursor that does not decode
+            for code in sorted(codes):
+                operation["responses"].setdefault(
+                    code,
+                    {
+                        "description": _ERROR_DESCRIPTIONS[code],
+                        "content": {"application/json": {"schema": _ERROR_REF}},
+                    },
+                )
+    return result

@@ -286,6 +286,12 @@ AUTH_PASSWORD_VALIDATORS = [
 PARLEY_LOGIN_MAX_FAILURES = env_int("PARLEY_LOGIN_MAX_FAILURES", 5, minimum=1)
 PARLEY_LOGIN_MAX_FAILURES_PER_IP = env_int("PARLEY_LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
 PARLEY_LOGIN_LOCK_SECONDS = env_int("PARLEY_LOGIN_LOCK_SECONDS", 15 * 60, minimum=1)
+# Events a client can trigger at will (bad bearer tokens, unhandled errors) are audited per
+# address and minute at counts 1, 10, 100 …; at most this many of one action per schema and
+# minute (audit.services.record_per_source).
+PARLEY_AUDIT_PER_SOURCE_MAX_PER_MINUTE = env_int(
+    "PARLEY_AUDIT_PER_SOURCE_MAX_PER_MINUTE", 200, minimum=1
+)
 PARLEY_SESSION_IDLE_SECONDS = env_int(
     "PARLEY_SESSION_IDLE_SECONDS", 15 * 60, minimum=60 if PRODUCTION else 2
 )
@@ -370,6 +376,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "parley.api.document_error_responses",
+    ],
 }
 
 # --- audit ---------------------------------------------------------------------------------------

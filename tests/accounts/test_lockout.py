@@ -91,3 +91,32 @@ def test_it_protects_the_console_too():
         for _ in range(2):
             _attempt(client, "operator", "wrong")
         assert "Too many failed" in _attempt(client, "operator", support.PASSWORD).content.decode()
+
+
+@override_settings(PARLEY_LOGIN_MAX_FAILURES=100, PARLEY_LOGIN_MAX_FAILURES_PER_IP=2)
+def test_it_records_a_lock_lifted_from_the_command_line(acme):
+    client = support.tenant_client("acme")
+    for _ in range(2):
+        _attempt(client, "agent@acme.test", "wrong", ip="10.4.4.4")
+    assert (
+        "Too many failed"
+        in _attempt(client, "agent@acme.test", "x", ip="10.4.4.4").content.decode()
+    )
+
+    call_command(
+        "accounts_unlock", "--tenant", "acme", "--username", "agent@acme.test", "--ip", "10.4.4.4"
+    )
+
+    assert _attempt(client, "agent@acme.test", support.PASSWORD, ip="10.4.4.4").status_code == 302
+    with tenant_context(acme):
+        event = AuditEvent.objects.filter(action="auth.lock_lifted").latest("id")
+    assert event.actor_name.startswith("cli:") and event.actor_kind == "system"
+    assert event.target_type == "user" and event.target_id == "agent@acme.test"
+    assert event.details == {"user": "agent@acme.test", "ip": "10.4.4.4", "via": "cli"}
+
+
+def test_it_records_a_console_lock_lifted_from_the_command_line():
+    call_command("accounts_unlock", "--platform", "--ip", "10.5.5.5")
+    event = AuditEvent.objects.filter(action="auth.lock_lifted").latest("id")
+    assert event.target_type == "ip" and event.target_id == "10.5.5.5"
+    assert event.details["via"] == "cli"

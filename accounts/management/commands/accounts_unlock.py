@@ -1,7 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django_tenants.utils import schema_context
 
 from accounts import lockout
+from audit.context import cli_actor
+from audit.services import record
 from tenants.models import Tenant
 
 
@@ -24,6 +27,15 @@ class Command(BaseCommand):
             if tenant is None:
                 raise CommandError(f"No tenant with slug {options['tenant']!r}.")
             schema = tenant.schema_name
-        with schema_context(schema):
-            lockout.clear(username=options["username"], ip=options["ip"])
+        username, ip = options["username"] or "", options["ip"] or ""
+        with schema_context(schema), transaction.atomic():
+            # Recorded in the chain of the schema whose lock is lifted, by the OS account.
+            record(
+                "auth.lock_lifted",
+                actor=cli_actor(),
+                target_type="user" if username else "ip",
+                target_id=username or ip,
+                details={"user": username, "ip": ip, "via": "cli"},
+            )
+            lockout.clear(username=username or None, ip=ip or None)
         self.stdout.write(self.style.SUCCESS("Lock lifted."))
