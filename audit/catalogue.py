@@ -95,6 +95,7 @@ ACTIONS: dict[str, str] = {
     "auth.token.revoked": "A token family was revoked by its user (API sign-out).",
     # access control
     "access.denied": "A request was refused (403).",
+    "api.input_refused": "An API body was refused before any view read it (NUL, lone surrogate, huge number, deep nesting); the JSON path is recorded, never the value.",
 }
 
 

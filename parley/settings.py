@@ -348,6 +348,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "parley.api.Pagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON bodies pass parley.validation (no NUL, lone surrogate, huge number, deep nesting).
+    "DEFAULT_PARSER_CLASSES": [
+        "parley.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "parley.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
