@@ -488,6 +488,11 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Error reports (the DEBUG page included) mask keys, secrets, tokens, passwords and
+# URL credentials, and survive text that UTF-8 cannot encode: parley/error_reports.py.
+DEFAULT_EXCEPTION_REPORTER = "parley.error_reports.SafeExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "parley.error_reports.SecretsFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -12,7 +12,7 @@ from django.test import Client, override_settings
 from django_tenants.utils import tenant_context
 
 from connectors import channels
-from conversations.models import Contact, ContactIdentity, Message
+from conversations.models import ContactIdentity, Message
 from tests import support
 from tests.connectors.test_api_channel import _channel, _inbound, _post, _refusals
 
@@ -90,7 +90,9 @@ def _with_contact(**contact):
 
 
 def _attachment(**fields):
-    return _inbound(attachments=[{"url": "https://cdn.example/a.png", "type": "image/png", **fields}])
+    return _inbound(
+        attachments=[{"url": "https://cdn.example/a.png", "type": "image/png", **fields}]
+    )
 
 
 def _nested(depth):
