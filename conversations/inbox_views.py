@@ -23,6 +23,7 @@ from accounts.permissions import permission_required
 from accounts.policy import Perm, user_has
 from conversations import access, presence, selectors, services
 from conversations.models import CannedResponse, Conversation, Message
+from parley import validation
 
 POLL_SECONDS = 2
 
@@ -141,12 +142,10 @@ def thread_new(request, conversation_id: int):
     """Messages after ``after`` (the thread polls this); 204 when there are none."""
     presence.touch(request.user)
     conversation = access.conversation_get_for_user(request.user, conversation_id)
-    try:
-        after = int(request.GET.get("after") or 0)
-    except ValueError:
-        after = 0
+    after = validation.ascii_int(request.GET.get("after", "")) or 0
     messages = selectors.thread_messages(conversation, after=after)
-    waiting = [int(x) for x in request.GET.get("pending", "").split(",")[:20] if x.isdigit()]
+    pending = request.GET.get("pending", "").split(",")[:20]
+    waiting = [n for n in map(validation.ascii_int, pending) if n is not None]
     changed = []
     if waiting:
         changed = list(
@@ -229,7 +228,7 @@ def act(request, conversation_id: int):
             elif assignee_id:
                 assignee = (
                     get_user_model()
-                    .objects.filter(pk=int(assignee_id) if assignee_id.isdigit() else 0)
+                    .objects.filter(pk=validation.ascii_int(assignee_id) or 0)
                     .first()
                 )
                 if assignee is None:

@@ -99,6 +99,18 @@ def clean_text(
     return value
 
 
+def ascii_int(text: str) -> int | None:
+    """``text`` as a non-negative int when it is 1 to 19 ASCII digits, else None.
+
+    For query strings and form fields that only want "a number or nothing":
+    ``"²".isdigit()`` is true but ``int("²")`` raises.
+    """
+    text = text.strip()
+    if text and len(text) <= MAX_INT_DIGITS and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def parse_int(value, *, field: str, label: str, minimum: int = 1, maximum: int = INT64_MAX) -> int:
     """An integer given as a JSON number or a string of ASCII digits, within bounds.
 
@@ -107,10 +119,7 @@ def parse_int(value, *, field: str, label: str, minimum: int = 1, maximum: int =
     """
     message = f"{label} is a whole number from {minimum} to {maximum}."
     if isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > MAX_INT_DIGITS or not text.isascii() or not text.isdigit():
-            raise ValidationError({field: message}, code="invalid")
-        value = int(text)
+        value = ascii_int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
         raise ValidationError({field: message}, code="invalid")
     return value

@@ -10,7 +10,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from audit.models import AuditEvent
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from tests import support
 from tests.conversations.test_inbox import setup  # noqa: F401 - fixture
 
@@ -151,3 +151,28 @@ def test_it_refuses_non_ascii_and_huge_ids(acme, setup, assignee):  # noqa: F811
     )
     assert response.status_code == 400, response.content[:300]
     assert response.json()["code"] == "invalid"
+
+
+# --- the inbox pages read numbers from query strings and forms the same way ------------------
+
+
+@pytest.mark.parametrize("query", ["pending=²", "pending=1,١٢", "pending=" + "9" * 5000, "after=²"])
+def test_the_thread_poll_ignores_numbers_that_are_not_ascii(acme, setup, query):  # noqa: F811
+    agent = support.signed_in(acme, "agent@acme.test")
+    cid = setup["conversation"].pk
+    response = agent.get(f"/inbox/c/{cid}/new/?{query}")
+    assert response.status_code in (200, 204), response.content[:300]
+
+
+@pytest.mark.parametrize("assignee", ["²", "١", "9" * 5000])
+def test_the_assign_form_refuses_numbers_that_are_not_ascii(acme, setup, assignee):  # noqa: F811
+    agent = support.signed_in(acme, "agent@acme.test")
+    cid = setup["conversation"].pk
+    response = agent.post(
+        f"/inbox/c/{cid}/act/",
+        {"action": "assign", "assignee": assignee},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code < 500, response.content[:300]
+    with tenant_context(acme):
+        assert Conversation.objects.get(pk=cid).assignee_id is None
