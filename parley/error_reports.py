@@ -8,7 +8,7 @@ show ``PARLEY_LOCAL_KEK`` (``KEK`` is not ``KEY``), ``DATABASE_URL`` and
 locals of the webhook's frames. Here, in every mode:
 
 * a setting, ``META`` entry, cookie or frame local is masked when its name says
-  key, secret, token, password, credential, signature, session, cookie or a
+  key, secret, token, password, credential, signature, session, cookie, envelope or a
   message body / payload, and any URL with a password has that password masked,
   wherever it appears (dicts, lists, tuples included);
 * ``sensitive_variables`` / ``sensitive_post_parameters`` are honoured with
@@ -34,7 +34,7 @@ SUBSTITUTE = "********************"
 
 # Names (settings, META keys, cookies, local variables, dict keys) whose values are masked.
 SENSITIVE_NAME = re.compile(
-    r"API|AUTH|TOKEN|KEY|KEK|DEK|SECRET|PASS|PWD|SIGNATURE|CREDENTIAL|PRIVATE|COOKIE|SESSION"
+    r"API|AUTH|TOKEN|KEY|KEK|DEK|SECRET|PASS|PWD|SIGNATURE|CREDENTIAL|PRIVATE|COOKIE|SESSION|ENVELOPE"
     r"|CSRF|PLAINTEXT|PAYLOAD|^raw$|^body$|^data$",
     flags=re.I,
 )
