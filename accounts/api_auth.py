@@ -76,6 +76,14 @@ class _TokenView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [TokenRateThrottle]
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Tokens must not be kept by a browser, proxy or client cache (RFC 6749
+        # 5.1); refusals carry the same headers so no answer here is cached.
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        return response
+
     def _run(self, service, **kwargs):
         try:
             return service(request=self.request, **kwargs)

@@ -98,6 +98,7 @@ ACTIONS: dict[str, str] = {
     "access.denied": "A request was refused (403).",
     # failures
     "error.unhandled": "A request failed with an unhandled error (500): request id, method and path, never the body.",
+    "api.input_refused": "An API body was refused before any view read it (NUL, lone surrogate, huge number, deep nesting); the JSON path is recorded, never the value.",
 }
 
 

@@ -12,6 +12,7 @@ from accounts.permissions import HasPolicyPermission, StepUpFresh
 from accounts.policy import Perm
 from connectors import channels
 from connectors.models import Channel
+from parley.api import IntegerField
 
 
 class ChannelInboxSerializer(serializers.Serializer):
@@ -76,7 +77,7 @@ class ChannelWithSecretSerializer(ChannelSerializer):
 class ChannelCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=80)
     outbound_url = serializers.CharField(max_length=500)
-    inbox_id = serializers.IntegerField(
+    inbox_id = IntegerField(
         required=False,
         allow_null=True,
         min_value=1,

@@ -29,13 +29,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.http import Http404
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.policy import Perm, user_has
 from audit.context import Actor
 from audit.services import record
 from connectors.models import Channel, Credential
 from connectors.services import credential_replace, credential_set, credential_use
-from parley import outbound
+from parley import outbound, validation
 from parley.keyring.providers import KeyringError
 
 logger = logging.getLogger(__name__)
@@ -65,16 +66,19 @@ class SignatureError(Exception):
         self.code, self.detail = code, detail
 
 
+@sensitive_variables("secret")
 def _mac(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
+@sensitive_variables("secret")
 def signature_header(*, secret: str, body: bytes, timestamp: int | None = None) -> str:
     """``t=<unix>,v1=<hex>`` for ``body`` (the exact bytes sent)."""
     timestamp = int(time.time()) if timestamp is None else int(timestamp)
     return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
 
 
+@sensitive_variables("secret")
 def signature_verify(
     *,
     secret: str,
@@ -96,13 +100,17 @@ def signature_verify(
     timestamp, candidates = None, []
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit() and len(value) <= 12:
+        value = value.strip()
+        # ASCII digits only: "²".isdigit() is true but int("²") raises.
+        if key == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
             timestamp = int(value)
         elif key == "v1" and value:
-            candidates.append(value.strip().lower())
+            # Compared as bytes: compare_digest refuses non-ASCII str (TypeError);
+            # a non-ASCII candidate can never equal a hex digest anyway.
+            candidates.append(value.lower().encode("ascii", "replace"))
     if timestamp is None or not candidates:
         raise SignatureError("signature_invalid", "The signature header is malformed.")
-    expected = _mac(secret, timestamp, body)
+    expected = _mac(secret, timestamp, body).encode()
     # Every candidate is compared (no early exit on the first match).
     matched = [hmac.compare_digest(expected, c) for c in candidates]
     if not any(matched):
@@ -318,24 +326,14 @@ def channel_set_enabled(*, by, channel: Channel, enabled: bool) -> Channel:
 
 
 def _text(payload: dict, key: str, *, required: bool, limit: int, label: str) -> str:
-    value = payload.get(key, "")
-    if value is None:
-        value = ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        raise ValidationError({key: f"{label} is a string."})
-    value = value.strip()
-    if required and not value:
-        raise ValidationError({key: f"{label} is required."})
-    if len(value) > limit:
-        raise ValidationError({key: f"{label} has at most {limit} characters."})
-    return value
+    return validation.clean_text(
+        payload.get(key), field=key, label=label, max_length=limit, required=required, ints=True
+    )
 
 
 def inbound_message(*, channel: Channel, payload: dict):
     """``{"type": "message", ...}`` → ``(message, created)`` (idempotent on ``id``)."""
-    from conversations.services import message_receive
+    from conversations.services import MAX_BODY, message_receive
 
     inbox = getattr(channel, "inbox", None)
     if inbox is None:
@@ -346,11 +344,9 @@ def inbound_message(*, channel: Channel, payload: dict):
         raise ValidationError({"contact": 'Give the sender as {"id": "...", "name": "..."}.'})
     contact_id = _text(contact, "id", required=True, limit=128, label="The contact id")
     contact_name = _text(contact, "name", required=False, limit=200, label="The contact name")
-    body = payload.get("body", "")
-    if body is None:
-        body = ""
-    if not isinstance(body, str):
-        raise ValidationError({"body": "The body is a string."})
+    body = validation.clean_text(
+        payload.get("body"), field="body", label="The body", max_length=MAX_BODY
+    )
     attachments = payload.get("attachments") or []
     if not isinstance(attachments, list):
         raise ValidationError({"attachments": "Attachments are a list."})
@@ -378,26 +374,20 @@ def inbound_status(*, channel: Channel, payload: dict):
     from conversations.models import Message
     from conversations.services import message_delivery_update
 
-    message_id = payload.get("message_id")
-    if isinstance(message_id, str) and message_id.isdigit():
-        message_id = int(message_id)
-    if not isinstance(message_id, int) or isinstance(message_id, bool) or message_id < 1:
-        raise ValidationError({"message_id": "Give the id Parley sent the message with."})
+    message_id = validation.parse_int(
+        payload.get("message_id"), field="message_id", label="The message_id Parley sent"
+    )
     status = payload.get("status")
     if status not in STATUSES:
         raise ValidationError({"status": f"One of {', '.join(STATUSES)}."})
     error = _text(payload, "error", required=False, limit=300, label="The error")
     inbox = getattr(channel, "inbox", None)
-    message = (
-        Message.objects.filter(
-            pk=message_id,
-            inbox_id_denorm=inbox.pk if inbox else -1,
-            direction=Message.Direction.OUT,
-            kind=Message.Kind.MESSAGE,
-        ).first()
-        if message_id <= 2**63 - 1
-        else None
-    )
+    message = Message.objects.filter(
+        pk=message_id,
+        inbox_id_denorm=inbox.pk if inbox else -1,
+        direction=Message.Direction.OUT,
+        kind=Message.Kind.MESSAGE,
+    ).first()
     if message is None:
         raise Http404("No such message on this channel.")
     before = message.delivery
@@ -474,6 +464,7 @@ def delivery_fail(*, message_id: int, error: str, attempts: int, channel_id=None
     )
 
 
+@sensitive_variables("secret")
 def delivery_attempt(*, message_id: int) -> str:
     """One attempt at sending an outbound message through its API channel.
 

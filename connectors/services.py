@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from audit.context import Actor
 from audit.services import record
@@ -116,6 +117,7 @@ def credential_delete(*, credential: Credential, actor: Actor | None = None) -> 
         ) from exc
 
 
+@sensitive_variables("plaintext")
 def credential_use(*, credential: Credential, purpose: str, actor: Actor | None = None) -> str:
     """Decrypt the secret for one use by ``purpose`` (audited ``credential.used``).
 

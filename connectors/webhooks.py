@@ -10,19 +10,19 @@ signature over the raw bytes, then the JSON.
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.throttles import hit
 from audit.models import Outcome
 from audit.services import record
 from connectors import channels
 from connectors.services import credential_use
+from parley import validation
 from parley.keyring.providers import KeyringError
 
 MAX_BODY = 256 * 1024
@@ -47,6 +47,7 @@ def _refuse(request, channel, status: int, code: str, detail: str, **extra) -> J
 
 @csrf_exempt
 @never_cache
+@sensitive_variables("secret")
 def api_channel(request, public_id: str):
     if request.method != "POST":
         response = _answer(405, "method_not_allowed", "POST a signed JSON event.")
@@ -113,9 +114,15 @@ def api_channel(request, public_id: str):
         del secret
 
     try:
-        payload = json.loads(raw)
-    except (ValueError, RecursionError):
+        payload = validation.json_loads(raw)
+    except validation.JSONSyntaxError:
         return _refuse(request, channel, 400, "invalid_json", "The body is not valid JSON.")
+    except ValidationError as exc:
+        # NUL, lone surrogates, numbers past 64 bits, deep nesting: refused
+        # before any field is read, for every event type alike.
+        return _refuse(
+            request, channel, 400, "invalid", "The event is invalid.", errors=exc.message_dict
+        )
     if not isinstance(payload, dict):
         return _refuse(request, channel, 400, "invalid_json", "The body is a JSON object.")
 

@@ -13,6 +13,8 @@ from accounts.permissions import HasPolicyPermission
 from accounts.policy import Perm
 from conversations import access, selectors, services
 from conversations.models import Conversation, Inbox, Message
+from parley.api import IntegerField, TextField
+from parley.validation import INT64_MAX
 
 
 class InboxSerializer(serializers.ModelSerializer):
@@ -110,10 +112,10 @@ class ConversationPage(serializers.Serializer):
 class ConversationQuery(serializers.Serializer):
     scope = serializers.ChoiceField(choices=selectors.FILTERS, default="all")
     status = serializers.ChoiceField(choices=[*Conversation.Status.values, "any"], default="open")
-    inbox = serializers.IntegerField(required=False, min_value=1)
-    label = serializers.CharField(required=False, max_length=40, default="")
-    cursor = serializers.CharField(required=False, max_length=200, default="")
-    page_size = serializers.IntegerField(
+    inbox = IntegerField(required=False, min_value=1)
+    label = TextField(required=False, max_length=40, default="")
+    cursor = TextField(required=False, max_length=200, default="")
+    page_size = IntegerField(
         required=False, min_value=1, max_value=selectors.MAX_PAGE_SIZE, default=selectors.PAGE_SIZE
     )
 
@@ -160,14 +162,37 @@ class ConversationDetailView(APIView):
         )
 
 
+class AttachmentSerializer(serializers.Serializer):
+    url = TextField(max_length=1000)
+    type = TextField(max_length=100, required=False, allow_blank=True, default="")
+    size = IntegerField(min_value=0, max_value=100 * 2**20, required=False, default=0)
+
+
 class ReplySerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=services.MAX_BODY, allow_blank=True, default="")
+    body = TextField(max_length=services.MAX_BODY, allow_blank=True, default="")
     private = serializers.BooleanField(default=False)
     attachments = serializers.ListField(
-        child=serializers.DictField(),
+        child=AttachmentSerializer(),
         required=False,
         default=list,
         max_length=services.MAX_ATTACHMENTS,
+    )
+
+
+class MessageQuery(serializers.Serializer):
+    after = IntegerField(
+        required=False,
+        min_value=0,
+        max_value=INT64_MAX,
+        default=0,
+        help_text="only messages with a larger id",
+    )
+    limit = IntegerField(
+        required=False,
+        min_value=1,
+        max_value=selectors.THREAD_LIMIT,
+        default=50,
+        help_text=f"at most {selectors.THREAD_LIMIT}",
     )
 
 
@@ -176,21 +201,17 @@ class MessageListView(APIView):
     required_permission = Perm.INBOX_USE
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("after", int, description="only messages with a larger id"),
-            OpenApiParameter("limit", int, description="at most 200"),
-        ],
+        parameters=[MessageQuery],
         responses=MessageSerializer(many=True),
         summary="Messages and notes of a conversation, oldest first",
     )
     def get(self, request, conversation_id: int):
         conversation = access.conversation_get_for_user(request.user, conversation_id)
-        try:
-            after = int(request.query_params.get("after") or 0)
-            limit = int(request.query_params.get("limit") or 50)
-        except ValueError:
-            raise ValidationError({"after": "A number."}) from None
-        rows = selectors.thread_messages(conversation, after=after, limit=limit)
+        q = MessageQuery(data=request.query_params)
+        q.is_valid(raise_exception=True)
+        rows = selectors.thread_messages(
+            conversation, after=q.validated_data["after"], limit=q.validated_data["limit"]
+        )
         return Response(MessageSerializer(rows, many=True).data)
 
     @extend_schema(
@@ -218,7 +239,7 @@ class MessageListView(APIView):
 
 
 class AssignSerializer(serializers.Serializer):
-    assignee = serializers.IntegerField(allow_null=True, min_value=1)
+    assignee = IntegerField(allow_null=True, min_value=1)
 
 
 class AssignView(APIView):

@@ -23,6 +23,7 @@ from accounts.permissions import permission_required
 from accounts.policy import Perm, user_has
 from conversations import access, presence, selectors, services
 from conversations.models import CannedResponse, Conversation, Message
+from parley import validation
 
 POLL_SECONDS = 2
 
@@ -89,9 +90,10 @@ def _parse_pending(raw: str) -> dict[int, str]:
     """``"19.sent,20.queued"`` → ``{19: "sent", 20: "queued"}``; anything else is dropped."""
     shown: dict[int, str] = {}
     for token in raw.split(",")[:20]:
-        pk, _, status = token.partition(".")
-        if pk.isascii() and pk.isdigit() and len(pk) < 19 and status in _OPEN_DELIVERY:
-            shown[int(pk)] = status
+        raw_pk, _, status = token.partition(".")
+        pk = validation.ascii_int(raw_pk)
+        if pk is not None and status in _OPEN_DELIVERY:
+            shown[pk] = status
     return shown
 
 
@@ -161,10 +163,7 @@ def thread_new(request, conversation_id: int):
     """Messages after ``after`` (the thread polls this); 204 when there are none."""
     presence.touch(request.user)
     conversation = access.conversation_get_for_user(request.user, conversation_id)
-    try:
-        after = int(request.GET.get("after") or 0)
-    except ValueError:
-        after = 0
+    after = validation.ascii_int(request.GET.get("after", "")) or 0
     messages = selectors.thread_messages(conversation, after=after)
     shown = _parse_pending(request.GET.get("pending", ""))
     changed = []
@@ -255,7 +254,7 @@ def act(request, conversation_id: int):
             elif assignee_id:
                 assignee = (
                     get_user_model()
-                    .objects.filter(pk=int(assignee_id) if assignee_id.isdigit() else 0)
+                    .objects.filter(pk=validation.ascii_int(assignee_id) or 0)
                     .first()
                 )
                 if assignee is None:

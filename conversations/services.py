@@ -21,6 +21,7 @@ from conversations.models import (
     Inbox,
     Message,
 )
+from parley import validation
 from parley.keyring import fields
 
 TABLE = "conversations_contact"
@@ -36,6 +37,7 @@ def _encrypt(contact: Contact, column: str, value: str) -> bytes | None:
 
 
 def contact_create(*, name: str = "", phone: str = "", email: str = "") -> Contact:
+    name = validation.clean_text(name, field="name", label="The name", max_length=200)
     phone = fields.normalise_phone(phone) if phone else ""
     email = fields.normalise_email(email) if email else ""
     contact = Contact()
@@ -104,10 +106,7 @@ def body_of(message: Message) -> str:
 
 
 def _clean_body(body: str) -> str:
-    body = (body or "").replace("\x00", "").strip()
-    if len(body) > MAX_BODY:
-        raise ValidationError({"body": f"At most {MAX_BODY} characters."})
-    return body
+    return validation.clean_text(body, field="body", label="The body", max_length=MAX_BODY)
 
 
 def _clean_attachments(attachments) -> list[dict]:
@@ -121,10 +120,15 @@ def _clean_attachments(attachments) -> list[dict]:
         if not isinstance(item, dict):
             raise ValidationError({"attachments": "Each attachment is an object."})
         url, kind, size = item.get("url"), item.get("type", ""), item.get("size", 0)
-        if not isinstance(url, str) or urlsplit(url).scheme != "https" or len(url) > 1000:
+        # Both end up in a jsonb column: no NUL, no lone surrogate (validation.clean_text).
+        url = validation.clean_text(
+            url, field="attachments", label="An attachment link", max_length=1000, required=True
+        )
+        if urlsplit(url).scheme != "https":
             raise ValidationError({"attachments": "Attachment links must be https URLs."})
-        if not isinstance(kind, str) or len(kind) > 100:
-            raise ValidationError({"attachments": "Attachment type is a MIME type."})
+        kind = validation.clean_text(
+            kind, field="attachments", label="An attachment type", max_length=100
+        )
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 100 * 2**20:
             raise ValidationError({"attachments": "Attachment size is bytes, at most 100 MiB."})
         out.append({"url": url, "type": kind, "size": size})
@@ -195,10 +199,19 @@ def message_receive(
     """
     body = _clean_body(body)
     attachments = _clean_attachments(attachments)
-    contact_external_id = (contact_external_id or "").strip()[:128]
-    external_id = (external_id or "").strip()[:128]
-    if not contact_external_id:
-        raise ValidationError({"contact": "The sender's id on the channel is required."})
+    contact_external_id = validation.clean_text(
+        contact_external_id,
+        field="contact",
+        label="The sender's id on the channel",
+        max_length=128,
+        required=True,
+    )
+    contact_name = validation.clean_text(
+        contact_name, field="contact", label="The sender's name", max_length=200
+    )
+    external_id = validation.clean_text(
+        external_id, field="external_id", label="The message id", max_length=128
+    )
     if not body and not attachments:
         raise ValidationError({"body": "A message needs text or an attachment."})
     if external_id:

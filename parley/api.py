@@ -1,14 +1,43 @@
-"""API plumbing shared by every app: JSON errors with a stable ``code``, pagination."""
+"""API plumbing shared by every app: JSON errors with a stable ``code``, pagination,
+and serializer fields for input that is safe to store (the JSON parser every API
+body goes through is ``parley.parsers``)."""
 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from parley import validation
+
+
+class TextField(serializers.CharField):
+    """A ``CharField`` that states the storage rule (no NUL, no lone surrogate) itself,
+    instead of relying on DRF's defaults staying what they are."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators.append(validation.validate_text)
+
+
+class IntegerField(serializers.IntegerField):
+    """Whole numbers as JSON numbers or ASCII digits: DRF's own accepts ``"١٢"`` as 12
+    (``int()`` reads any Unicode digit) and strings of thousands of digits."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            digits = data.strip().removeprefix("-")
+            if (
+                not digits.isascii()
+                or not digits.isdigit()
+                or len(digits) > validation.MAX_INT_DIGITS
+            ):
+                self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class Pagination(CursorPagination):

@@ -365,6 +365,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "parley.api.Pagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON bodies pass parley.validation (no NUL, lone surrogate, huge number, deep nesting).
+    "DEFAULT_PARSER_CLASSES": [
+        "parley.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "parley.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -502,6 +508,11 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# Error reports (the DEBUG page included) mask keys, secrets, tokens, passwords and
+# URL credentials, and survive text that UTF-8 cannot encode: parley/error_reports.py.
+DEFAULT_EXCEPTION_REPORTER = "parley.error_reports.SafeExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "parley.error_reports.SecretsFilter"
 
 LOGGING = {
     "version": 1,
