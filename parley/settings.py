@@ -20,7 +20,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from parley import devstack
-from parley.env import env_bool, env_int, env_list, env_secret, env_str
+from parley.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -378,6 +378,9 @@ PARLEY_TRUST_X_FORWARDED_FOR = env_bool("PARLEY_TRUST_X_FORWARDED_FOR", default=
 PARLEY_AUDIT_PAGE_SIZE = 50
 # Outbound calls (SIEM sinks, later connectors) may reach private addresses only outside production.
 PARLEY_OUTBOUND_ALLOW_PRIVATE = env_bool("PARLEY_OUTBOUND_ALLOW_PRIVATE", default=not PRODUCTION)
+# Networks production may reach although they are not globally routable (e.g. an
+# internal SIEM): comma-separated CIDRs, checked against each resolved address.
+PARLEY_OUTBOUND_ALLOWED_NETWORKS = env_networks("PARLEY_OUTBOUND_ALLOWED_NETWORKS")
 PARLEY_AUDIT_FORWARD_BATCH = env_int("PARLEY_AUDIT_FORWARD_BATCH", 500, minimum=1, maximum=10_000)
 
 # --- keyring (envelope encryption) -------------------------------------------------------------
