@@ -82,6 +82,8 @@ def test_the_runtime_lock_holds_no_development_package():
     pins = _pins(RUNTIME_LOCK)
     assert not DEV_ONLY & set(pins), sorted(DEV_ONLY & set(pins))
     assert "phonenumbers" in pins and "django" in pins
+    # Installed and never used before: persistent connections instead (docs/scaling.md).
+    assert "psycopg-pool" not in _pins(DEV_LOCK) and "psycopg-pool" not in pins
 
 
 def test_the_dev_lock_is_the_runtime_lock_plus_tools_at_the_same_versions():
