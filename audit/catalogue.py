@@ -27,6 +27,7 @@ ACTIONS: dict[str, str] = {
     "tenant.provisioning_failed": "Provisioning a requested tenant failed for good.",
     "tenant.suspended": "A tenant was suspended.",
     "tenant.reactivated": "A suspended tenant was reactivated.",
+    "tenant.phone_region_changed": "A tenant's default phone region changed (its contacts' phones were re-indexed).",
     # users and roles (tenant chain, public chain for operators)
     "user.created": "A user was created.",
     "user.updated": "A user's profile fields changed.",
@@ -65,6 +66,7 @@ ACTIONS: dict[str, str] = {
     "conversation.taken_over": "A person took a conversation over from the bot.",
     "conversation.handed_to_bot": "A conversation was handed back to the bot.",
     "canned.created": "A canned response was created.",
+    "contact.phones_reindexed": "Every contact's phone was re-normalised (E.164) and re-indexed for a phone region.",
     "contact.searched": "Someone searched contacts (kind of query and result count only).",
     # channels
     "channel.created": "An API channel was created and bound to an inbox (its signing secret shown once).",

@@ -81,8 +81,9 @@ def _advance(sink_id: int, token: str, seq: int, delivered: int) -> None:
 
 
 def _open_syslog(sink: AuditSink):
-    outbound.check_destination(sink.host, sink.port)
-    raw = socket.create_connection((sink.host, sink.port), timeout=10)
+    # Connects to the address it vetted (no second DNS lookup to rebind); TLS below
+    # still names and verifies the sink's host name.
+    raw = outbound.open_connection(sink.host, sink.port, timeout=10)
     if not sink.use_tls:
         return raw
     context = ssl.create_default_context(cadata=sink.ca_pem or None)

@@ -9,15 +9,18 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from conversations.models import Contact, Conversation, Message
+from parley import phones
 from parley.keyring import fields
+from tenants.selectors import tenant_phone_region
 
 
 def contact_find_by_phone(phone: str) -> Contact | None:
     """Equality lookup through the blind index: nothing is decrypted."""
-    normalised = fields.normalise_phone(phone)
-    if not normalised:
+    schema = connection.schema_name
+    key, _display = phones.normalise(phone, region=tenant_phone_region(schema))
+    if not key:
         return None
-    digest = fields.blind_index(normalised, schema=connection.schema_name, field="contact.phone")
+    digest = fields.blind_index(key, schema=schema, field="contact.phone")
     return Contact.objects.filter(phone_bi=digest).first()
 
 

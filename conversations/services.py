@@ -9,9 +9,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django_tenants.utils import schema_context, tenant_context
 
 from accounts.policy import Perm, user_has
-from audit.context import SYSTEM
+from audit.context import SYSTEM, Actor
 from audit.services import record
 from conversations.models import (
     CannedResponse,
@@ -21,8 +22,10 @@ from conversations.models import (
     Inbox,
     Message,
 )
-from parley import validation
+from parley import phones, validation
 from parley.keyring import fields
+from tenants.models import PUBLIC_SCHEMA, Tenant, validate_phone_region
+from tenants.selectors import tenant_phone_region
 
 TABLE = "conversations_contact"
 PII = ("name", "phone", "email")
@@ -36,9 +39,18 @@ def _encrypt(contact: Contact, column: str, value: str) -> bytes | None:
     )
 
 
+def phone_blind_index(key: str, *, schema: str) -> str:
+    """The blind index of a phone's index key (``parley.phones.normalise``), or ""."""
+    return fields.blind_index(key, schema=schema, field="contact.phone") if key else ""
+
+
 def contact_create(*, name: str = "", phone: str = "", email: str = "") -> Contact:
     name = validation.clean_text(name, field="name", label="The name", max_length=200)
-    phone = fields.normalise_phone(phone) if phone else ""
+    phone = validation.clean_text(phone, field="phone", label="The phone number", max_length=64)
+    schema = connection.schema_name
+    phone_key, phone = (
+        phones.normalise(phone, region=tenant_phone_region(schema)) if phone else ("", "")
+    )
     email = fields.normalise_email(email) if email else ""
     contact = Contact()
     with transaction.atomic():
@@ -46,15 +58,81 @@ def contact_create(*, name: str = "", phone: str = "", email: str = "") -> Conta
         contact.name_ct = _encrypt(contact, "name", name)
         contact.phone_ct = _encrypt(contact, "phone", phone)
         contact.email_ct = _encrypt(contact, "email", email)
-        schema = connection.schema_name
-        contact.phone_bi = (
-            fields.blind_index(phone, schema=schema, field="contact.phone") if phone else ""
-        )
+        contact.phone_bi = phone_blind_index(phone_key, schema=schema)
         contact.email_bi = (
             fields.blind_index(email, schema=schema, field="contact.email") if email else ""
         )
         contact.save(force_insert=True)
     return contact
+
+
+def contact_phones_reindex(*, region: str, model: type[Contact] = Contact, batch: int = 500) -> int:
+    """Re-normalise every stored phone of the active schema's contacts in ``region``:
+    rewrite the ciphertext to the canonical form and recompute the blind index.
+    Returns how many rows changed. Idempotent (a second run changes nothing), so a
+    crash half-way is finished by running it again.
+
+    ``model`` lets a migration pass its historical model; only ``id``, ``phone_ct``
+    and ``phone_bi`` are read or written. Legacy values (``+`` and all digits, from
+    the digits-only normaliser) read as international first, then as national in
+    ``region`` (``+02079460018`` was ``020 7946 0018``), then with ``00`` as prefix.
+    """
+    schema = connection.schema_name
+    changed = 0
+    last = 0
+    while True:
+        rows = list(
+            model.objects.filter(pk__gt=last, phone_ct__isnull=False)
+            .order_by("pk")
+            .values_list("pk", "phone_ct", "phone_bi")[:batch]
+        )
+        if not rows:
+            return changed
+        for pk, ciphertext, old_index in rows:
+            last = pk
+            stored = fields.decrypt(
+                bytes(ciphertext), schema=schema, table=TABLE, column="phone", pk=pk
+            ).decode()
+            key, display = phones.normalise(stored, region=region)
+            index = phone_blind_index(key, schema=schema)
+            if index == old_index and display == stored:
+                continue
+            values = {"phone_bi": index, "phone_ct": None}
+            if display:
+                values["phone_ct"] = fields.encrypt(
+                    display, schema=schema, table=TABLE, column="phone", pk=pk
+                )
+            model.objects.filter(pk=pk).update(**values)
+            changed += 1
+
+
+def tenant_phone_region_set(*, tenant: Tenant, region: str, actor: Actor) -> int:
+    """Change ``tenant``'s phone region and re-index its contacts in one transaction
+    (both schemas live in one database): a lookup never sees a region its indexes
+    were not computed for. Audited on both chains. Returns the rows re-indexed."""
+    region = region.strip().upper() if isinstance(region, str) else ""
+    validate_phone_region(region)
+    with transaction.atomic():
+        with schema_context(PUBLIC_SCHEMA):
+            row = Tenant.objects.select_for_update().get(pk=tenant.pk)
+            previous = row.phone_region
+            Tenant.objects.filter(pk=row.pk).update(phone_region=region)
+            record(
+                "tenant.phone_region_changed",
+                target_type="tenant",
+                target_id=row.pk,
+                details={"from": previous, "to": region},
+                actor=actor,
+            )
+        with tenant_context(row):
+            changed = contact_phones_reindex(region=region)
+            record(
+                "contact.phones_reindexed",
+                target_type="contact",
+                details={"region": region, "changed": changed},
+                actor=actor,
+            )
+    return changed
 
 
 def contact_pii(contact: Contact) -> dict[str, str]:

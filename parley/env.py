@@ -8,6 +8,7 @@ or as a path to a file holding them (``NAME_FILE``, the Docker/Kubernetes way).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -67,6 +68,17 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if value is None or value == "":
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated CIDRs (``10.20.0.0/16, fd00::/64``); host bits set are refused."""
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a network in CIDR form.") from None
+    return networks
 
 
 def env_secret(name: str, default: str | None = None) -> str | None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from parley import devstack
-from parley.env import env_bool, env_int, env_list, env_secret, env_str
+from parley import devstack, phones
+from parley.env import env_bool, env_int, env_list, env_networks, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -404,7 +404,18 @@ if PRODUCTION and not PARLEY_AUDIT_SIGNING_KEY:
 PARLEY_TRUST_X_FORWARDED_FOR = env_bool("PARLEY_TRUST_X_FORWARDED_FOR", default=PRODUCTION)
 PARLEY_AUDIT_PAGE_SIZE = 50
 # Outbound calls (SIEM sinks, later connectors) may reach private addresses only outside production.
+# The region a tenant's phone numbers are read in when written without +<country>
+# (e.g. "020 7946 0018" is +44… in GB): new tenants start with this; each keeps its own.
+PARLEY_DEFAULT_PHONE_REGION = env_str("PARLEY_DEFAULT_PHONE_REGION", "US").upper()
+if not phones.region_valid(PARLEY_DEFAULT_PHONE_REGION):
+    raise ImproperlyConfigured(
+        f"PARLEY_DEFAULT_PHONE_REGION={PARLEY_DEFAULT_PHONE_REGION!r} is not a region "
+        "phonenumbers knows (ISO 3166-1 alpha-2, e.g. US, GB, DE)."
+    )
 PARLEY_OUTBOUND_ALLOW_PRIVATE = env_bool("PARLEY_OUTBOUND_ALLOW_PRIVATE", default=not PRODUCTION)
+# Networks production may reach although they are not globally routable (e.g. an
+# internal SIEM): comma-separated CIDRs, checked against each resolved address.
+PARLEY_OUTBOUND_ALLOWED_NETWORKS = env_networks("PARLEY_OUTBOUND_ALLOWED_NETWORKS")
 PARLEY_AUDIT_FORWARD_BATCH = env_int("PARLEY_AUDIT_FORWARD_BATCH", 500, minimum=1, maximum=10_000)
 
 # --- keyring (envelope encryption) -------------------------------------------------------------

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import pgtrigger
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
+from parley import phones
+
 PUBLIC_SCHEMA = "public"
+
+
+def default_phone_region() -> str:
+    return settings.PARLEY_DEFAULT_PHONE_REGION
+
+
+def validate_phone_region(value: str) -> None:
+    if not phones.region_valid(value):
+        raise ValidationError(
+            "Give a region as two capital letters phonenumbers knows (e.g. US, GB, DE).",
+            code="phone_region",
+        )
 
 
 class TenantQuerySet(models.QuerySet["Tenant"]):
@@ -53,6 +69,11 @@ class Tenant(TenantMixin):
     usage_refreshed_at = models.DateTimeField(null=True, blank=True)
     offboard_after = models.DateTimeField(null=True, blank=True)
     offboarded_at = models.DateTimeField(null=True, blank=True)
+    # Phone numbers written without +<country> are read in this region; the blind
+    # indexes depend on it (changing it re-indexes: manage.py tenant_phone_region).
+    phone_region = models.CharField(
+        max_length=2, default=default_phone_region, validators=[validate_phone_region]
+    )
 
     # Schemas are created explicitly by tenants.services (as the owner role),
     # never as a side effect of save() in a web process that runs as the app role.

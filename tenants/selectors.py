@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.db import connection
 from django.http import Http404
 
 from tenants.models import Tenant
@@ -17,3 +19,20 @@ def tenant_get(*, slug: str) -> Tenant:
     if tenant is None:
         raise Http404("No such tenant.")
     return tenant
+
+
+def tenant_phone_region(schema_name: str | None = None) -> str:
+    """The phone region of the tenant whose schema is active (or ``schema_name``).
+
+    Read from the row, not from ``connection.tenant``: a ``schema_context`` carries
+    no tenant object, and a stale one would index with an old region. Fails closed
+    when the schema is no business tenant's.
+    """
+    schema = schema_name or connection.schema_name
+    region = Tenant.objects.filter(schema_name=schema).values_list("phone_region", flat=True)
+    found = region.first()
+    if found is None:
+        if schema == settings.TENANT_BASE_SCHEMA:
+            return settings.PARLEY_DEFAULT_PHONE_REGION
+        raise LookupError(f"no tenant for schema {schema!r}: phone numbers need one")
+    return found

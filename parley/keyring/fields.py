@@ -106,10 +106,5 @@ def blind_index(value: str, *, schema: str, field: str) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
-def normalise_phone(value: str) -> str:
-    digits = "".join(ch for ch in value if ch.isdigit())
-    return ("+" + digits) if digits else ""
-
-
 def normalise_email(value: str) -> str:
     return value.strip().lower()

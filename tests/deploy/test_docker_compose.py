@@ -366,7 +366,7 @@ def test_it_builds_an_image_that_runs_as_a_non_root_user() -> None:
     final = stages[-1]
     # Node exists only in the first stage: the final image gets node_modules, not node.
     assert "npm" not in final and "nodejs" not in final
-    assert "pip install --no-cache-dir -r requirements.lock" in final
+    assert "pip install --no-cache-dir --require-hashes -r requirements.lock" in final
     assert "PARLEY_ENV=build python manage.py collectstatic --noinput" in final
     users = re.findall(r"(?m)^USER\s+(\S+)", final)
     assert users and users[-1].split(":")[0] not in {"root", "0"}

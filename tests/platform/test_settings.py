@@ -141,3 +141,12 @@ def test_it_passes_check_deploy_in_production(tmp_path):
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+@pytest.mark.parametrize("region", ["XX", "gbr", "1²"])
+def test_it_refuses_an_unknown_default_phone_region(region):
+    result = _manage(
+        _production(PARLEY_SECRET_KEY=STRONG_SECRET, PARLEY_DEFAULT_PHONE_REGION=region), "check"
+    )
+    assert result.returncode != 0
+    assert "is not a region phonenumbers knows" in result.stderr
