@@ -62,6 +62,7 @@ manage-owner: bootstrap
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Benchmarks print JSON; each uses a database of its own on the embedded server.
 bench: bootstrap

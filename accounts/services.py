@@ -19,16 +19,22 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import Max
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from django_tenants.utils import tenant_context
 
 from accounts import revocation
 from accounts.models import AccessGrant, SecurityPolicy
 from accounts.policy import Perm, Role, effective_roles, rank, user_has
 from audit.services import record
+from parley.base_url import tenant_base_url
 
 User = get_user_model()
 
@@ -57,10 +63,17 @@ def _lock_owners() -> None:
 # --- users -------------------------------------------------------------------------------------
 
 
+def user_activation_url(*, tenant, user) -> str:
+    """A one-time link with which ``user`` of ``tenant`` sets their first password."""
+    with tenant_context(tenant):
+        uid = urlsafe_base64_encode(force_bytes(user.pk))
+        token = default_token_generator.make_token(user)
+        path = reverse("accounts:activate", kwargs={"uidb64": uid, "token": token})
+    return tenant_base_url(tenant) + path
+
+
 def user_invite(*, by, email: str, role: str, request=None):
     """Create a user who sets their password through a one-time link sent by e-mail."""
-    from tenants.services import invite_url_for
-
     if not user_has(by, Perm.USERS_MANAGE):
         raise PermissionDenied
     email = (email or "").strip().lower()
@@ -78,7 +91,7 @@ def user_invite(*, by, email: str, role: str, request=None):
         user.set_unusable_password()
         user.save()
     tenant = connection.tenant
-    link = invite_url_for(tenant, user)
+    link = user_activation_url(tenant=tenant, user=user)
     transaction.on_commit(
         lambda: send_mail(
             f"You are invited to {tenant.name} on Parley",

@@ -1,4 +1,9 @@
-"""Revocation epoch upkeep: set on sign-in, moved by changes that must end sessions."""
+"""Reactions to user changes: revocation epoch upkeep and the audit events of user changes.
+
+User changes are caught at the model (post save, against the previous values read
+before the save) so that no code path can change a user or a role without its
+event; they run inside the saving transaction.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from accounts import revocation
+from audit.services import record
 
 User = get_user_model()
 _ENDS_SESSIONS = ("role", "is_active", "password")
@@ -62,3 +68,39 @@ def _end_sessions_on_change(sender, instance, created, raw=False, **kwargs):
     if any(before[f] != getattr(instance, f) for f in _ENDS_SESSIONS):
         user_id = instance.pk
         transaction.on_commit(lambda: revocation.bump(user_id))
+
+
+_TRACKED = tuple(f for f in WATCHED_FIELDS if f != "password")
+
+
+@receiver(post_save, sender=User)
+def _record_user_change(sender, instance, created, raw=False, update_fields=None, **kwargs):
+    if raw:
+        return
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return
+    target = {"target_type": "user", "target_id": instance.pk}
+    if created:
+        record(
+            "user.created",
+            details={
+                "username": instance.username,
+                "role": instance.role,
+                "active": instance.is_active,
+            },
+            **target,
+        )
+        return
+    before = getattr(instance, "_previous", None) or {}
+    changed = [f for f in _TRACKED if before.get(f) != getattr(instance, f)]
+    if "role" in changed:
+        record(
+            "user.role_changed", details={"from": before.get("role"), "to": instance.role}, **target
+        )
+    if "is_active" in changed:
+        record("user.deactivated" if not instance.is_active else "user.reactivated", **target)
+    other = [f for f in changed if f not in ("role", "is_active")]
+    if other:
+        record("user.updated", details={"fields": other}, **target)
+    if before and before.get("password") != instance.password:
+        record("user.password_set", **target)

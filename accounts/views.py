@@ -18,7 +18,7 @@ from accounts.forms import GrantRequestForm, InviteForm, ThrottledAuthentication
 from accounts.mfa import ALWAYS_MFA_ROLES
 from accounts.models import AccessGrant
 from accounts.permissions import permission_required, step_up_required
-from accounts.policy import Perm, Role, permissions_of, rank, user_has
+from accounts.policy import Perm, Role, rank, user_has
 from accounts.revocation import SESSION_KEY as SESSION_EPOCH_KEY
 from accounts.revocation import bump
 from accounts.revocation import current as current_epoch
@@ -51,17 +51,6 @@ class ActivateView(auth_views.PasswordResetConfirmView):
 
 class ActivatedView(auth_views.PasswordResetCompleteView):
     template_name = "accounts/activated.html"
-
-
-@login_required
-def home(request):
-    perms = [Perm(p) for p in permissions_of(request.user.role)]
-    due = 0
-    if Perm.CONNECTORS_MANAGE in perms:
-        from connectors.selectors import credentials_due
-
-        due = credentials_due().count()
-    return render(request, "accounts/home.html", {"permissions": perms, "credentials_due": due})
 
 
 @login_required

@@ -16,6 +16,9 @@ from typing import Any
 from celery.schedules import crontab
 from celery.signals import task_prerun
 from celery.utils.time import get_exponential_backoff_interval
+from django.apps import apps
+from django.conf import settings
+from django.db import connection
 from tenant_schemas_celery.app import CeleryApp, get_schema_name_from_task, switch_schema
 from tenant_schemas_celery.task import TenantTask
 
@@ -154,16 +157,12 @@ def tenant_task(*task_args: Any, **task_kwargs: Any) -> Callable:
     def decorator(func: Callable) -> Any:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from django.db import connection
-
-            from tenants.models import Tenant
-
             schema = getattr(connection, "schema_name", None)
             tenant = getattr(connection, "tenant", None)
             if (
                 not schema
                 or schema == "public"
-                or not isinstance(tenant, Tenant)
+                or not isinstance(tenant, apps.get_model(settings.TENANT_MODEL))
                 or tenant.is_template
             ):
                 raise TenantRequiredError(

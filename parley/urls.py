@@ -10,6 +10,7 @@ from audit import api as audit_api
 from connectors import api as connectors_api
 from connectors import channel_api as connectors_channel_api
 from conversations import api as conversations_api
+from parley import dashboard
 from parley.views import relaxed_styles
 
 api_v1 = [
@@ -65,7 +66,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", accounts_views.home, name="home"),
+    path("", dashboard.home, name="home"),
     path("login/", accounts_views.LoginView.as_view(), name="login"),
     path("logout/", accounts_views.LogoutView.as_view(), name="logout"),
     path("", include("accounts.urls")),

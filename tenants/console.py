@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from accounts.forms import ThrottledAuthenticationForm
 from accounts.permissions import step_up_required
 from accounts.throttles import LoginRateLimitMixin
+from parley.base_url import tenant_base_url
 from parley.forms import add_validation_error
 from tenants import breakglass, selectors, services
 from tenants.forms import TenantCreateForm, TenantOffboardForm, TenantSuspendForm
@@ -95,7 +96,7 @@ def tenant_detail(request, slug: str):
         template,
         {
             "tenant": tenant,
-            "base_url": services.tenant_base_url(tenant),
+            "base_url": tenant_base_url(tenant),
             # Each form names its fields' ids apart: both have a "reason".
             "suspend_form": TenantSuspendForm(auto_id="suspend_%s"),
             "offboard_form": TenantOffboardForm(auto_id="offboard_%s"),

@@ -13,17 +13,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
 from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_exists, tenant_context
 
 from accounts.policy import Role
+from accounts.services import user_activation_url
 from audit.context import Actor
 from audit.services import record
 from tenants import validation
@@ -271,21 +268,8 @@ def _ensure_owner(tenant: Tenant) -> tuple[bool, str | None]:
 
 
 def invite_url_for(tenant: Tenant, user) -> str:
-    """A one-time link with which ``user`` sets their first password."""
-    with tenant_context(tenant):
-        uid = urlsafe_base64_encode(force_bytes(user.pk))
-        token = default_token_generator.make_token(user)
-        path = reverse("accounts:activate", kwargs={"uidb64": uid, "token": token})
-    return tenant_base_url(tenant) + path
-
-
-def tenant_base_url(tenant: Tenant) -> str:
-    domain = tenant.get_primary_domain()
-    host = domain.domain if domain else settings.PARLEY_BASE_DOMAIN
-    port = settings.PARLEY_PUBLIC_PORT
-    default_port = 443 if settings.PARLEY_PUBLIC_SCHEME == "https" else 80
-    suffix = "" if port == default_port else f":{port}"
-    return f"{settings.PARLEY_PUBLIC_SCHEME}://{host}{suffix}"
+    """A one-time link with which ``user`` sets their first password (accounts builds it)."""
+    return user_activation_url(tenant=tenant, user=user)
 
 
 def _transition(

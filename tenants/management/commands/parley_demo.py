@@ -9,8 +9,9 @@ from accounts import mfa
 from accounts.models import BackupCodeDevice
 from accounts.policy import Role
 from parley import devstack
+from parley.base_url import tenant_base_url
 from tenants.models import Tenant
-from tenants.services import tenant_base_url, tenant_create
+from tenants.services import tenant_create
 
 DEMO_PASSWORD = "parley-demo-password"  # noqa: S105 - development demo only, refused in production
 _BASE32 = set("abcdefghijklmnopqrstuvwxyz234567")
