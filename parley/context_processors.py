@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from accounts.policy import Perm, user_has
-from tenants.breakglass import template_context as break_glass_context
+from tenants.breakglass.context import template_context as break_glass_context
 
 
 def parley(request) -> dict:

@@ -137,7 +137,7 @@ MIDDLEWARE = [
     # Signed in with a password but no second factor yet: enrol or verify, nothing else.
     "accounts.middleware.MfaGateMiddleware",
     # A session opened by a break-glass hand-off: the grant decides, read-only, audited.
-    "tenants.breakglass.BreakGlassMiddleware",
+    "tenants.breakglass.middleware.BreakGlassMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

@@ -70,7 +70,7 @@ urlpatterns = [
     path("login/", accounts_views.LoginView.as_view(), name="login"),
     path("logout/", accounts_views.LogoutView.as_view(), name="logout"),
     path("", include("accounts.urls")),
-    path("", include("tenants.breakglass_urls")),
+    path("", include("tenants.breakglass.urls")),
     path("", include("accounts.mfa_urls")),
     path("", include("audit.urls")),
     path("", include("connectors.urls")),

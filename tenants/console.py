@@ -21,7 +21,9 @@ from accounts.permissions import step_up_required
 from accounts.throttles import LoginRateLimitMixin
 from parley.base_url import tenant_base_url
 from parley.forms import add_validation_error
-from tenants import breakglass, selectors, services
+from tenants import selectors, services
+from tenants.breakglass.forms import BreakGlassRequestForm
+from tenants.breakglass.selectors import grant_list_for_operator
 from tenants.forms import TenantCreateForm, TenantOffboardForm, TenantSuspendForm
 from tenants.models import PUBLIC_SCHEMA, Tenant
 
@@ -100,8 +102,8 @@ def tenant_detail(request, slug: str):
             # Each form names its fields' ids apart: both have a "reason".
             "suspend_form": TenantSuspendForm(auto_id="suspend_%s"),
             "offboard_form": TenantOffboardForm(auto_id="offboard_%s"),
-            "break_glass_form": breakglass.BreakGlassRequestForm(auto_id="break_glass_%s"),
-            "break_glass_grants": breakglass.grant_list_for_operator(
+            "break_glass_form": BreakGlassRequestForm(auto_id="break_glass_%s"),
+            "break_glass_grants": grant_list_for_operator(
                 operator=request.user, tenant=tenant
             ),
         },

@@ -9,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from parley.celery import app, tenant_task
+from tenants.breakglass import services as breakglass_services
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,4 @@ def offboard_due() -> int:
 def break_glass_expire_due() -> int:
     """Beat (public): break-glass grants past their deadline become ``expired``, audited
     on both trails. Access never relies on it: every request checks the deadline."""
-    from tenants.breakglass import break_glass_expire_due as expire_due
-
-    return expire_due()
+    return breakglass_services.break_glass_expire_due()

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from tenants import breakglass_views, console
+from tenants import console
+from tenants.breakglass import views as breakglass_views
 
 app_name = "console"
 

@@ -1,5 +1,5 @@
 """Break-glass pages: the operator's actions on the console, the owners' page and the
-hand-off landing on the tenant's host. The logic lives in ``tenants.breakglass``."""
+hand-off landing on the tenant's host. The logic lives in the other modules of ``tenants.breakglass``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,27 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.permissions import permission_required, step_up_required
 from accounts.policy import Perm
-from tenants import breakglass, selectors
+from tenants import selectors
+from tenants.breakglass.forms import BreakGlassRequestForm
+from tenants.breakglass.handoff import (
+    HandoffError,
+    handoff_issue,
+    handoff_redeem,
+    record_refused_entry,
+    session_start,
+)
+from tenants.breakglass.identity import operator_actor, owner_actor
+from tenants.breakglass.selectors import (
+    grant_get_for_operator,
+    grant_get_for_tenant,
+    grant_list_for_tenant,
+)
+from tenants.breakglass.services import (
+    break_glass_approve,
+    break_glass_deny,
+    break_glass_end,
+    break_glass_request,
+)
 from tenants.console import operator_required
 
 # --- console (bare domain, operators) ------------------------------------------------------------
@@ -23,13 +43,13 @@ from tenants.console import operator_required
 @require_POST
 def console_request(request, slug: str):
     tenant = selectors.tenant_get(slug=slug)
-    form = breakglass.BreakGlassRequestForm(request.POST)
+    form = BreakGlassRequestForm(request.POST)
     if not form.is_valid():
         problems = " ".join(e for errors in form.errors.values() for e in errors)
         messages.error(request, f"Break-glass not requested: {problems}")
         return redirect("console:tenant_detail", slug=slug)
     try:
-        grant = breakglass.break_glass_request(
+        grant = break_glass_request(
             operator=request.user, tenant=tenant, **form.cleaned_data
         )
     except ValidationError as exc:
@@ -60,11 +80,11 @@ def console_open(request, slug: str, grant_id: int):
     cached, never sending the console's address along.
     """
     tenant = selectors.tenant_get(slug=slug)
-    grant = breakglass.grant_get_for_operator(
+    grant = grant_get_for_operator(
         operator=request.user, tenant=tenant, grant_id=grant_id
     )
     try:
-        url = breakglass.handoff_issue(grant=grant, operator=request.user)
+        url = handoff_issue(grant=grant, operator=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("console:tenant_detail", slug=slug)
@@ -79,13 +99,13 @@ def console_open(request, slug: str, grant_id: int):
 def console_end(request, slug: str, grant_id: int):
     """End (or withdraw) one's own grant now; no step-up needed to give access back."""
     tenant = selectors.tenant_get(slug=slug)
-    grant = breakglass.grant_get_for_operator(
+    grant = grant_get_for_operator(
         operator=request.user, tenant=tenant, grant_id=grant_id
     )
     try:
-        breakglass.break_glass_end(
+        break_glass_end(
             grant=grant,
-            actor=breakglass.operator_actor(request.user),
+            actor=operator_actor(request.user),
             ended_by=grant.operator_name,
         )
     except ValidationError as exc:
@@ -103,13 +123,13 @@ def console_end(request, slug: str, grant_id: int):
 def enter(request):
     """Redeem a hand-off from the console: a fresh session under the grant, or 403."""
     try:
-        grant = breakglass.handoff_redeem(token=request.GET.get("token", ""), tenant=request.tenant)
-    except breakglass.HandoffError as exc:
-        breakglass.record_refused_entry(request, reason=str(exc), tenant=request.tenant)
+        grant = handoff_redeem(token=request.GET.get("token", ""), tenant=request.tenant)
+    except HandoffError as exc:
+        record_refused_entry(request, reason=str(exc), tenant=request.tenant)
         response = render(request, "breakglass/enter_refused.html", status=403)
         response._audit_recorded = True  # break_glass.entered (denied) is the record
         return response
-    breakglass.session_start(request, grant)
+    session_start(request, grant)
     return redirect("/")
 
 
@@ -118,12 +138,12 @@ def owner_list(request):
     return render(
         request,
         "breakglass/owner_list.html",
-        {"grants": breakglass.grant_list_for_tenant(tenant=request.tenant)},
+        {"grants": grant_list_for_tenant(tenant=request.tenant)},
     )
 
 
 def _owner_decision(request, grant_id: int, action) -> None:
-    grant = breakglass.grant_get_for_tenant(tenant=request.tenant, grant_id=grant_id)
+    grant = grant_get_for_tenant(tenant=request.tenant, grant_id=grant_id)
     try:
         action(grant)
     except ValidationError as exc:
@@ -139,7 +159,7 @@ def owner_approve(request, grant_id: int):
     _owner_decision(
         request,
         grant_id,
-        lambda grant: breakglass.break_glass_approve(grant=grant, owner=request.user),
+        lambda grant: break_glass_approve(grant=grant, owner=request.user),
     )
     return redirect("break_glass:owner_list")
 
@@ -151,7 +171,7 @@ def owner_deny(request, grant_id: int):
     _owner_decision(
         request,
         grant_id,
-        lambda grant: breakglass.break_glass_deny(grant=grant, owner=request.user),
+        lambda grant: break_glass_deny(grant=grant, owner=request.user),
     )
     return redirect("break_glass:owner_list")
 
@@ -163,9 +183,9 @@ def owner_end(request, grant_id: int):
     _owner_decision(
         request,
         grant_id,
-        lambda grant: breakglass.break_glass_end(
+        lambda grant: break_glass_end(
             grant=grant,
-            actor=breakglass.owner_actor(request.user, request.tenant),
+            actor=owner_actor(request.user, request.tenant),
             ended_by=request.user.email or request.user.get_username(),
         ),
     )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from tenants import breakglass_views as views
+from tenants.breakglass import views
 
 app_name = "break_glass"
 
