@@ -2,11 +2,12 @@
 
 Views, the API, templates (what a menu shows), docs/roles.md and the role
 matrix tests all read this table. Nothing compares a role name inline: ask
-:func:`role_has` / :func:`user_has`.
+:func:`role_has` / :func:`user_has`; a service starts with :func:`require`.
 """
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.db import models
 
 
@@ -78,11 +79,29 @@ def role_has(role: str, perm: str) -> bool:
     return perm in POLICY.get(role, frozenset())
 
 
+BREAK_GLASS_READ_ONLY = "Break-glass access is read-only."
+
+
+def is_break_glass(user) -> bool:
+    """True for the stand-in identity of an operator under break-glass (tenants.breakglass)."""
+    return bool(getattr(user, "is_break_glass", False))
+
+
+def require(by, perm: str, *, write: bool = True) -> None:
+    """The authorisation check at the top of a service: ``PermissionDenied`` unless ``by``
+    holds ``perm``; and break-glass is read-only, so a change (``write``, the default) is
+    refused to a break-glass identity whatever it holds."""
+    if not user_has(by, perm):
+        raise PermissionDenied
+    if write and is_break_glass(by):
+        raise PermissionDenied(BREAK_GLASS_READ_ONLY)
+
+
 def user_has(user, perm: str) -> bool:
     """True when an active, authenticated tenant user's role grants ``perm``."""
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
-    if getattr(user, "is_break_glass", False):
+    if is_break_glass(user):
         return perm in BREAK_GLASS_PERMISSIONS
     return any(role_has(role, perm) for role in effective_roles(user))
 

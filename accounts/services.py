@@ -32,7 +32,7 @@ from django_tenants.utils import tenant_context
 
 from accounts import revocation
 from accounts.models import AccessGrant, SecurityPolicy
-from accounts.policy import Perm, Role, effective_roles, rank, user_has
+from accounts.policy import Perm, Role, effective_roles, rank, require, user_has
 from audit.services import record
 from parley.base_url import tenant_base_url
 
@@ -74,8 +74,7 @@ def user_activation_url(*, tenant, user) -> str:
 
 def user_invite(*, by, email: str, role: str, request=None):
     """Create a user who sets their password through a one-time link sent by e-mail."""
-    if not user_has(by, Perm.USERS_MANAGE):
-        raise PermissionDenied
+    require(by, Perm.USERS_MANAGE)
     email = (email or "").strip().lower()
     if role not in Role.values:
         raise ValidationError({"role": "Unknown role."})
@@ -105,8 +104,7 @@ def user_invite(*, by, email: str, role: str, request=None):
 
 
 def user_set_role(*, by, user, role: str):
-    if not user_has(by, Perm.USERS_MANAGE):
-        raise PermissionDenied
+    require(by, Perm.USERS_MANAGE)
     if role not in Role.values:
         raise ValidationError({"role": "Unknown role."})
     _check_rank(by, role=role, target=user)
@@ -126,8 +124,7 @@ def user_set_role(*, by, user, role: str):
 
 
 def user_set_active(*, by, user, active: bool):
-    if not user_has(by, Perm.USERS_MANAGE):
-        raise PermissionDenied
+    require(by, Perm.USERS_MANAGE)
     _check_rank(by, target=user)
     if not active and user.pk == by.pk:
         raise ValidationError({"is_active": "You cannot deactivate yourself."})
@@ -150,8 +147,7 @@ def user_set_active(*, by, user, active: bool):
 def user_mfa_reset(*, by, user, request=None) -> None:
     from accounts import mfa
 
-    if not user_has(by, Perm.USERS_MANAGE):
-        raise PermissionDenied
+    require(by, Perm.USERS_MANAGE)
     _check_rank(by, target=user)
     mfa.devices_reset(user, by=by, request=request)
 
@@ -160,8 +156,7 @@ def user_unlock(*, by, user) -> None:
     """Lift a sign-in lock on the account before it ends by itself."""
     from accounts import lockout
 
-    if not user_has(by, Perm.USERS_MANAGE):
-        raise PermissionDenied
+    require(by, Perm.USERS_MANAGE)
     _check_rank(by, target=user)
     lockout.clear(username=user.get_username())
     record(
@@ -177,8 +172,7 @@ def user_unlock(*, by, user) -> None:
 
 def security_policy_set(*, by, mfa_roles: list[str]) -> tuple[SecurityPolicy, bool]:
     """Set the roles that must use MFA; returns the policy and whether it changed."""
-    if not user_has(by, Perm.SECURITY_POLICY):
-        raise PermissionDenied
+    require(by, Perm.SECURITY_POLICY)
     unknown = set(mfa_roles) - set(Role.values)
     if unknown:
         raise ValidationError({"mfa_roles": "Unknown role."})
@@ -317,8 +311,7 @@ def _facts(grant) -> dict:
 
 
 def grant_decide(*, by, grant: AccessGrant, approve: bool) -> AccessGrant:
-    if not user_has(by, Perm.GRANTS_APPROVE):
-        raise PermissionDenied
+    require(by, Perm.GRANTS_APPROVE)
     if grant.user_id == by.pk:
         raise PermissionDenied("Someone else must approve your own request.")
     if grant.kind == AccessGrant.Kind.ROLE:

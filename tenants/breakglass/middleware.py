@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from accounts.policy import BREAK_GLASS_READ_ONLY
 from audit.models import Outcome
 from parley.base_url import console_url
 from tenants.breakglass.handoff import SESSION_KEY
@@ -114,7 +115,7 @@ class BreakGlassMiddleware:
                 request,
                 status=403,
                 code="break_glass_read_only",
-                detail="Break-glass access is read-only.",
+                detail=BREAK_GLASS_READ_ONLY,
                 template="breakglass/read_only.html",
             )
             response._audit_recorded = True  # break_glass.request (denied) is the record
