@@ -23,14 +23,17 @@ from django.conf import settings
 from django.db import connection, transaction
 from django_otp import devices_for_user, user_has_device
 
+from accounts import revocation
 from accounts.models import (
     BackupCode,
     BackupCodeDevice,
+    SecurityPolicy,
     TOTPDevice,
     backup_code_digest,
     backup_code_new,
 )
 from accounts.policy import Role
+from audit.services import record
 
 ALWAYS_MFA_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 SESSION_OTP_AT = "parley_otp_at"
@@ -44,8 +47,6 @@ def is_operator(user) -> bool:
 
 def policy_roles() -> frozenset[str]:
     """The roles the tenant's policy makes enrol (owners and admins always do)."""
-    from accounts.models import SecurityPolicy
-
     policy = SecurityPolicy.objects.filter(pk=1).only("mfa_roles").first()
     roles = set(Role.values) if policy is None else set(policy.mfa_roles)
     return frozenset(roles | ALWAYS_MFA_ROLES)
@@ -160,9 +161,6 @@ def devices_reset(user, *, by, request=None) -> None:
     The caller checks step-up and the policy table; the user must enrol again
     at their next sign-in (when MFA is required of them).
     """
-    from accounts import revocation
-    from audit.services import record
-
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         BackupCodeDevice.objects.filter(user=user).delete()

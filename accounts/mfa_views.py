@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from base64 import b32encode
+
 import segno
 from django import forms
 from django.conf import settings
@@ -23,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 
-from accounts import lockout, mfa
+from accounts import lockout, mfa, revocation
 from accounts.models import BackupCodeDevice, TOTPDevice
 from accounts.permissions import step_up_required
 from audit.context import client_ip
@@ -143,8 +145,6 @@ def enrol(request):
 
 
 def _base32(key: bytes) -> str:
-    from base64 import b32encode
-
     return b32encode(key).decode().rstrip("=")
 
 
@@ -251,8 +251,6 @@ def backup_codes_renew(request):
 @step_up_required
 def reset(request):
     """Remove this user's devices: other sessions end; this one goes to enrolment."""
-    from accounts import revocation
-
     user = request.user
     mfa.devices_reset(user, by=user, request=request)
     revocation.remember(request, user)  # the epoch moved: keep only this session

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.utils import timezone
 
 
 class Role(models.TextChoices):
@@ -117,20 +118,18 @@ def effective_roles(user) -> frozenset[str]:
         return cached
     roles = {user.role}
     until = getattr(user, "elevated_until", None)
-    if until is not None:
-        from django.utils import timezone
+    if until is not None and until > timezone.now():
+        # accounts.models imports this module (Role) at start-up: read it at call time.
+        from accounts.models import AccessGrant  # noqa: PLC0415
 
-        if until > timezone.now():
-            from accounts.models import AccessGrant
-
-            roles |= set(
-                AccessGrant.objects.filter(
-                    user_id=user.pk,
-                    kind=AccessGrant.Kind.ROLE,
-                    status=AccessGrant.Status.APPROVED,
-                    expires_at__gt=timezone.now(),
-                ).values_list("role", flat=True)
-            )
+        roles |= set(
+            AccessGrant.objects.filter(
+                user_id=user.pk,
+                kind=AccessGrant.Kind.ROLE,
+                status=AccessGrant.Status.APPROVED,
+                expires_at__gt=timezone.now(),
+            ).values_list("role", flat=True)
+        )
     user._parley_roles = frozenset(roles)
     return user._parley_roles
 

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.contrib.auth import logout
 from django.core.cache import cache
 from django.http import JsonResponse
 from django.shortcuts import redirect
+
+from audit.context import actor_for_user
+from audit.services import record
 
 SESSION_KEY = "parley_revocation_epoch"
 _TTL = 60 * 60 * 24 * 30  # longer than any session
@@ -57,8 +61,6 @@ def remember(request, user) -> None:
 
 
 def _expired(request) -> bool:
-    from django.conf import settings
-
     now = int(time.time())
     started = int(request.session.get(STARTED, 0))
     seen = int(request.session.get(LAST_SEEN, 0))
@@ -86,9 +88,6 @@ class RevocationMiddleware:
             expired = not revoked and _expired(request)
             if revoked or expired:
                 if expired:
-                    from audit.context import actor_for_user
-                    from audit.services import record
-
                     record(
                         "auth.session.expired",
                         actor=actor_for_user(user),

@@ -14,6 +14,7 @@ from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from accounts import revocation
+from accounts.tokens import snapshot_forget
 from audit.services import record
 
 User = get_user_model()
@@ -53,8 +54,6 @@ def _note_previous(sender, instance, raw=False, **kwargs):
 @receiver(post_save, sender=User)
 def _forget_token_snapshot(sender, instance, raw=False, **kwargs):
     """API requests read a cached copy of the user row; any save drops it (now and after commit)."""
-    from accounts.tokens import snapshot_forget
-
     user_id = instance.pk
     snapshot_forget(user_id)
     transaction.on_commit(lambda: snapshot_forget(user_id))

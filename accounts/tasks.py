@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+from accounts.models import TokenFamily
+from accounts.services import grants_expire as expire
 from parley.celery import tenant_task
 
 
 @tenant_task()
 def grants_expire() -> int:
     """Mark just-in-time grants past their end as expired (audited)."""
-    from accounts.services import grants_expire as expire
-
     return expire()
 
 
@@ -20,13 +25,6 @@ def tokens_purge(keep_days: int = 1) -> dict:
     A refresh token is refused after its family's absolute end anyway; the rows
     only matter until then (reuse detection), so a day later they can go.
     """
-    from datetime import timedelta
-
-    from django.utils import timezone
-    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
-
-    from accounts.models import TokenFamily
-
     cutoff = timezone.now() - timedelta(days=keep_days)
     tokens, _ = OutstandingToken.objects.filter(expires_at__lt=cutoff).delete()
     families, _ = TokenFamily.objects.filter(expires_at__lt=cutoff).delete()

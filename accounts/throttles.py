@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
+import redis
 from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache, caches
@@ -73,8 +74,6 @@ def redis_client():
 
 @lru_cache(maxsize=4)
 def _client_for(url: str, connect_timeout: float | None, timeout: float | None):
-    import redis
-
     return redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=timeout)
 
 

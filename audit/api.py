@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db import connection
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
@@ -79,9 +81,6 @@ class AuditExportView(APIView):
         summary="Export the audit trail: a ZIP with the file, its signed manifest and the public key",
     )
     def post(self, request):
-        from django.db import connection
-        from django.http import HttpResponse
-
         body = ExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         label = "platform" if connection.schema_name == "public" else request.tenant.slug

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import getpass
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 
 _request_var: contextvars.ContextVar = contextvars.ContextVar("parley_audit_request", default=None)
 
@@ -22,8 +24,6 @@ SYSTEM = Actor(kind="system", id="", name="system")
 
 def cli_actor() -> Actor:
     """Who ran a management command: the operating-system account."""
-    import getpass
-
     try:
         name = getpass.getuser()
     except (KeyError, OSError):
@@ -52,8 +52,6 @@ def client_ip(request) -> str | None:
 
 
 def actor_for_user(user) -> Actor:
-    from django.db import connection
-
     if user is None or not getattr(user, "is_authenticated", False):
         return Actor(kind="anonymous")
     if getattr(user, "is_break_glass", False):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
+from cryptography import x509
 from django import forms
 
 from audit.catalogue import ACTIONS
@@ -131,8 +132,6 @@ class SinkForm(forms.ModelForm):
             data["host"], data["port"] = "", None
         pem = (data.get("ca_pem") or "").strip()
         if pem:
-            from cryptography import x509
-
             try:
                 x509.load_pem_x509_certificates(pem.encode())
             except ValueError:

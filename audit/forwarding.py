@@ -19,7 +19,9 @@ import ssl
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from audit.export import _event_dict
@@ -68,8 +70,6 @@ def release(sink_id: int, token: str, *, error: str = "") -> None:
 
 
 def _advance(sink_id: int, token: str, seq: int, delivered: int) -> None:
-    from django.db.models import F
-
     moved = AuditSink.objects.filter(pk=sink_id, lease_token=token, cursor_seq__lt=seq).update(
         cursor_seq=seq,
         delivered_count=F("delivered_count") + delivered,
@@ -112,8 +112,6 @@ def _confirm_close(sock) -> None:
 
 def forward(sink_id: int, *, batch: int | None = None) -> dict:
     """Send up to ``batch`` events after the sink's cursor; return what happened."""
-    from django.conf import settings
-
     batch = batch or settings.PARLEY_AUDIT_FORWARD_BATCH
     token = claim(sink_id)
     if token is None:

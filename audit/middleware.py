@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from audit.context import bind_request, unbind_request
+from audit.services import record_denied
 
 
 class AuditContextMiddleware:
@@ -14,8 +15,6 @@ class AuditContextMiddleware:
         try:
             response = self.get_response(request)
             if response.status_code == 403 and not getattr(response, "_audit_recorded", False):
-                from audit.services import record_denied
-
                 record_denied(request)
             return response
         finally:

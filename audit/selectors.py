@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
+from django.http import Http404
 
 from audit.models import AuditEvent, AuditSink
 
@@ -68,8 +69,6 @@ def sink_list() -> QuerySet[AuditSink]:
 
 
 def sink_get(sink_id: int) -> AuditSink:
-    from django.http import Http404
-
     sink = AuditSink.objects.filter(pk=sink_id).first()
     if sink is None:
         raise Http404("No such sink.")

@@ -12,9 +12,11 @@ crashed process left behind.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import catalogue, context
+from audit import catalogue, context, signing
+from audit.export import write_export
 from audit.hashing import clean_details, content_hash, normalise_ip
 from audit.models import AuditEvent, Outcome
 
@@ -256,13 +259,6 @@ def export_archive(
     *, fmt: str, since=None, until=None, filters=None, tenant_label: str, actor=None
 ) -> tuple[bytes, dict]:
     """A ZIP with the export, its signed manifest and the platform's public key; audited."""
-    import io
-    import json
-    import zipfile
-
-    from audit import signing
-    from audit.export import write_export
-
     with transaction.atomic():
         seal()  # everything committed so far belongs in the export
         data = io.BytesIO()

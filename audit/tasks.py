@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from audit.anchors import anchor_all
+from audit.forwarding import forward
+from audit.models import AuditSink
+from audit.services import seal
 from parley.celery import app
 
 
 @app.task(bind=True, acks_late=True, max_retries=5, default_retry_delay=10)
 def forward_sink(self, sink_id: int) -> dict:
     """Deliver one sink's pending events in the current schema (tenant or public)."""
-    from audit.forwarding import forward
-
     try:
         result = forward(sink_id)
     except Exception as exc:
@@ -23,8 +25,6 @@ def forward_sink(self, sink_id: int) -> dict:
 @app.task
 def forward_all_sinks() -> int:
     """Beat: enqueue delivery for every enabled sink of the current schema."""
-    from audit.models import AuditSink
-
     ids = list(AuditSink.objects.filter(enabled=True).values_list("id", flat=True))
     for sink_id in ids:
         forward_sink.delay(sink_id)
@@ -34,13 +34,9 @@ def forward_all_sinks() -> int:
 @app.task
 def seal_events() -> int:
     """Beat: chain events a crashed process left unsealed (normally none)."""
-    from audit.services import seal
-
     return seal()
 
 
 @app.task
 def anchor_chain_heads() -> int:
-    from audit.anchors import anchor_all
-
     return anchor_all()

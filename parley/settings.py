@@ -13,6 +13,8 @@ the typed helpers in ``parley.env``. ``PARLEY_ENV`` is one of:
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -173,8 +175,6 @@ _services = {} if PRODUCTION else devstack.read_services_env()
 
 
 def _database_url(name: str) -> str | None:
-    import os
-
     return os.environ.get(name) or _services.get(name)
 
 
@@ -334,8 +334,6 @@ SIMPLE_JWT = {
 
 
 def _env_rate(name: str, default: str) -> str:
-    import re
-
     value = env_str(name, default)
     unit = "s|sec|second|m|min|minute|h|hour|d|day"
     match = re.fullmatch(rf"\s*(\d+)\s*/\s*({unit})\s*", value.lower())

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
 from parley.celery import app
 from parley.health import record_heartbeat
+from parley.keyring.rekey import run
+from parley.models import RekeyJob
 
 
 @app.task(ignore_result=True)
@@ -14,9 +21,6 @@ def heartbeat() -> None:
 @app.task(bind=True, acks_late=True, max_retries=5, default_retry_delay=10)
 def rekey(self, job_id: int) -> dict:
     """Re-encrypt a tenant's rows onto the newest key, a few batches per run."""
-    from parley.keyring.rekey import run
-    from parley.models import RekeyJob
-
     job = run(job_id, max_batches=20)
     if job.state != RekeyJob.State.DONE:
         # Continue in a new task on the same queue: a restart loses nothing.
@@ -28,13 +32,6 @@ def rekey(self, job_id: int) -> dict:
 @app.task
 def resume_rekeys(stale_seconds: int = 120) -> int:
     """Beat: restart jobs that are pending or whose worker stopped beating (killed)."""
-    from datetime import timedelta
-
-    from django.db.models import Q
-    from django.utils import timezone
-
-    from parley.models import RekeyJob
-
     cutoff = timezone.now() - timedelta(seconds=stale_seconds)
     stale = RekeyJob.objects.filter(
         Q(state=RekeyJob.State.PENDING, created_at__lt=cutoff)

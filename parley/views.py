@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import wraps
+
+from django.conf import settings
 from django.http import HttpResponseServerError, JsonResponse
 from django.shortcuts import render
 from django.template import loader
@@ -36,10 +39,6 @@ def server_error(request):
 
 def relaxed_styles(view):
     """The API docs page only: Swagger UI sets inline styles. Scripts stay 'self'."""
-    from functools import wraps
-
-    from django.conf import settings
-
     policy = settings.PARLEY_CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 
     @wraps(view)

@@ -14,6 +14,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.forms import ThrottledAuthenticationForm
@@ -49,8 +50,6 @@ class ConsoleLoginView(LoginRateLimitMixin, auth_views.LoginView):
     next_page = "console:tenant_list"
 
     def get_default_redirect_url(self):
-        from django.urls import reverse
-
         return reverse("console:tenant_list")
 
 

@@ -19,6 +19,8 @@ from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_exists
 from psycopg import sql
 
+from parley.keyring.keys import ensure_keys
+from parley.models import WrappedKey
 from tenants.models import PUBLIC_SCHEMA, Domain, Tenant
 
 
@@ -68,9 +70,6 @@ def ensure_platform_rows() -> None:
 
 def _ensure_tenant_keys(schemas: list[str]) -> None:
     """Schemas created before the keyring existed (or before they held a sealed column) get their keys."""
-    from parley.keyring.keys import ensure_keys
-    from parley.models import WrappedKey
-
     with_keys = set(WrappedKey.objects.filter(state="active").values_list("schema_name", flat=True))
     for schema in schemas:
         if schema not in with_keys:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,7 +24,11 @@ from accounts.policy import Role
 from accounts.services import user_activation_url
 from audit.context import Actor
 from audit.services import record
-from tenants import validation
+from parley.dbroles import grant_app_access
+from parley.keyring.keys import destroy, ensure_keys
+
+# Module imports both ways (tenants.tasks calls these services): names are read at call time.
+from tenants import tasks, validation
 from tenants.models import Domain, Tenant
 
 
@@ -105,8 +110,6 @@ def tenant_request(
     Runs as the app role: it only inserts rows. The provisioning task is
     enqueued once the transaction commits.
     """
-    from tenants.tasks import tenant_provision as provision_task
-
     spec = tenant_validate(slug=slug, name=name, domain=domain, owner_email=owner_email)
     with transaction.atomic():
         tenant = _tenant_rows_create(spec)
@@ -118,7 +121,7 @@ def tenant_request(
             target_id=spec.slug,
             details={"domain": spec.domain},
         )
-        transaction.on_commit(lambda: provision_task.delay(tenant_id))
+        transaction.on_commit(lambda: tasks.tenant_provision.delay(tenant_id))
     return tenant
 
 
@@ -164,7 +167,6 @@ def tenant_provision(*, tenant: Tenant, actor: Actor | None = None) -> Provision
         connection.set_schema_to_public()
         if not schema_exists(tenant.schema_name):
             clone_from_template(tenant.schema_name)
-        from parley.keyring.keys import ensure_keys
 
         ensure_keys(tenant.schema_name)
         owner_created, invite_url = _ensure_owner(tenant)
@@ -240,7 +242,6 @@ def clone_from_template(schema_name: str) -> None:
         CloneSchema()._create_clone_schema_function()
     with connection.cursor() as cursor:
         cursor.execute("SELECT public.clone_schema(%s, %s, 'DATA')", [template, schema_name])
-    from parley.dbroles import grant_app_access
 
     with connection.cursor() as cursor:
         grant_app_access(cursor, schema=schema_name, app_role=settings.PARLEY_DB_APP_ROLE)
@@ -350,7 +351,6 @@ def tenant_offboard(
     days = settings.PARLEY_OFFBOARD_RETENTION_DAYS if retention_days is None else retention_days
     if days < 0:
         raise ValidationError("The retention window cannot be negative.", code="invalid_retention")
-    from datetime import timedelta
 
     return _transition(
         tenant,
@@ -375,8 +375,6 @@ def tenant_offboard_execute(*, tenant: Tenant, actor: Actor | None = None) -> Te
     Any copy of the schema made before (a backup) holds only ciphertext whose
     keys no longer exist anywhere.
     """
-    from parley.keyring.keys import destroy
-
     _require_owner_role()
     if tenant.status != Tenant.Status.OFFBOARDING:
         raise ValidationError(

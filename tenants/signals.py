@@ -7,11 +7,11 @@ from django.db import connection
 from django.dispatch import receiver
 from django_tenants.signals import schema_migrated
 
+from parley.dbroles import grant_app_access
+
 
 @receiver(schema_migrated)
 def _grant_app_role(sender, schema_name: str, **kwargs) -> None:
-    from parley.dbroles import grant_app_access
-
     if settings.PARLEY_DB_ROLE != "owner":
         return
     with connection.cursor() as cursor:

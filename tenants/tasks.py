@@ -5,10 +5,15 @@ from __future__ import annotations
 import logging
 
 from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
 from django.db import connection
 from django.utils import timezone
+from django_tenants.utils import tenant_context
 
 from parley.celery import app, tenant_task
+
+# Module imports both ways (tenants.services enqueues these tasks): names are read at call time.
+from tenants import services
 from tenants.breakglass import services as breakglass_services
 from tenants.models import Tenant
 
@@ -18,21 +23,16 @@ logger = logging.getLogger(__name__)
 @app.task(bind=True, max_retries=3, default_retry_delay=5, acks_late=True)
 def tenant_provision(self, tenant_id: int) -> dict:
     """Clone the template for a requested tenant (provisioning queue, owner role)."""
-    from django.core.mail import send_mail
-
-    from tenants.services import tenant_mark_failed
-    from tenants.services import tenant_provision as provision
-
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None or tenant.status not in (Tenant.Status.PROVISIONING, Tenant.Status.FAILED):
         return {"tenant": tenant_id, "skipped": True}
     try:
-        result = provision(tenant=tenant)
+        result = services.tenant_provision(tenant=tenant)
     except Exception as exc:
         connection.close()
         logger.exception("provisioning of tenant id=%s failed", tenant_id)
         if self.request.retries >= self.max_retries:
-            tenant_mark_failed(
+            services.tenant_mark_failed(
                 tenant_id=tenant_id, reason=f"{type(exc).__name__}: see provisioning worker log"
             )
             raise
@@ -51,7 +51,6 @@ def tenant_provision(self, tenant_id: int) -> dict:
             from_email=None,
             recipient_list=[result.owner_email],
         )
-    from django_tenants.utils import tenant_context
 
     with tenant_context(result.tenant):
         tenant_usage_refresh.delay()  # the console shows the user count right away
@@ -71,12 +70,10 @@ def tenant_usage_refresh() -> dict:
 @app.task(acks_late=True)
 def tenant_offboard_execute(tenant_id: int) -> dict:
     """Provisioning queue (owner role): drop the schema and destroy the keys."""
-    from tenants.services import tenant_offboard_execute as execute
-
     tenant = Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.OFFBOARDING).first()
     if tenant is None:
         return {"tenant": tenant_id, "skipped": True}
-    execute(tenant=tenant)
+    services.tenant_offboard_execute(tenant=tenant)
     return {"tenant": tenant_id, "offboarded": True}
 
 

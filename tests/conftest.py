@@ -8,20 +8,20 @@ that real worker and server processes can see it.
 from __future__ import annotations
 
 import pytest
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django_tenants.utils import schema_context, tenant_context
 
 from parley.dbroles import RoleNames, bootstrap_database, dsn_from_url
+from tenants.migrating import migrate_all
+from tenants.models import Tenant
+from tenants.services import tenant_create
 from tests import support
 
 
 def _seed() -> None:
-    from tenants.migrating import migrate_all
-    from tenants.models import Tenant
-    from tenants.services import tenant_create
-
     migrate_all(log=lambda _msg: None)
     User = get_user_model()
     with schema_context("public"):
@@ -55,7 +55,6 @@ def django_db_setup(django_db_blocker):
         )
     # The test Redis database (never the development one): no stale queues,
     # heartbeats or sign-in counters from an earlier run.
-    import redis
 
     assert settings.REDIS_URL.rstrip("/").rsplit("/", 1)[-1] != "0", (
         "tests must not use Redis database 0"
@@ -100,15 +99,11 @@ def owner_db(as_owner, db):
 
 @pytest.fixture
 def acme(db):
-    from tenants.models import Tenant
-
     return Tenant.objects.get(slug="acme")
 
 
 @pytest.fixture
 def globex(db):
-    from tenants.models import Tenant
-
     return Tenant.objects.get(slug="globex")
 
 

@@ -8,13 +8,20 @@ import socket
 import subprocess
 import sys
 import time
+import time as _time
 from pathlib import Path
 
 import dj_database_url
+import redis
 from django.conf import settings
-from django.db import connections
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
 from django.test import Client, override_settings
+from django_otp.oath import TOTP
+from django_tenants.utils import schema_context
 
+from accounts.mfa import SESSION_OTP_AT
+from accounts.models import TOTPDevice
 from parley import devstack
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -64,15 +71,6 @@ def signed_in(
     the session a confirmed TOTP device (as after entering a code), and
     ``step_up`` makes that code fresh enough for sensitive actions.
     """
-    import time as _time
-
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-    from django_tenants.utils import schema_context
-
-    from accounts.mfa import SESSION_OTP_AT
-    from accounts.models import TOTPDevice
-
     schema = "public" if tenant is None else tenant.schema_name
     if client is None:
         client = console_client() if tenant is None else tenant_client(tenant.slug)
@@ -98,10 +96,6 @@ def signed_in(
 
 def totp_now(device) -> str:
     """The current code of a TOTP device (as an authenticator app would show it)."""
-    import time as _time
-
-    from django_otp.oath import TOTP
-
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     totp.time = _time.time()
     return f"{totp.token():0{device.digits}d}"
@@ -110,8 +104,6 @@ def totp_now(device) -> str:
 def clear_rate_counters() -> None:
     """Delete rate-limit and lockout counters only (the test Redis database also holds
     Celery's queues, so never flush it mid-session)."""
-    import redis
-
     client = redis.Redis.from_url(settings.REDIS_URL)
     for pattern in ("*:rl:*", "*login-fail*"):
         for key in client.scan_iter(match=pattern):

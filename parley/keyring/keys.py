@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from parley.keyring.providers import KeyringError, provider
@@ -80,8 +80,6 @@ def _remember(schema: str, purpose: str, version: int, key: bytes, *, active: bo
     """Cache an unwrapped key, but only keys that are committed: a key read or
     created inside a transaction that later rolls back must not outlive it
     (its version number would be reused by the next key)."""
-    from django.db import connection
-
     def store() -> None:
         with _lock:
             _cache[(schema, purpose, version)] = (key, time.monotonic() + _CACHE_SECONDS)

@@ -7,6 +7,9 @@ import base64
 import os
 from functools import lru_cache
 
+import hvac
+import hvac.exceptions
+import requests
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
@@ -78,15 +81,10 @@ class VaultProvider:
     name = "vault"
 
     def __init__(self, *, url: str, token: str, mount: str, key: str, ca_file: str | None = None):
-        import hvac
-
         self.mount, self.key = mount, key
         self._client = hvac.Client(url=url, token=token, verify=ca_file or True, timeout=5)
 
     def _call(self, func, *args, **kwargs):
-        import hvac.exceptions
-        import requests
-
         try:
             return func(*args, **kwargs)
         except (requests.exceptions.RequestException, hvac.exceptions.VaultDown) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg import sql
@@ -45,8 +46,6 @@ def _count_rows(schema: str, purpose: str) -> int:
 
 def run(job_id: int, *, batch: int | None = None, max_batches: int | None = None) -> RekeyJob:
     """Re-encrypt what the job still has to do; returns the job (done or not)."""
-    from django.conf import settings
-
     batch = batch or settings.PARLEY_REKEY_BATCH
     job = RekeyJob.objects.get(pk=job_id)
     if job.state == RekeyJob.State.DONE:

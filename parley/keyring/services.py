@@ -8,6 +8,7 @@ from audit.context import Actor
 from audit.services import record
 from parley.keyring.rekey import rotate_and_schedule
 from parley.models import RekeyJob
+from parley.tasks import rekey
 
 # What the audit detail calls each key: by what it protects. Not the purpose's
 # own name: "credential" reads as a secret to the trail's redaction (it hides any
@@ -17,8 +18,6 @@ AUDIT_KEY_NAMES = {"data": "data_key_version", "credential": "connector_key_vers
 
 def keys_rotate(*, actor: Actor | None = None) -> list[RekeyJob]:
     """Rotate the current tenant's data and credential keys; re-encrypt in the background."""
-    from parley.tasks import rekey
-
     schema = connection.schema_name
     with transaction.atomic():
         jobs = rotate_and_schedule(schema=schema)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from django.conf import settings
@@ -72,8 +74,6 @@ def test_it_locks_an_address_spraying_many_accounts(acme):
 
 @override_settings(PARLEY_LOGIN_MAX_FAILURES=2, PARLEY_LOGIN_LOCK_SECONDS=1)
 def test_it_lifts_the_lock_by_itself(acme):
-    import time
-
     client = support.tenant_client("acme")
     for _ in range(2):
         _attempt(client, "marketer@acme.test", "wrong")

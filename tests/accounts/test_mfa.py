@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import re
 import time
+from base64 import b32decode
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.db import connection
 from django_otp.oath import TOTP
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts import mfa, services
 from accounts.mfa import SESSION_OTP_AT
-from accounts.models import BackupCodeDevice, TOTPDevice
+from accounts.models import BackupCodeDevice, SecurityPolicy, TOTPDevice
 from audit.models import AuditEvent
 from tests import support
 
@@ -59,7 +61,6 @@ def test_an_owner_goes_to_enrolment_right_after_the_password_and_nowhere_else(ac
     secret = re.search(r'id="totp-secret"[^>]*>([A-Z2-7 ]+)<', html).group(1).replace(" ", "")
     with tenant_context(acme):
         device = TOTPDevice.objects.get(user__email="owner@acme.test", confirmed=False)
-        from base64 import b32decode
 
         assert b32decode(secret + "=" * (-len(secret) % 8)) == device.bin_key
     connection.set_schema_to_public()
@@ -126,7 +127,6 @@ def test_wrong_codes_lock_the_account_and_sign_the_attempt_out(acme, settings):
         "/login/", {"username": "integrator@acme.test", "password": support.PASSWORD}
     )
     assert again.status_code == 200 and "Too many failed sign-ins" in again.content.decode()
-    from django.core.management import call_command
 
     call_command("accounts_unlock", "--tenant", "acme", "--username", "integrator@acme.test")
     assert _password_login(acme, "integrator@acme.test").get("/").status_code == 302
@@ -171,8 +171,6 @@ def test_the_policy_page_is_for_owners_behind_step_up(acme):
     owner = support.signed_in(acme, "owner@acme.test")
     assert owner.post("/settings/mfa/", {"mfa_roles": ["agent", "bogus"]}).status_code == 302
     with tenant_context(acme):
-        from accounts.models import SecurityPolicy
-
         assert SecurityPolicy.objects.get().mfa_roles == ["admin", "agent", "owner"]
 
 

@@ -15,6 +15,7 @@ from psycopg import sql
 
 from accounts import mfa
 from accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
+from tenants.models import Tenant
 from tests import support
 
 MIGRATION = "0004_second_factors_sealed"
@@ -94,8 +95,6 @@ def _legacy_rows(schema: str, user_id: int) -> None:
 
 
 def test_the_migration_seals_the_clear_rows_django_otp_left(owner_db):
-    from tenants.models import Tenant
-
     acme = Tenant.objects.get(slug="acme")
     with tenant_context(acme):
         user = get_user_model().objects.get(email="agent@acme.test")

@@ -15,13 +15,12 @@ from django_tenants.utils import tenant_context
 
 from accounts import mfa
 from accounts.models import BackupCodeDevice
+from tenants.models import Tenant
 
 
 @pytest.mark.slow
 def test_two_requests_with_one_backup_code_at_once_sign_in_once(django_db_blocker):
     """The device row is locked and the code's row deleted: the second request finds nothing."""
-    from tenants.models import Tenant
-
     with django_db_blocker.unblock():
         connection.set_schema_to_public()
         tenant = Tenant.objects.get(slug="globex")

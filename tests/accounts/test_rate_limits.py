@@ -12,7 +12,8 @@ from django.db import connection
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
-from accounts import throttles
+from accounts import lockout, throttles
+from parley import settings as parley_settings
 from tests import support
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_counters")]
@@ -85,8 +86,6 @@ def test_it_limits_sign_in_page_posts_per_address(acme):
 
 
 def test_it_does_not_count_a_refused_sign_in_page_post_against_the_lockout(acme):
-    from accounts import lockout
-
     with override_settings(PARLEY_RATE_LOGIN_PER_IP="1/min"):
         client = support.tenant_client("acme")
         client.post("/login/", {"username": "agent@acme.test", "password": "wrong"})
@@ -145,8 +144,6 @@ def test_it_keeps_each_tenants_counters_apart(acme, globex):
 
 @pytest.mark.parametrize("rate", ["30", "0/min", "30/fortnight", "x/min"])
 def test_it_refuses_a_bad_rate_setting(monkeypatch, rate):
-    from parley import settings as parley_settings
-
     monkeypatch.setenv("PARLEY_RATE_TEST", rate)
     with pytest.raises(ImproperlyConfigured, match="PARLEY_RATE_TEST"):
         parley_settings._env_rate("PARLEY_RATE_TEST", "30/min")
@@ -155,8 +152,6 @@ def test_it_refuses_a_bad_rate_setting(monkeypatch, rate):
 
 
 def test_it_reads_a_good_rate_setting(monkeypatch):
-    from parley import settings as parley_settings
-
     monkeypatch.setenv("PARLEY_RATE_TEST", "120/hour")
     assert parley_settings._env_rate("PARLEY_RATE_TEST", "30/min") == "120/hour"
     assert throttles.parse_rate("120/hour") == (120, 3600)

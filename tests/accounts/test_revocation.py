@@ -3,11 +3,15 @@ sessions on their next request."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from accounts.revocation import bump, current
+from audit.models import AuditEvent
 from tests import support
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +29,6 @@ def _change(tenant, email, **fields):
             setattr(user, name, value)
         user.save()
         # The test transaction never commits: run what on_commit would.
-        from accounts.revocation import bump
 
         bump(user.pk)
     connection.set_schema_to_public()
@@ -64,8 +67,6 @@ def test_it_keeps_other_users_signed_in(acme):
 
 
 def test_it_moves_the_epoch_when_a_change_commits(acme, django_capture_on_commit_callbacks):
-    from accounts.revocation import current
-
     with tenant_context(acme):
         user = get_user_model().objects.get(email="marketer@acme.test")
         before = current(user.pk)
@@ -82,10 +83,6 @@ def test_it_moves_the_epoch_when_a_change_commits(acme, django_capture_on_commit
 
 @pytest.mark.parametrize("stale", ["parley_session_seen", "parley_session_started"])
 def test_it_ends_idle_and_too_old_sessions(acme, stale):
-    import time
-
-    from audit.models import AuditEvent
-
     client = _signed_in(acme, "agent@acme.test")
     assert client.get("/").status_code == 200
     with tenant_context(acme):  # sessions live in the tenant's schema

@@ -11,6 +11,7 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from accounts import services
+from accounts.models import TOTPDevice
 from audit.models import AuditEvent
 from tests import support
 
@@ -128,8 +129,6 @@ def test_an_admin_resets_someones_mfa(acme):
     assert admin.post(f"/users/{target.pk}/mfa-reset/").status_code == 302
     assert victim.get("/")["Location"].startswith("/login/")
     with tenant_context(acme):
-        from accounts.models import TOTPDevice
-
         assert not TOTPDevice.objects.filter(user=target).exists()
 
 

@@ -22,6 +22,9 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from gunicorn.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ROOT / "platform"
@@ -286,8 +289,6 @@ def test_it_redirects_http_and_proxies_to_web_with_forwarding_headers() -> None:
 
 def _access_line(log_format: str | None, *, path: str, query: str) -> str:
     """One access log line as gunicorn would write it with platform/gunicorn.conf.py."""
-    from gunicorn.config import Config
-
     settings = runpy.run_path(str(GUNICORN_CONF))
     config = Config()
     config.set("accesslog", "-")
@@ -404,9 +405,6 @@ def test_it_bootstraps_the_roles_with_quoted_passwords() -> None:
 
 
 def _signing_key_pem() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     return (
         Ed25519PrivateKey.generate()
         .private_bytes(

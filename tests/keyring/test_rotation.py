@@ -15,11 +15,12 @@ from django_tenants.utils import tenant_context
 from accounts import mfa
 from accounts.models import TOTPDevice
 from connectors.models import Credential
-from connectors.services import credential_set, credential_use
+from connectors.services import credential_replace, credential_set, credential_use
 from parley.keyring import fields, keys
 from parley.keyring.rekey import rotate_and_schedule, rows_on_older_keys, run
 from parley.keyring.services import keys_rotate
 from parley.models import RekeyJob, WrappedKey
+from parley.tasks import rekey, resume_rekeys
 from tenants.models import Tenant
 from tests import support
 
@@ -95,7 +96,6 @@ def test_it_reencrypts_while_writes_continue(django_db_blocker):
                     n = 0
                     while not stop.is_set() and n < 2000:
                         credential = Credential.objects.get(name=f"live-{n % 60}")
-                        from connectors.services import credential_replace
 
                         credential_replace(
                             credential=credential, secret=f"live-secret-{n % 60}-r{n}"
@@ -159,7 +159,6 @@ def test_it_resumes_reencryption_after_the_worker_is_killed(django_db_blocker):
             ).start()
             jobs = rotate_and_schedule(schema=tenant.schema_name)
             job = next(j for j in jobs if j.purpose == "credential")
-            from parley.tasks import rekey
 
             rekey.apply_async((job.pk,), queue="rekey-kill-test")
             deadline = time.monotonic() + 60
@@ -171,7 +170,6 @@ def test_it_resumes_reencryption_after_the_worker_is_killed(django_db_blocker):
             assert killed_at.state != RekeyJob.State.DONE and killed_at.rows_done >= 15
 
             worker = support.Worker("default", extra_env={"PARLEY_REKEY_BATCH": "50"}).start()
-            from parley.tasks import resume_rekeys
 
             # Whatever the killed worker left (a queued continuation, or a job
             # whose heartbeat stopped) is picked up again.

@@ -8,10 +8,12 @@ import shutil
 import subprocess
 import sys
 import time
+from io import StringIO
 from pathlib import Path
 
 import hvac
 import pytest
+from django.core.management import call_command
 from django.test import override_settings
 
 from parley.keyring import fields, keys, providers
@@ -143,10 +145,6 @@ def test_it_refuses_a_bad_token(openbao):
 
 @pytest.mark.django_db
 def test_it_rotates_the_kek_from_the_command_line(vault):
-    from io import StringIO
-
-    from django.core.management import call_command
-
     keys.ensure_keys("t_kekcli")
     before = WrappedKey.objects.get(schema_name="t_kekcli", purpose="data").wrapped
     out = StringIO()

@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django_tenants.utils import tenant_context
 
+from parley.celery import app
 from tenants.models import Tenant
 from tenants.tasks import tenant_usage_refresh
 
@@ -39,8 +40,6 @@ def test_it_fails_loudly_when_a_tenant_task_has_no_tenant(default_worker):
 
 def test_every_beat_entry_names_a_registered_task():
     """A periodic job that names no task would silently never run."""
-    from parley.celery import app
-
     app.loader.import_default_modules()
     registered = set(app.tasks)
     schedule = app.conf.beat_schedule
@@ -54,8 +53,6 @@ def test_every_beat_entry_names_a_registered_task():
 def test_it_refuses_to_run_a_task_whose_schema_cannot_be_switched_to(default_worker):
     """The schema switch runs before the task; when it fails the task must not run on
     in whatever schema the connection was in (Celery swallows the switch's error)."""
-    from parley.celery import app
-
     result = app.send_task(
         "parley.tasks.resume_rekeys", headers={"_schema_name": "t_no_such_tenant"}
     )

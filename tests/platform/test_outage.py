@@ -17,7 +17,9 @@ import socket
 import sys
 import time
 import uuid
+from datetime import timedelta
 
+import kombu.exceptions
 import psycopg
 import pytest
 import redis
@@ -28,8 +30,12 @@ from django.test import Client, override_settings
 from django_tenants.utils import tenant_context
 
 from connectors import channels
+from conversations.models import Message
 from parley import faults
+from parley.beat import ParleyBeatScheduler
+from parley.celery import app
 from parley.dbroles import dsn_from_url
+from parley.faults import OutageTracebackFilter
 from tests import support
 
 RETRY_AFTER = str(settings.PARLEY_RETRY_AFTER_SECONDS)
@@ -193,8 +199,6 @@ def _signed_channel(tenant):
 
 @pytest.mark.django_db
 def test_it_answers_503_to_a_signed_webhook_while_redis_is_down_and_stores_nothing(acme):
-    from conversations.models import Message
-
     channel, secret = _signed_channel(acme)
     raw = json.dumps(
         {"type": "message", "id": "ext-outage-1", "contact": {"id": "c-1"}, "body": "hello"}
@@ -340,11 +344,6 @@ def test_it_tells_outages_from_bugs():
 
 @pytest.mark.usefixtures("unblocked_db")
 def test_beat_skips_a_due_entry_while_the_database_is_down_and_sends_it_once_back(tmp_path, caplog):
-    from datetime import timedelta
-
-    from parley.beat import ParleyBeatScheduler
-    from parley.celery import app
-
     scheduler = ParleyBeatScheduler(
         app=app, schedule_filename=str(tmp_path / "beat-schedule"), lazy=True
     )
@@ -366,10 +365,6 @@ def test_beat_skips_a_due_entry_while_the_database_is_down_and_sends_it_once_bac
 
 
 def test_beat_logs_a_broker_outage_as_one_line():
-    import kombu.exceptions
-
-    from parley.faults import OutageTracebackFilter
-
     try:
         try:
             raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379.")

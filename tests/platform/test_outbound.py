@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from parley import outbound
+from parley.env import env_networks
 from tests.audit.receivers import make_tls_files
 
 PUBLIC = "93.184.216.34"
@@ -241,10 +243,6 @@ def test_raw_tcp_connections_are_vetted_too(dns):
 
 
 def test_allowed_networks_must_be_cidrs(monkeypatch):
-    from django.core.exceptions import ImproperlyConfigured
-
-    from parley.env import env_networks
-
     monkeypatch.setenv("PARLEY_OUTBOUND_ALLOWED_NETWORKS", "10.20.0.0/16, fd00::/64")
     assert [str(n) for n in env_networks("PARLEY_OUTBOUND_ALLOWED_NETWORKS")] == [
         "10.20.0.0/16",

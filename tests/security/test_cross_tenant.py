@@ -13,9 +13,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from accounts.models import TOTPDevice
+from connectors import services as connector_services
+from connectors.channels import channel_create
+from connectors.models import Channel, Credential
+from conversations.models import Contact, Conversation, Inbox
 from tests import support
 from tests.security.test_role_matrix import HOW_TO_CALL, _kwarg_names
 
@@ -43,12 +48,6 @@ def _token(tenant, email) -> str:
 
 def _acme_objects(acme, globex) -> dict:
     """Objects of A whose ids do not exist in B (so a 200 could only be a leak)."""
-    from django.utils import timezone
-
-    from connectors import services as connector_services
-    from connectors.models import Credential
-    from conversations.models import Contact, Conversation, Inbox
-
     User = get_user_model()
     with tenant_context(globex):
         top = {
@@ -86,8 +85,6 @@ def _acme_objects(acme, globex) -> dict:
                 connector="hubspot",
                 secret=f"{MARK}-secret",
             )
-        from connectors.channels import channel_create
-        from connectors.models import Channel
 
         with tenant_context(globex):
             top_channel = Channel.objects.order_by("-pk").values_list("pk", flat=True).first() or 0

@@ -21,11 +21,18 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
 
+from accounts.models import AccessGrant
 from accounts.permissions import required_permission_for
 from accounts.policy import Role, role_has
-from audit.models import AuditEvent
+from audit.models import AuditEvent, AuditSink
+from connectors import services as connector_services
+from connectors.channels import channel_create
+from conversations import access
+from conversations.models import Contact, Conversation
+from tenants.models import BreakGlassGrant
 from tests import support
 
 # route name → (method, what kind of access, data). Kinds:
@@ -145,14 +152,6 @@ def _view_class(callback):
 
 def _objects(acme) -> dict:
     """What the routes with ids act on (created in the test's transaction)."""
-    from django.utils import timezone
-
-    from accounts.models import AccessGrant
-    from audit.models import AuditSink
-    from connectors import services as connector_services
-    from conversations import access
-    from tenants.models import BreakGlassGrant
-
     User = get_user_model()
     with tenant_context(acme):
         admin = User.objects.get(email="admin@acme.test")
@@ -172,12 +171,10 @@ def _objects(acme) -> dict:
             secret="matrix-secret-000",
         )
         sink = AuditSink.objects.create(name="matrix", kind="syslog", host="127.0.0.1", port=9)
-        from connectors.channels import channel_create
 
         channel, _ = channel_create(
             by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}", outbound_url="https://x.example/"
         )
-        from conversations.models import Contact, Conversation
 
         conversation = Conversation.objects.create(
             inbox=inbox, contact=Contact.objects.create(), last_activity_at=timezone.now()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from accounts.policy import Perm, Role, role_has
@@ -28,8 +29,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         text = render_policy_markdown()
         if options["write"]:
-            from django.conf import settings
-
             (settings.BASE_DIR / "docs" / "roles.md").write_text(text)
             self.stdout.write("docs/roles.md written")
         else:

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -17,15 +18,11 @@ def _when(value: str | None, name: str):
         return None
     parsed = parse_datetime(value)
     if parsed is None:
-        from datetime import date, datetime, time
-
         try:
             parsed = datetime.combine(date.fromisoformat(value), time.min)
         except ValueError:
             raise CommandError(f"--{name} {value!r} is not an ISO date or date-time.") from None
     if parsed.tzinfo is None:
-        from datetime import UTC
-
         parsed = parsed.replace(tzinfo=UTC)
     return parsed
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.http import Http404
@@ -24,7 +25,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["confirm"] != options["slug"]:
             raise CommandError("--confirm must repeat the slug exactly; nothing was changed.")
-        from django.conf import settings
 
         if options["now"] and settings.PARLEY_DB_ROLE != "owner":
             raise CommandError(
