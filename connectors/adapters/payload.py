@@ -191,10 +191,15 @@ def text(value: Any, code: str, *, limit: int = MAX_TEXT_LENGTH) -> str:
 
 
 def label(value: Any, *, limit: int = 200) -> str:
-    """A display name, sanitised: control and format characters dropped, cut at ``limit``."""
+    """A display name, sanitised: whitespace runs become one space, control and format
+    characters (bidi overrides, zero-width) are dropped, then cut at ``limit``."""
     if not isinstance(value, str):
         return ""
-    kept = "".join(ch for ch in value if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+    kept = "".join(
+        " " if ch.isspace() else ch
+        for ch in value
+        if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf", "Cs")
+    )
     return " ".join(kept.split())[:limit]
 
 

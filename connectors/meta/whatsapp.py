@@ -49,7 +49,7 @@ from connectors.meta import common
 KIND = "whatsapp"
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 CAPTIONED = ("image", "video", "document")
-_TYPE = re.compile(r"[a-z_]{1,32}")
+_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 # Cloud API limits (characters), checked before sending: Meta's own refusal would
 # cost an attempt and say less.

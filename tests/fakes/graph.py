@@ -132,10 +132,17 @@ class FakeGraph:
                 return self._answers.popleft()
             self._ids += 1
             serial = self._ids
-        if self.token is not None and recorded.headers.get("authorization") != f"Bearer {self.token}":
+        if (
+            self.token is not None
+            and recorded.headers.get("authorization") != f"Bearer {self.token}"
+        ):
             return FAILURES["invalid_token"]
         if recorded.method != "POST" or not recorded.path.endswith("/messages"):
-            return 404, {"error": {"message": "Unknown path", "type": "GraphMethodException", "code": 100}}, {}
+            return (
+                404,
+                {"error": {"message": "Unknown path", "type": "GraphMethodException", "code": 100}},
+                {},
+            )
         try:
             body = recorded.json
         except ValueError:

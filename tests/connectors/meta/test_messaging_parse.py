@@ -102,13 +102,21 @@ def test_it_parses_a_location_attachment():
         message={
             "mid": "m_3",
             "attachments": [
-                {"type": "location", "title": "Pin", "payload": {"coordinates": {"lat": 48.85, "long": 2.35}}}
+                {
+                    "type": "location",
+                    "title": "Pin",
+                    "payload": {"coordinates": {"lat": 48.85, "long": 2.35}},
+                }
             ],
         },
     )
     (message,) = MESSENGER.parse(dumps(payload)).messages
     assert message.kind is MessageKind.LOCATION
-    assert (message.location.latitude, message.location.longitude, message.location.name) == (48.85, 2.35, "Pin")
+    assert (message.location.latitude, message.location.longitude, message.location.name) == (
+        48.85,
+        2.35,
+        "Pin",
+    )
 
 
 def test_an_unknown_attachment_is_unsupported():
@@ -123,7 +131,12 @@ def test_an_unknown_attachment_is_unsupported():
 def test_it_parses_reactions_and_their_removal():
     react = with_event(
         "messenger_webhook_text.json",
-        reaction={"mid": "m_target", "action": "react", "reaction": "love", "emoji": "\u2764\ufe0f"},
+        reaction={
+            "mid": "m_target",
+            "action": "react",
+            "reaction": "love",
+            "emoji": "\u2764\ufe0f",
+        },
     )
     unreact = with_event(
         "messenger_webhook_text.json", reaction={"mid": "m_target", "action": "unreact"}
@@ -176,7 +189,10 @@ def test_it_yields_every_item_of_a_batch():
     other_page["id"] = "<OTHER_PAGE_ID>"
     payload["entry"].append(other_page)
     event = MESSENGER.parse(dumps(payload))
-    assert [m.external_id for m in event.messages][:2] == ["mid.1457764197618:41d102a3e1ae206a38", "m_second"]
+    assert [m.external_id for m in event.messages][:2] == [
+        "mid.1457764197618:41d102a3e1ae206a38",
+        "m_second",
+    ]
     assert [m.routing_key for m in event.messages] == ["<PAGE_ID>", "<PAGE_ID>", "<OTHER_PAGE_ID>"]
     assert event.routing_keys == ("<PAGE_ID>", "<OTHER_PAGE_ID>")
 
@@ -186,7 +202,11 @@ def test_it_parses_an_instagram_text():
     (message,) = event.messages
     assert message.channel_kind == "instagram"
     assert message.kind is MessageKind.TEXT
-    assert (message.external_id, message.sender_id, message.routing_key) == ("<MESSAGE_ID>", "<IGSID>", "<IGID>")
+    assert (message.external_id, message.sender_id, message.routing_key) == (
+        "<MESSAGE_ID>",
+        "<IGSID>",
+        "<IGID>",
+    )
     assert message.text == "<MESSAGE_CONTENT>"
     assert message.timestamp == at_ms(1569262485349)
 
@@ -194,11 +214,17 @@ def test_it_parses_an_instagram_text():
 def test_an_instagram_read_names_the_message():
     payload = with_event("instagram_webhook_dm_text.json", read={"mid": "aWdfZAG1faXRlbToxOklH"})
     (seen,) = INSTAGRAM.parse(dumps(payload)).statuses
-    assert (seen.status, seen.external_id, seen.watermark) == (DeliveryStatus.READ, "aWdfZAG1faXRlbToxOklH", None)
+    assert (seen.status, seen.external_id, seen.watermark) == (
+        DeliveryStatus.READ,
+        "aWdfZAG1faXRlbToxOklH",
+        None,
+    )
 
 
 def test_an_unsent_instagram_message_is_kept_as_unsupported():
-    payload = with_event("instagram_webhook_dm_text.json", message={"mid": "<MESSAGE_ID>", "is_deleted": True})
+    payload = with_event(
+        "instagram_webhook_dm_text.json", message={"mid": "<MESSAGE_ID>", "is_deleted": True}
+    )
     (message,) = INSTAGRAM.parse(dumps(payload)).messages
     assert (message.kind, message.raw_type) == (MessageKind.UNSUPPORTED, "deleted")
 

@@ -41,7 +41,11 @@ def test_it_parses_a_text_message():
 def test_it_parses_an_interactive_button_reply():
     message = only_message("wa_webhook_interactive_button_reply.json")
     assert message.kind is MessageKind.INTERACTIVE_REPLY
-    assert (message.reply_id, message.reply_title, message.text) == ("cancel-button", "Cancel", "Cancel")
+    assert (message.reply_id, message.reply_title, message.text) == (
+        "cancel-button",
+        "Cancel",
+        "Cancel",
+    )
     assert message.context_id == "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MEM2RUJFNkI0RENGQTVDRjUA"
     assert message.raw_type == "interactive.button_reply"
 
@@ -80,7 +84,10 @@ def test_it_parses_a_location():
 def test_it_parses_a_reaction():
     message = only_message("wa_webhook_reaction.json")
     assert message.kind is MessageKind.REACTION
-    assert message.reaction.message_id == "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA="
+    assert (
+        message.reaction.message_id
+        == "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA="
+    )
     assert message.reaction.emoji == "\U0001f44d"
     assert not message.reaction.removed
 
@@ -88,7 +95,10 @@ def test_it_parses_a_reaction():
 def test_it_parses_a_removed_reaction():
     message = only_message("wa_webhook_reaction_removed.json")
     assert message.kind is MessageKind.REACTION
-    assert message.reaction.message_id == "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA="
+    assert (
+        message.reaction.message_id
+        == "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA="
+    )
     assert message.reaction.removed and message.reaction.emoji == ""
 
 
@@ -165,7 +175,13 @@ def test_it_parses_a_template_quick_reply_button():
             "16505551234",
             1750263773,
         ),
-        ("wa_webhook_status_read_pywa_fixture.json", DeliveryStatus.READ, "wamid.xyzxyz", "972987654321", 1689380458),
+        (
+            "wa_webhook_status_read_pywa_fixture.json",
+            DeliveryStatus.READ,
+            "wamid.xyzxyz",
+            "972987654321",
+            1689380458,
+        ),
         # Meta's page calls this its "read" example but the payload says "sent":
         # the adapter reports what the payload says.
         (
@@ -193,7 +209,10 @@ def test_it_parses_a_failed_status_with_its_error():
     (update,) = WHATSAPP.parse(raw("wa_webhook_status_failed_131049.json")).statuses
     assert update.status is DeliveryStatus.FAILED
     assert update.error_code == 131049
-    assert update.error_title == "This message was not delivered to maintain healthy ecosystem engagement."
+    assert (
+        update.error_title
+        == "This message was not delivered to maintain healthy ecosystem engagement."
+    )
 
 
 def test_it_skips_statuses_it_does_not_record():
@@ -225,7 +244,10 @@ def test_it_yields_everything_of_many_entries_and_changes():
     status_change = doc("wa_webhook_status_read_pywa_fixture.json")["entry"][0]["changes"][0]
     first = copy.deepcopy(text)
     first["changes"].append(image_change)
-    second = {"id": "5467539754836534", "changes": [status_change, {"field": "account_update", "value": {}}]}
+    second = {
+        "id": "5467539754836534",
+        "changes": [status_change, {"field": "account_update", "value": {}}],
+    }
     event = WHATSAPP.parse(dumps({"object": "whatsapp_business_account", "entry": [first, second]}))
     assert [m.kind for m in event.messages] == [MessageKind.TEXT, MessageKind.MEDIA]
     assert [s.status for s in event.statuses] == [DeliveryStatus.READ]
