@@ -17,6 +17,7 @@ Failure contract, the same for every kind:
 
 from __future__ import annotations
 
+import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -56,6 +57,7 @@ __all__ = [
 
 MAX_BUTTONS = 3  # WhatsApp reply buttons; the common denominator of every kind
 MAX_LIST_ROWS = 10  # WhatsApp interactive lists: at most 10 rows across all sections
+MAX_TEMPLATE_JSON = 64 * 1024
 
 
 # --- what a webhook becomes ----------------------------------------------------------------------
@@ -197,10 +199,32 @@ class ParsedEvent:
 # --- what an adapter is asked to send ------------------------------------------------------------
 
 
+def _strings(value: object, *names: str) -> None:
+    """Each named field is a str without NUL or lone surrogates (ValueError otherwise)."""
+    for name in names:
+        field_value = getattr(value, name)
+        if not isinstance(field_value, str):
+            raise ValueError(f"{type(value).__name__}.{name} is a string.")
+        if "\x00" in field_value:
+            raise ValueError(f"{type(value).__name__}.{name} contains a NUL character.")
+        try:
+            field_value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{type(value).__name__}.{name} contains a lone surrogate.") from None
+
+
+def _tuple_of(value: object, kind: type, what: str) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(item, kind) for item in value):
+        raise ValueError(f"{what} is a tuple of {kind.__name__}.")
+
+
 @dataclass(frozen=True, slots=True)
 class Button:
     id: str  # comes back as InboundMessage.reply_id when tapped
     title: str
+
+    def __post_init__(self) -> None:
+        _strings(self, "id", "title")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,11 +233,18 @@ class ListRow:
     title: str
     description: str = ""
 
+    def __post_init__(self) -> None:
+        _strings(self, "id", "title", "description")
+
 
 @dataclass(frozen=True, slots=True)
 class ListSection:
     title: str
     rows: tuple[ListRow, ...]
+
+    def __post_init__(self) -> None:
+        _strings(self, "title")
+        _tuple_of(self.rows, ListRow, "ListSection.rows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +258,16 @@ class Template:
     language: str  # e.g. "en_US"
     components: tuple[Mapping[str, Any], ...] = ()
 
+    def __post_init__(self) -> None:
+        _strings(self, "name", "language")
+        _tuple_of(self.components, Mapping, "Template.components")
+        try:
+            encoded = json.dumps([dict(c) for c in self.components], allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError("Template.components is plain JSON.") from None
+        if len(encoded) > MAX_TEMPLATE_JSON:
+            raise ValueError("Template.components is too large.")
+
 
 @dataclass(frozen=True, slots=True)
 class MediaLink:
@@ -235,6 +276,9 @@ class MediaLink:
     id: str = ""  # an id the channel already holds
     caption: str = ""
     filename: str = ""
+
+    def __post_init__(self) -> None:
+        _strings(self, "type", "url", "id", "caption", "filename")
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +303,13 @@ class OutboundMessage:
     footer: str = ""
 
     def __post_init__(self) -> None:
+        _strings(self, "recipient_id", "text", "list_button", "reply_to", "header", "footer")
+        _tuple_of(self.buttons, Button, "OutboundMessage.buttons")
+        _tuple_of(self.list_sections, ListSection, "OutboundMessage.list_sections")
+        if self.template is not None and not isinstance(self.template, Template):
+            raise ValueError("OutboundMessage.template is a Template.")
+        if self.media is not None and not isinstance(self.media, MediaLink):
+            raise ValueError("OutboundMessage.media is a MediaLink.")
         if not self.recipient_id:
             raise ValueError("An outbound message needs a recipient.")
         if len(self.buttons) > MAX_BUTTONS:

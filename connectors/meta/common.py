@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from connectors.adapters.base import (
 )
 from connectors.adapters.http import HttpCall, HttpReply, HttpTransportError
 from connectors.adapters.payload import PayloadInvalid, integer
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 GRAPH_BASE_URL = "https://graph.facebook.com"
@@ -326,6 +329,15 @@ def graph_post(
             ) from None
         raise DeliveryError(
             "The Graph API destination was refused.", permanent=True, code="destination_refused"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the contract: DeliveryError and nothing else
+        # A broken transport, not an answer: logged by type (never the body), and
+        # not retried (it would fail the same way).
+        logger.error("%s: the HTTP transport failed: %s", purpose, type(exc).__name__)
+        raise DeliveryError(
+            "The message could not be handed to the HTTP transport.",
+            permanent=True,
+            code="transport_failed",
         ) from None
     if not 200 <= reply.status < 300:
         raise classify(reply)

@@ -258,7 +258,7 @@ class WhatsAppAdapter(ChannelAdapter):
     @staticmethod
     def _status(s: dict[str, Any], routing: str) -> StatusUpdate | None:
         status = s.get("status")
-        if status not in DeliveryStatus._value2member_map_:
+        if not isinstance(status, str) or status not in DeliveryStatus._value2member_map_:
             return None  # "deleted", "warning", …: nothing a delivery row records
         errors = items(s.get("errors"), "status_invalid", limit=16)
         first = obj(errors[0], "status_invalid") if errors else {}

@@ -198,3 +198,25 @@ def test_importing_the_meta_package_loads_no_higher_layer():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: OutboundMessage(recipient_id=16505551234, text="Hi"),  # type: ignore[arg-type]
+        lambda: OutboundMessage(recipient_id="1", text="Hi\x00"),
+        lambda: OutboundMessage(recipient_id="1", text="\ud800"),
+        lambda: OutboundMessage(recipient_id="1", text="Pick", buttons=[Button("a", "A")]),  # type: ignore[arg-type]
+        lambda: OutboundMessage(recipient_id="1", text="Pick", buttons=("a",)),  # type: ignore[arg-type]
+        lambda: OutboundMessage(recipient_id="1", template="hello_world"),  # type: ignore[arg-type]
+        lambda: Button(1, "A"),  # type: ignore[arg-type]
+        lambda: ListSection("s", [ListRow("r", "R")]),  # type: ignore[arg-type]
+        lambda: Template("t", "en", ({"x": float("nan")},)),
+        lambda: Template("t", "en", ({"x": object()},)),
+        lambda: Template("t", "en", ("body",)),  # type: ignore[arg-type]
+        lambda: MediaLink(type="image", url=None),  # type: ignore[arg-type]
+    ],
+)
+def test_outbound_values_check_their_types(build):
+    with pytest.raises(ValueError):
+        build()

@@ -240,3 +240,40 @@ def test_parsing_is_deterministic(document):
     body = encode(document)
     for adapter in ADAPTERS:
         assert outcome(adapter, body) == outcome(adapter, body)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda a: a.kind)
+@PROPERTY
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(["X-Hub-Signature-256", "x-hub-signature-256", "X-Other"])
+        | st.text(max_size=20),
+        st.text(max_size=200) | st.binary(max_size=50) | st.none() | st.integers(),
+        max_size=4,
+    ),
+    body=st.binary(max_size=512),
+    secret=st.text(max_size=40),
+)
+def test_verify_never_raises(adapter, headers, body, secret):
+    assert adapter.verify(headers, body, {"app_secret": secret}) in (True, False)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda a: a.kind)
+@PROPERTY
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["hub.mode", "hub.verify_token", "hub.challenge"]), st.text(max_size=140)
+    )
+)
+def test_verify_challenge_never_raises(adapter, params):
+    answer = adapter.verify_challenge(params, {"verify_token": "tok"})
+    assert answer is None or answer == params["hub.challenge"]
+
+
+@pytest.mark.parametrize("status", [[], {}, 1, None, "SENT"])
+def test_a_status_of_the_wrong_type_is_ignored_not_a_crash(status):
+    # Found by the mutated-payload property: an unhashable status once raised TypeError.
+    payload = doc("wa_webhook_status_read_pywa_fixture.json")
+    payload["entry"][0]["changes"][0]["value"]["statuses"][0]["status"] = status
+    event = WHATSAPP.parse(dumps(payload))
+    assert (event.statuses, event.ignored) == ((), 1)

@@ -3,10 +3,13 @@ and every error class, against a local Graph API (tests/fakes/graph.py)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.adapters.base import (
     Button,
@@ -523,3 +526,57 @@ def test_outbound_http_sees_a_rate_limit_answered_with_400(graph):
     graph.fail("rate_limit")
     error = send_failure(WHATSAPP, graph, wa_settings(graph), http=outbound_http)
     assert error.code == "rate_limited" and not error.permanent
+
+
+def test_a_broken_transport_is_a_permanent_delivery_error(graph):
+    def broken(method, url, **kwargs):
+        raise RuntimeError("a bug in the transport, with " + kwargs["headers"]["Authorization"])
+
+    error = send_failure(WHATSAPP, graph, wa_settings(graph), http=broken)
+    assert (error.code, error.permanent) == ("transport_failed", True)
+    assert TOKEN not in str(error)
+
+
+# --- any answer ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_graph():
+    with FakeGraph() as server:
+        yield server
+
+
+@pytest.mark.parametrize("adapter", [WHATSAPP, MESSENGER], ids=lambda a: a.kind)
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    status=st.integers(200, 599),
+    body=st.binary(max_size=300)
+    | st.builds(
+        lambda code, sub, retry: json.dumps(
+            {"error": {"code": code, "error_subcode": sub, "type": "OAuthException"}}
+        ).encode(),
+        st.one_of(st.integers(), st.text(max_size=8), st.none()),
+        st.one_of(st.integers(), st.none()),
+        st.none(),
+    ),
+    retry_after=st.one_of(
+        st.none(), st.text(alphabet="0123456789 ,:-GMTabcdefghijklmnopqrstuvwxyz", max_size=40)
+    ),
+)
+def test_any_answer_is_a_result_or_a_delivery_error(
+    shared_graph, adapter, status, body, retry_after
+):
+    headers = {"Retry-After": retry_after.strip() or "x"} if retry_after is not None else {}
+    shared_graph.answer(status, body, headers)
+    message = OutboundMessage(recipient_id="16505551234", text="Hi")
+    settings_ = {"graph_base_url": shared_graph.base_url, "phone_number_id": PHONE_NUMBER_ID}
+    try:
+        result = adapter.send(message, settings_, SECRETS, plain_http)
+    except DeliveryError as error:
+        assert error.code and TOKEN not in str(error)
+        assert error.retry_after is None or 0 <= error.retry_after <= 24 * 3600
+        assert not (200 <= status < 300) or error.code == "response_invalid"
+    else:
+        assert 200 <= status < 300 and result.external_id
