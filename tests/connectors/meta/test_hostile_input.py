@@ -173,7 +173,66 @@ json_values = st.recursive(
     max_leaves=40,
 )
 
-DOCUMENTS = [json.loads(p.read_bytes()) for p in sorted(FIXTURES.glob("*webhook*.json"))]
+
+def _messaging(event: dict[str, Any], name: str = "messenger_webhook_text.json") -> dict[str, Any]:
+    payload = doc(name)
+    item = payload["entry"][0]["messaging"][0]
+    item.pop("message")
+    item.update(event)
+    return payload
+
+
+def _wa_contacts() -> dict[str, Any]:
+    payload = doc("wa_webhook_text.json")
+    message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    del message["text"]
+    message.update(
+        type="contacts",
+        contacts=[
+            {
+                "name": {"formatted_name": "B"},
+                "phones": [{"phone": "+1"}],
+                "emails": [{"email": "e@x"}],
+            }
+        ],
+    )
+    return payload
+
+
+# The documented payloads, plus the shapes the tests build on them, as seeds to mutate:
+# every branch of every adapter has a seed that reaches it.
+DOCUMENTS = [json.loads(p.read_bytes()) for p in sorted(FIXTURES.glob("*webhook*.json"))] + [
+    _wa_contacts(),
+    _messaging(
+        {
+            "message": {
+                "mid": "m",
+                "text": "t",
+                "quick_reply": {"payload": "P"},
+                "reply_to": {"mid": "r"},
+            }
+        }
+    ),
+    _messaging(
+        {"message": {"mid": "m", "attachments": [{"type": "image", "payload": {"url": "u"}}]}}
+    ),
+    _messaging(
+        {
+            "message": {
+                "mid": "m",
+                "attachments": [
+                    {"type": "location", "payload": {"coordinates": {"lat": 1, "long": 2}}}
+                ],
+            }
+        }
+    ),
+    _messaging({"message": {"mid": "m", "text": "t", "is_echo": True}}),
+    _messaging({"reaction": {"mid": "m", "action": "react", "emoji": "x"}}),
+    _messaging({"delivery": {"mids": ["a", "b"], "watermark": 1458668856253}}),
+    _messaging({"read": {"watermark": 1458668856253}}),
+    _messaging({"read": {"mid": "m"}}, "instagram_webhook_dm_text.json"),
+    _messaging({"message": {"mid": "m", "is_deleted": True}}, "instagram_webhook_dm_text.json"),
+]
 
 
 def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
