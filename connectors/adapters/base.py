@@ -451,7 +451,3 @@ class ChannelAdapter(ABC):
 
         Raises :class:`DeliveryError`, nothing else.
         """
-
-
-def empty_event() -> ParsedEvent:
-    return ParsedEvent(messages=(), statuses=(), errors=(), routing_keys=(), ignored=0)

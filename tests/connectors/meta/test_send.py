@@ -580,3 +580,31 @@ def test_any_answer_is_a_result_or_a_delivery_error(
         assert not (200 <= status < 300) or error.code == "response_invalid"
     else:
         assert 200 <= status < 300 and result.external_id
+
+
+@pytest.mark.parametrize(
+    ("settings_", "secrets"),
+    [
+        ({"phone_number_id": None}, SECRETS),
+        ({"phone_number_id": 106540352242922}, SECRETS),
+        ({"phone_number_id": PHONE_NUMBER_ID, "api_version": 21.0}, SECRETS),
+        ({"phone_number_id": PHONE_NUMBER_ID, "graph_base_url": ["http://127.0.0.1"]}, SECRETS),
+        ({"phone_number_id": PHONE_NUMBER_ID, "graph_base_url": "http://127.0.0.1:99999"}, SECRETS),
+        ({"phone_number_id": PHONE_NUMBER_ID, "graph_base_url": "http://"}, SECRETS),
+        (
+            {"phone_number_id": PHONE_NUMBER_ID, "graph_base_url": "http://127.0.0.1:1"},
+            {"access_token": 12345},
+        ),
+        (
+            {"phone_number_id": PHONE_NUMBER_ID, "graph_base_url": "http://127.0.0.1:1"},
+            {"access_token": "t\u00e9"},
+        ),
+    ],
+)
+def test_odd_settings_and_secrets_are_delivery_errors(settings_, secrets):
+    # 127.0.0.1:1 unless the base URL is the odd value: nothing may leave the machine.
+    settings_ = {"graph_base_url": "http://127.0.0.1:1", **settings_}
+    with pytest.raises(DeliveryError) as caught:
+        WHATSAPP.send(OutboundMessage(recipient_id="1", text="Hi"), settings_, secrets, plain_http)
+    assert caught.value.permanent
+    assert caught.value.code in ("settings_invalid", "credentials_invalid")
