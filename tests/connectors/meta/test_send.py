@@ -8,6 +8,7 @@ import logging
 import socket
 
 import pytest
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -416,6 +417,7 @@ def closed_port_url() -> str:
 
 
 @pytest.mark.parametrize("http", [plain_http, outbound_http], ids=["plain", "outbound"])
+@pytest.mark.usefixtures("private_allowed")
 def test_an_unreachable_graph_is_transient(http):
     settings = {"graph_base_url": closed_port_url(), "phone_number_id": PHONE_NUMBER_ID}
     with pytest.raises(DeliveryError) as caught:
@@ -473,6 +475,15 @@ def test_bad_settings_or_credentials_fail_before_calling(
 # --- the production path: parley.outbound --------------------------------------------------------
 
 
+@pytest.fixture
+def private_allowed():
+    """The local Graph API listens on 127.0.0.1, which parley.outbound's guard refuses
+    unless PARLEY_OUTBOUND_ALLOW_PRIVATE (on outside production; said here, not assumed)."""
+    with override_settings(PARLEY_OUTBOUND_ALLOW_PRIVATE=True):
+        yield
+
+
+@pytest.mark.usefixtures("private_allowed")
 def test_outbound_http_sends_and_logs_no_secret(graph, caplog):
     caplog.set_level(logging.DEBUG)
     result = WHATSAPP.send(
@@ -501,6 +512,7 @@ def test_outbound_http_sends_and_logs_no_secret(graph, caplog):
         ("bad_request", "rejected", True, False),
     ],
 )
+@pytest.mark.usefixtures("private_allowed")
 def test_outbound_http_classes_by_status(graph, caplog, failure, code, permanent, auth_failed):
     graph.fail(failure)
     error = send_failure(WHATSAPP, graph, wa_settings(graph), http=outbound_http)
@@ -515,6 +527,7 @@ GAP = (
 
 
 @pytest.mark.xfail(strict=True, reason=GAP)
+@pytest.mark.usefixtures("private_allowed")
 def test_outbound_http_sees_the_24_hour_window(graph):
     graph.fail("outside_window")
     error = send_failure(WHATSAPP, graph, wa_settings(graph), http=outbound_http)
@@ -522,6 +535,7 @@ def test_outbound_http_sees_the_24_hour_window(graph):
 
 
 @pytest.mark.xfail(strict=True, reason=GAP)
+@pytest.mark.usefixtures("private_allowed")
 def test_outbound_http_sees_a_rate_limit_answered_with_400(graph):
     graph.fail("rate_limit")
     error = send_failure(WHATSAPP, graph, wa_settings(graph), http=outbound_http)
@@ -608,3 +622,12 @@ def test_odd_settings_and_secrets_are_delivery_errors(settings_, secrets):
         WHATSAPP.send(OutboundMessage(recipient_id="1", text="Hi"), settings_, secrets, plain_http)
     assert caught.value.permanent
     assert caught.value.code in ("settings_invalid", "credentials_invalid")
+
+
+@override_settings(PARLEY_OUTBOUND_ALLOW_PRIVATE=False)
+def test_the_outbound_guard_refuses_a_private_graph_base_url(graph):
+    # A graph_base_url pointing into the platform's network is refused for good,
+    # before any byte leaves (production's setting).
+    error = send_failure(WHATSAPP, graph, wa_settings(graph), http=outbound_http)
+    assert (error.code, error.permanent) == ("destination_refused", True)
+    assert graph.requests == []
