@@ -53,7 +53,10 @@ _TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")  # a bearer token: no space, no CR/L
 # WhatsApp Cloud API error codes). Rate limits: API-level 4, 17, 32, 613, 80007 (WABA),
 # 130429 (Cloud API throughput), 131048 (spam rate limit), 131056 (pair rate limit).
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
-OUTSIDE_WINDOW_CODE = 131047
+OUTSIDE_WINDOW_CODE = 131047  # WhatsApp: re-engagement needs a template
+# Messenger and Instagram say the same with code 10 ("permission") and a subcode:
+# 2018278 (Messenger) and 2534022 (Instagram) "sent outside of allowed window".
+OUTSIDE_WINDOW_SUBCODES = frozenset({2018278, 2534022})
 # Auth: 102 (session), 190 (access token), 10 and 200-299 (permissions).
 AUTH_CODES = frozenset({102, 190, 10})
 # "Try again" codes: 1 (API unknown), 2 (API service), 131000 (something went wrong),
@@ -273,9 +276,9 @@ def classify(reply: HttpReply) -> DeliveryError:
             retry_after=retry_after if retry_after is not None else RATE_LIMIT_RETRY,
             **common,
         )
-    if code == OUTSIDE_WINDOW_CODE:
+    if code == OUTSIDE_WINDOW_CODE or (code == 10 and subcode in OUTSIDE_WINDOW_SUBCODES):
         return DeliveryError(
-            f"{what}: the customer last wrote more than 24 hours ago; only a template can be sent.",
+            f"{what}: the customer last wrote more than 24 hours ago (outside the messaging window).",
             permanent=True,
             code="outside_window",
             outside_window=True,

@@ -376,6 +376,7 @@ def test_a_rate_limit_says_when_to_retry(graph):
         (503, 131016, "server_error"),
         (400, 2, "server_error"),
         (400, 131026, "rejected"),
+        (400, 100, "rejected"),
         (404, None, "rejected"),
     ],
 )
@@ -631,3 +632,30 @@ def test_the_outbound_guard_refuses_a_private_graph_base_url(graph):
     error = send_failure(WHATSAPP, graph, wa_settings(graph), http=outbound_http)
     assert (error.code, error.permanent) == ("destination_refused", True)
     assert graph.requests == []
+
+
+@pytest.mark.parametrize(
+    ("adapter", "subcode"),
+    [(MESSENGER, 2018278), (INSTAGRAM, 2534022)],
+    ids=["messenger", "instagram"],
+)
+def test_the_send_api_window_error_is_outside_window_not_auth(graph, adapter, subcode):
+    # Messenger and Instagram report the 24-hour window as code 10 (a permission code) with a subcode.
+    graph.answer(
+        400,
+        {
+            "error": {
+                "message": "(#10) This message is sent outside of allowed window.",
+                "type": "OAuthException",
+                "code": 10,
+                "error_subcode": subcode,
+            }
+        },
+    )
+    error = send_failure(adapter, graph, {"graph_base_url": graph.base_url})
+    assert (error.code, error.permanent, error.outside_window, error.auth_failed) == (
+        "outside_window",
+        True,
+        True,
+        False,
+    )
