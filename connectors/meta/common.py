@@ -55,8 +55,9 @@ _TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")  # a bearer token: no space, no CR/L
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
 OUTSIDE_WINDOW_CODE = 131047  # WhatsApp: re-engagement needs a template
 # Messenger and Instagram say the same with code 10 ("permission") and a subcode:
-# 2018278 (Messenger) and 2534022 (Instagram) "sent outside of allowed window".
-OUTSIDE_WINDOW_SUBCODES = frozenset({2018278, 2534022})
+# 2018278 (Messenger), 2534022 (Instagram), and the older 2018065 ("... outside of
+# allowed window. You need page_messaging_subscriptions permission").
+OUTSIDE_WINDOW_SUBCODES = frozenset({2018278, 2534022, 2018065})
 # Auth: 102 (session), 190 (access token), 10 and 200-299 (permissions).
 AUTH_CODES = frozenset({102, 190, 10})
 # "Try again" codes: 1 (API unknown), 2 (API service), 131000 (something went wrong),
