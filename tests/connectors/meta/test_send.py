@@ -636,8 +636,8 @@ def test_the_outbound_guard_refuses_a_private_graph_base_url(graph):
 
 @pytest.mark.parametrize(
     ("adapter", "subcode"),
-    [(MESSENGER, 2018278), (INSTAGRAM, 2534022)],
-    ids=["messenger", "instagram"],
+    [(MESSENGER, 2018278), (MESSENGER, 2018065), (INSTAGRAM, 2534022)],
+    ids=["messenger", "messenger-old", "instagram"],
 )
 def test_the_send_api_window_error_is_outside_window_not_auth(graph, adapter, subcode):
     # Messenger and Instagram report the 24-hour window as code 10 (a permission code) with a subcode.
