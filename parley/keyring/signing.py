@@ -171,9 +171,7 @@ def rotate(schema: str, *, immediately: bool = False) -> Rotation:
             schema_name=schema, purpose=PURPOSE, state=WrappedKey.State.RETIRED
         )
         if not immediately:
-            retired = retired.filter(
-                retired_at__lte=now - timedelta(seconds=grace_seconds())
-            )
+            retired = retired.filter(retired_at__lte=now - timedelta(seconds=grace_seconds()))
         retired.update(wrapped="", state=WrappedKey.State.DESTROYED, destroyed_at=now)
         valid_until = None
         if previous is not None and not immediately:

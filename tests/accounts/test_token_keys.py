@@ -20,6 +20,7 @@ from audit.models import AuditEvent
 from parley.keyring import signing
 from parley.keyring.services import token_key_rotate
 from parley.models import WrappedKey
+from tenants.migrating import _ensure_tenant_keys
 from tests import support
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_counters")]
@@ -81,12 +82,12 @@ def test_it_signs_with_a_wrapped_key_of_the_tenant_named_by_kid(acme, globex, no
     _, globex_key = signing.signing_key(globex.schema_name)
     assert len(acme_key) == 32 and acme_key != globex_key
     assert acme_key.hex() not in active.wrapped
-    jwt.decode(pair["access"], acme_key, algorithms=["HS256"], audience=f"parley:{acme.schema_name}")
+    jwt.decode(
+        pair["access"], acme_key, algorithms=["HS256"], audience=f"parley:{acme.schema_name}"
+    )
 
 
-def test_it_keeps_tokens_of_the_previous_key_through_the_grace_window_and_not_after(
-    acme, no_mfa
-):
+def test_it_keeps_tokens_of_the_previous_key_through_the_grace_window_and_not_after(acme, no_mfa):
     before = _pair()
     old_kid = _kid(before["access"])
     rotation = _rotate(acme)
@@ -186,3 +187,23 @@ def test_the_security_page_rotates_for_owners_only_with_step_up(acme, role, no_m
     assert (_me(before["access"]).status_code == 401) is allowed
     if allowed:
         assert "API token signing key" in client.get("/settings/security/").content.decode()
+
+
+def test_a_tenant_older_than_token_keys_gets_one_at_the_first_sign_in(acme, no_mfa):
+    WrappedKey.objects.filter(schema_name=acme.schema_name, purpose="token").delete()
+    signing.forget(acme.schema_name)
+    pair = _pair()
+    created = WrappedKey.objects.get(schema_name=acme.schema_name, purpose="token")
+    assert created.state == "active" and _kid(pair["access"]) == f"v{created.version}"
+    assert _me(pair["access"]).status_code == 200
+
+
+def test_migrating_gives_every_tenant_a_token_key(acme, globex):
+    WrappedKey.objects.filter(purpose="token").delete()
+    _ensure_tenant_keys([acme.schema_name, globex.schema_name])
+    assert set(
+        WrappedKey.objects.filter(purpose="token", state="active").values_list(
+            "schema_name", flat=True
+        )
+    ) == {acme.schema_name, globex.schema_name}
+    assert WrappedKey.objects.filter(schema_name=acme.schema_name, purpose="data").count() >= 1
