@@ -236,6 +236,21 @@ def ensure_secret_key() -> Path:
     return path
 
 
+def ensure_demo_password() -> str:
+    """The demo logins' password: random, made once, kept in the state folder (the
+    demo seed prints it), so no two checkouts share it and none is in the code."""
+    import secrets
+
+    path = state_dir() / "secrets" / "demo-password"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(12))
+    return path.read_text().strip()
+
+
 def down() -> None:
     stop_redis()
     stop_postgres()

@@ -186,3 +186,17 @@ def test_it_generates_the_development_secret_key_into_the_state_folder(tmp_path)
     assert key != published
     # What the environment gives still wins.
     assert _secret_key_of(_development(first, PARLEY_SECRET_KEY=STRONG_SECRET)) == STRONG_SECRET
+
+
+def test_the_demo_password_is_generated_into_the_state_folder(monkeypatch, tmp_path):
+    from parley import devstack
+
+    monkeypatch.setenv("PARLEY_STATE_DIR", str(tmp_path / "one"))
+    first = devstack.ensure_demo_password()
+    stored = tmp_path / "one" / "secrets" / "demo-password"
+    assert first == stored.read_text().strip() and len(first) >= 16
+    assert stored.stat().st_mode & 0o077 == 0
+    assert devstack.ensure_demo_password() == first  # kept between runs
+    monkeypatch.setenv("PARLEY_STATE_DIR", str(tmp_path / "two"))
+    assert devstack.ensure_demo_password() != first
+    assert first != "parley-demo-password"  # the one earlier versions had in code

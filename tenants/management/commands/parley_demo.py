@@ -10,7 +10,6 @@ from parley import devstack
 from tenants.models import Tenant
 from tenants.services import tenant_base_url, tenant_create
 
-DEMO_PASSWORD = "parley-demo-password"  # noqa: S105 - development demo only, refused in production
 DEMO_TENANTS = [
     ("acme", "Acme Inc.", "acme"),
     ("globex", "Globex Corporation", "globex"),
@@ -26,6 +25,8 @@ class Command(BaseCommand):
         if settings.PARLEY_DB_ROLE != "owner":
             raise CommandError("Run the demo seed with PARLEY_DB_ROLE=owner (it creates schemas).")
         User = get_user_model()
+        # Generated into the state folder on the first seed: no password in code.
+        DEMO_PASSWORD = devstack.ensure_demo_password()  # noqa: N806
         with schema_context("public"):
             operator = User.objects.filter(username="operator").first()
             if operator is None:
