@@ -406,6 +406,8 @@ def token_refresh(*, request, raw: str) -> TokenPair:
     """A new pair for a refresh token used for the first time; reuse revokes the family."""
     refresh = _decode(TenantRefreshToken, raw)
     user_id, family_id, jti = int(refresh["user_id"]), refresh[FAMILY_CLAIM], refresh["jti"]
+    if cache.get(signing.destroyed_key(str(_kid_of(raw)))):
+        raise TokenRefused("token_invalid", INVALID_DETAIL)
     # Read before the transaction (no network call while holding the row lock).
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
     epoch = revocation.current_for_issue(user_id)
@@ -496,14 +498,17 @@ def authenticate_access(raw: str):
     """
     token = _decode(TenantAccessToken, raw)
     user_id, family_id = int(token["user_id"]), token[FAMILY_CLAIM]
-    epoch_raw, revoked, live, snapshot = get_raw(  # one round trip
+    epoch_raw, revoked, live, snapshot, key_destroyed = get_raw(  # one round trip
         [
             revocation.epoch_key(user_id),
             family_revoked_key(family_id),
             family_live_key(family_id),
             snapshot_key(user_id),
+            signing.destroyed_key(str(_kid_of(raw))),
         ]
     )
+    if key_destroyed:  # destroyed at once, before this process re-read its keys
+        raise TokenRefused("token_invalid", INVALID_DETAIL)
     epoch = int(epoch_raw) if epoch_raw is not None else 0
     # Exactly the current epoch: one from the future (only a forger makes
     # those) must not outlive the next revocation either.

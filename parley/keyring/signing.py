@@ -15,7 +15,10 @@ The hot path stays in memory: each process keeps a table per schema of the
 unwrapped keys and the time until which each is accepted, re-read from the
 database every ``_TABLE_SECONDS`` seconds, and at once (at most once a second)
 when a token names a version the table does not know yet. A rotation in
-another process is therefore seen within ``_TABLE_SECONDS``.
+another process is therefore seen within ``_TABLE_SECONDS``; a version
+destroyed at once is also marked in Redis (:func:`destroyed_key`), which the
+per-request round trip of :mod:`accounts.tokens` reads, so its tokens stop at
+once in every process.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from parley.keyring import keys
 from parley.models import WrappedKey
@@ -37,6 +42,9 @@ PURPOSE = WrappedKey.Purpose.TOKEN
 _TABLE_SECONDS = 10.0  # how stale a process's view of the key versions may get
 _RELOAD_AT_MOST_EVERY = 1.0  # unknown kids: one database read per schema per second at most
 _KID = re.compile(r"v([1-9][0-9]{0,8})")
+# How long the "destroyed at once" mark stays in Redis: far longer than any
+# process keeps its table (``_TABLE_SECONDS``).
+_DESTROYED_MARK_SECONDS = 3600
 
 
 def kid_for(version: int) -> str:
@@ -136,6 +144,12 @@ def verification_key(schema: str, kid) -> bytes | None:
     return key
 
 
+def destroyed_key(kid: str) -> str:
+    """Cache key (tenant-prefixed) set when a version is destroyed at once: every
+    process refuses its tokens on the next request, before its table is re-read."""
+    return f"jwt-kid-destroyed:{kid}"
+
+
 def forget(schema: str | None = None) -> None:
     """Drop this process's cached tables (after a rotation here, in tests)."""
     with _lock:
@@ -172,7 +186,17 @@ def rotate(schema: str, *, immediately: bool = False) -> Rotation:
         )
         if not immediately:
             retired = retired.filter(retired_at__lte=now - timedelta(seconds=grace_seconds()))
+        destroyed = [kid_for(v) for v in retired.values_list("version", flat=True)]
         retired.update(wrapped="", state=WrappedKey.State.DESTROYED, destroyed_at=now)
+        if immediately and destroyed:
+
+            def mark_destroyed() -> None:
+                with schema_context(schema):  # cache keys carry the tenant's schema
+                    cache.set_many(
+                        {destroyed_key(kid): 1 for kid in destroyed}, _DESTROYED_MARK_SECONDS
+                    )
+
+            transaction.on_commit(mark_destroyed)
         valid_until = None
         if previous is not None and not immediately:
             valid_until = now + timedelta(seconds=grace_seconds())

@@ -3,12 +3,15 @@ rotated with a grace window for the previous version (command and page, audited)
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from datetime import timedelta
 from io import StringIO
 
 import jwt
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
@@ -207,3 +210,26 @@ def test_migrating_gives_every_tenant_a_token_key(acme, globex):
         )
     ) == {acme.schema_name, globex.schema_name}
     assert WrappedKey.objects.filter(schema_name=acme.schema_name, purpose="data").count() >= 1
+
+
+def test_an_immediate_rotation_stops_old_tokens_in_processes_that_have_not_reloaded(
+    acme, no_mfa, django_capture_on_commit_callbacks
+):
+    before = _pair()
+    old_kid = _kid(before["access"])
+    # What another process still holds: the old version, active, freshly read.
+    stale = signing._load(acme.schema_name)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            _rotate(acme, immediately=True)
+        signing._tables[acme.schema_name] = dataclasses.replace(stale, loaded_at=time.monotonic())
+        assert signing.verification_key(acme.schema_name, old_kid) is not None  # stale indeed
+        response = _me(before["access"])
+        assert response.status_code == 401 and response.json()["code"] == "token_invalid"
+        assert _refresh(before["refresh"]).json()["code"] == "token_invalid"
+    finally:
+        signing.forget(acme.schema_name)
+        # Redis outlives the test's rolled-back transaction: the mark must not.
+        with tenant_context(acme):
+            cache.delete(signing.destroyed_key(old_kid))
+        connection.set_schema_to_public()

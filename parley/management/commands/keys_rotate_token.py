@@ -32,7 +32,9 @@ class Command(BaseCommand):
             return
         previous = signing.kid_for(rotation.previous)
         if rotation.previous_valid_until is None:
-            self.stdout.write(f"{previous} destroyed: tokens it signed are refused from now on.")
+            self.stdout.write(
+                f"{previous} destroyed: tokens it signed are refused from now on, in every process."
+            )
         else:
             self.stdout.write(
                 f"{previous} still verifies until {rotation.previous_valid_until:%Y-%m-%d %H:%M:%S} "
