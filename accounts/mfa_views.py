@@ -116,7 +116,7 @@ def enrol(request):
                 record("auth.mfa.enrolled", target_type="user", target_id=user.pk, request=request)
         if ok:
             otp_login(request, device)
-            mfa.note_verified(request)
+            mfa.note_verified(request)  # and a new session key
             lockout.clear(username=user.get_username())
             request.session[BACKUP_CODES_SESSION] = codes
             return redirect(f"/mfa/enrol/?next={_next(request)}")
@@ -157,7 +157,7 @@ def _code_page(request, *, step_up: bool, on_success):
             return _end_locked(request)
         device = mfa.verify(user, form.cleaned_data["code"])
         if device is not None:
-            mfa.note_verified(request)
+            mfa.note_verified(request)  # and a new session key
             on_success(device)
             return redirect(_next(request))
         _refuse(request, user, "step-up" if step_up else "sign-in")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import quote, urlsplit
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, JsonResponse
@@ -128,12 +129,27 @@ class StepUpRequired(APIException):
     )
 
 
+class CodesLocked(APIException):
+    status_code = 429
+    default_code = "locked"
+    default_detail = (
+        "Too many wrong one-time codes for this account or network; try again later, "
+        "or ask an administrator to lift the lock."
+    )
+
+
 class StepUpFresh(BasePermission):
     """DRF permission for unsafe methods: step-up (GET and HEAD pass)."""
 
     def has_permission(self, request, view) -> bool:
         if request.method in _SAFE_METHODS:
             return True
-        if not mfa.step_up_fresh(request):
+        try:
+            fresh = mfa.step_up_fresh(request)
+        except mfa.CodesLocked:
+            locked = CodesLocked()
+            locked.wait = settings.PARLEY_LOGIN_LOCK_SECONDS  # Retry-After
+            raise locked from None
+        if not fresh:
             raise StepUpRequired
         return True

@@ -4,18 +4,24 @@ Every function takes the acting user (``by``); the caller has already checked
 sign-in, the policy table and step-up where the view needs them, and these
 functions check the rules that depend on the people involved:
 
-* nobody grants a role ranked above their own, or changes someone ranked above them;
+* nobody grants a role ranked above their own, or changes someone ranked above them,
+  where "their own" is the standing role: a just-in-time grant lets its holder
+  use the access, never pass it on or turn it into standing access;
+* nobody changes their own role;
 * the last active owner can be neither demoted nor deactivated;
 * just-in-time grants are approved by someone who could grant that access
   outright, last at most ``PARLEY_JIT_MAX_HOURS`` and end by themselves.
 
 Audit events for user fields (role, active, password) are written by the
-model signals in ``audit``; the grant events here.
+model signals in ``audit``; the grant events here; a refusal by these rules
+is recorded as ``access.denied`` (with the rule and what was asked) before
+``PermissionDenied`` is raised.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NoReturn
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,6 +34,8 @@ from django.utils import timezone
 from accounts import revocation
 from accounts.models import AccessGrant, SecurityPolicy
 from accounts.policy import Perm, Role, effective_roles, rank, user_has
+from audit.context import current_request
+from audit.models import Outcome
 from audit.services import record
 
 User = get_user_model()
@@ -37,12 +45,53 @@ def _forget_roles(user) -> None:
     user.__dict__.pop("_parley_roles", None)
 
 
+def _deny(by, *, rule: str, message: str, target=None, role: str = "") -> NoReturn:
+    """Record the refusal (its own transaction: nothing else happens), then refuse."""
+    request = current_request()
+    details = {
+        "rule": rule,
+        "standing_role": by.role,
+        "elevated_roles": sorted(effective_roles(by) - {by.role}),
+    }
+    if target is not None:
+        details["user"] = target.get_username()
+    if role:
+        details["role"] = role
+    if request is not None:
+        details.update(method=request.method, path=request.path[:300])
+    with transaction.atomic():
+        record(
+            "access.denied",
+            outcome=Outcome.DENIED,
+            target_type="user" if target is not None else "",
+            target_id=target.pk if target is not None else "",
+            details=details,
+        )
+    if request is not None:
+        request._audit_denial_recorded = True  # the middleware adds no second, vaguer one
+    raise PermissionDenied(message)
+
+
 def _check_rank(by, *, role: str | None = None, target=None) -> None:
-    by_rank = max(rank(r) for r in effective_roles(by))
+    # The standing role only: rank from a just-in-time grant would let its
+    # holder hand the grant's role out (to themselves, or an accomplice) for good.
+    by_rank = rank(by.role)
     if role is not None and rank(role) > by_rank:
-        raise PermissionDenied("You cannot grant a role above your own.")
+        _deny(
+            by,
+            rule="role_above_own",
+            message="You cannot grant a role above your own.",
+            target=target,
+            role=role,
+        )
     if target is not None and rank(target.role) > by_rank:
-        raise PermissionDenied("You cannot change a user whose role is above your own.")
+        _deny(
+            by,
+            rule="user_above_own",
+            message="You cannot change a user whose role is above your own.",
+            target=target,
+            role=role or "",
+        )
 
 
 def _other_active_owners(user) -> bool:
@@ -96,6 +145,12 @@ def user_set_role(*, by, user, role: str):
         raise PermissionDenied
     if role not in Role.values:
         raise ValidationError({"role": "Unknown role."})
+    if user.pk == by.pk:
+        # Not even down: someone else (who may) changes it, so no elevation can
+        # ever be written into one's own standing role.
+        _deny(
+            by, rule="own_role", message="You cannot change your own role.", target=user, role=role
+        )
     _check_rank(by, role=role, target=user)
     with transaction.atomic():
         _lock_owners()

@@ -42,6 +42,7 @@ ACTIONS: dict[str, str] = {
     "audit.sink.deleted": "A SIEM sink was removed.",
     # keyring and credentials
     "key.rotated": "A tenant data-encryption key was rotated.",
+    "key.token_signing_rotated": "A tenant's API token-signing key was rotated (new `kid`).",
     "credential.set": "A connector credential was stored.",
     "credential.replaced": "A connector credential's secret was replaced (rotated).",
     "credential.deleted": "A connector credential was deleted.",

@@ -93,6 +93,7 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "conversations:inbox_members": ("POST", "policy", {"user": "@agent2", "action": "add"}),
     "keyring:security": ("GET", "policy", {}),
     "keyring:rotate": ("POST", "policy", {}),
+    "keyring:rotate_token_key": ("POST", "policy", {}),
     "api:token": ("POST", "public", {}),
     "api:token-refresh": ("POST", "public", {}),
     "api:token-revoke": ("POST", "public", {}),
