@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import settings_link, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -15,7 +15,7 @@ SECRET = "pat-na1-BROWSER-MARKER-9d41"
 def test_it_stores_a_secret_it_never_shows_again(live_url, page):
     base = live_url("acme.localhost")
     sign_in(page, base, "integrator@acme.test")
-    page.get_by_role("link", name="Credentials").click()
+    settings_link(page, "Credentials").click()
     page.get_by_label("Name").fill("e2e-hubspot")
     page.get_by_label("Connector").fill("hubspot")
     page.get_by_label("Secret", exact=True).fill(SECRET)
