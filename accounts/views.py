@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import lockout, mfa, services
+from accounts.dashboard import dashboard_for
 from accounts.forms import GrantRequestForm, InviteForm, ThrottledAuthenticationForm
 from accounts.mfa import ALWAYS_MFA_ROLES
 from accounts.models import AccessGrant
@@ -59,7 +60,12 @@ def home(request):
         from connectors.selectors import credentials_due
 
         due = credentials_due().count()
-    return render(request, "accounts/home.html", {"permissions": perms, "credentials_due": due})
+    board = dashboard_for(request.user, tenant=request.tenant)
+    return render(
+        request,
+        "accounts/home.html",
+        {"permissions": perms, "credentials_due": due, "board": board},
+    )
 
 
 @login_required
