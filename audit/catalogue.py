@@ -29,6 +29,8 @@ ACTIONS: dict[str, str] = {
     "tenant.reactivated": "A suspended tenant was reactivated.",
     # users and roles (tenant chain, public chain for operators)
     "user.created": "A user was created.",
+    "user.invite_resent": "A pending invitation was sent again.",
+    "user.invite_cancelled": "A pending invitation was withdrawn (the user never signed in).",
     "user.updated": "A user's profile fields changed.",
     "user.role_changed": "A user's role changed.",
     "user.deactivated": "A user was deactivated.",
