@@ -12,6 +12,7 @@ server are shared with the rest of the suite.
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import axe_problems, sideways_scroll, sign_in
 
@@ -69,6 +70,16 @@ def test_every_tenant_page_is_clean_accessible_and_fits(live_url, page, persona)
     sign_in(page, base, persona)
     problems = _check_pages(page, base, TENANT_PAGES[persona])
     assert not problems, "\n".join(problems)
+    if persona == "admin@acme.test":
+        # The SIEM sink form shows the fields of the chosen kind only.
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(base + "/audit/sinks/")
+        page.locator("#id_kind").select_option("https")
+        expect(page.locator("#id_host")).to_be_hidden()
+        expect(page.locator("#id_url")).to_be_visible()
+        page.locator("#id_kind").select_option("syslog")
+        expect(page.locator("#id_host")).to_be_visible()
+        expect(page.locator("#id_url")).to_be_hidden()
 
 
 def test_every_console_page_is_clean_accessible_and_fits(live_url, page):
