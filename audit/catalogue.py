@@ -51,6 +51,7 @@ ACTIONS: dict[str, str] = {
     "tenant.offboarded": "A tenant's schema was dropped and its keys destroyed (crypto-shredding).",
     # inboxes
     "inbox.created": "An inbox was created.",
+    "inbox.updated": "An inbox's channel, assignment, hours or auto-reply changed.",
     "inbox.member_added": "A user became a member of an inbox.",
     "inbox.member_removed": "A user stopped being a member of an inbox.",
     # conversations

@@ -93,6 +93,11 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     ),
     "conversations:inbox": ("GET", "policy", {}),
     "conversations:inbox_members": ("POST", "policy", {"user": "@agent2", "action": "add"}),
+    "conversations:inbox_settings": (
+        "POST",
+        "policy",
+        {"assignment": "manual", "timezone": "UTC", "channel": "", "auto_reply": ""},
+    ),
     "keyring:security": ("GET", "policy", {}),
     "keyring:rotate": ("POST", "policy", {}),
     "api:token": ("POST", "public", {}),
