@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import AccessGrant
@@ -65,9 +67,12 @@ def _posture() -> dict:
     User = get_user_model()
     active = User.objects.filter(is_active=True)
     total = active.count()
+    # Set up = any confirmed device (an authenticator app or backup codes), as
+    # the sign-in gate counts it.
     with_mfa = (
         active.filter(
-            pk__in=TOTPDevice.objects.filter(confirmed=True).values("user_id"),
+            Q(pk__in=TOTPDevice.objects.filter(confirmed=True).values("user_id"))
+            | Q(pk__in=StaticDevice.objects.filter(confirmed=True).values("user_id"))
         ).count()
         if total
         else 0

@@ -63,7 +63,7 @@ def test_it_shows_owners_pending_requests_and_the_security_posture(acme):
         )
     page = _home(acme, "owner@acme.test")
     assert "Security posture" in page
-    assert "use an authenticator app" in page and "age of the data key" in page
+    assert "have two-factor authentication set up" in page and "age of the data key" in page
     assert "due for rotation" in page
     assert "Waiting for your decision" in page and "quarter close" not in page
     assert "analyst@acme.test asks for the Admin role" in page
