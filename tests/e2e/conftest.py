@@ -283,7 +283,7 @@ def page(browser):
         pytest.fail("console errors or CSP violations:\n" + "\n".join(problems), pytrace=False)
 
 
-def axe_problems(page) -> list[str]:
+def axe_problems(page, *, exclude: tuple[str, ...] = ()) -> list[str]:
     """Serious and critical axe-core violations of the page as it is now.
 
     axe is evaluated through the DevTools protocol, which the page's CSP does
@@ -292,15 +292,17 @@ def axe_problems(page) -> list[str]:
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.evaluate(AXE_JS.read_text())
     result = page.evaluate(
-        """async () => {
-          const r = await axe.run(document, {resultTypes: ["violations"]});
+        """async (exclude) => {
+          const context = exclude.length ? {exclude: exclude.map((sel) => [sel])} : document;
+          const r = await axe.run(context, {resultTypes: ["violations"]});
           if (!r.passes.length && !r.incomplete.length && !r.inapplicable.length)
             return ["axe ran no rule at all"];
           return r.violations
             .filter((v) => v.impact === "serious" || v.impact === "critical")
             .map((v) => `${v.id} (${v.impact}): ${v.help} — ` +
                  v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | "));
-        }"""
+        }""",
+        list(exclude),
     )
     return [f"{page.url}: {line}" for line in result]
 
