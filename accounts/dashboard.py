@@ -15,10 +15,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import AccessGrant
+from accounts.models import AccessGrant, BackupCodeDevice, TOTPDevice
 from accounts.policy import Perm, user_has
 
 RECENT = 5
@@ -72,7 +70,7 @@ def _posture() -> dict:
     with_mfa = (
         active.filter(
             Q(pk__in=TOTPDevice.objects.filter(confirmed=True).values("user_id"))
-            | Q(pk__in=StaticDevice.objects.filter(confirmed=True).values("user_id"))
+            | Q(pk__in=BackupCodeDevice.objects.filter(confirmed=True).values("user_id"))
         ).count()
         if total
         else 0

@@ -57,13 +57,19 @@ class GrantRequestForm(forms.Form):
         max_length=500, min_length=10, widget=forms.Textarea(attrs={"rows": 2})
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(
+        self, *args, inbox_choices: list[tuple[int, str]], inbox_note: str = "", **kwargs
+    ):
+        """``inbox_choices``: the inboxes this user could be granted (``grant_inbox_choices``);
+        ``inbox_note``: why there are none, shown under the choice of kind."""
         super().__init__(*args, **kwargs)
-        from conversations.models import Inbox
-
-        self.fields["inbox"].widget = forms.Select(
-            choices=[("", "—"), *Inbox.objects.values_list("id", "name")]
-        )
+        if inbox_choices:
+            self.fields["inbox"].widget = forms.Select(choices=[("", "—"), *inbox_choices])
+        else:
+            # Nothing an inbox grant could open for this user: do not offer one.
+            del self.fields["inbox"]
+            self.fields["kind"].choices = [("role", "A role")]
+            self.fields["kind"].help_text = inbox_note
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data

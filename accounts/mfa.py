@@ -3,10 +3,12 @@
 * Platform operators (users of the ``public`` schema) and tenant owners and
   admins must always use MFA. The tenant's :class:`~accounts.models.SecurityPolicy`
   decides for the other roles (default: every role).
-* A code is checked against the user's confirmed devices (TOTP, then static
-  backup codes) under a row lock: a TOTP code is accepted once (django-otp keeps
-  the last accepted time step) and failures slow the device down
-  (``OTP_TOTP_THROTTLE_FACTOR``).
+* A code is checked against the user's confirmed devices (TOTP, then backup
+  codes) under a row lock: a TOTP code is accepted once (the device keeps the
+  last accepted time step), a backup code once (its digest row is deleted), and
+  failures slow the device down (``OTP_*_THROTTLE_FACTOR``).
+* No second factor is stored in clear (``accounts.models``): TOTP keys are
+  sealed with the tenant's credential key, backup codes kept as keyed digests.
 * Step-up: sensitive actions need an OTP verified within
   ``PARLEY_STEP_UP_SECONDS`` (5 minutes). For a web session the time of the
   last verification is kept in the session; an API token carries it as the
@@ -20,9 +22,14 @@ import time
 from django.conf import settings
 from django.db import connection, transaction
 from django_otp import devices_for_user, user_has_device
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import (
+    BackupCode,
+    BackupCodeDevice,
+    TOTPDevice,
+    backup_code_digest,
+    backup_code_new,
+)
 from accounts.policy import Role
 
 ALWAYS_MFA_ROLES = frozenset({Role.OWNER, Role.ADMIN})
@@ -109,17 +116,42 @@ def step_up_fresh(request) -> bool:
     return at is not None and time.time() - int(at) <= window
 
 
-def backup_codes_create(user, count: int = 10) -> list[str]:
-    """Replace the user's static backup codes; returns the new ones (shown once)."""
-    from django_otp.plugins.otp_static.models import StaticToken
+def backup_codes_create(user, count: int = 10, *, name: str = "backup") -> list[str]:
+    """Replace the codes of the user's backup device ``name``; returns the new ones.
 
-    device, _ = StaticDevice.objects.get_or_create(
-        user=user, name="backup", defaults={"confirmed": True}
-    )
-    device.token_set.all().delete()
-    codes = [StaticToken.random_token() for _ in range(count)]
-    device.token_set.bulk_create([StaticToken(device=device, token=c) for c in codes])
+    Only their digests are stored: the caller shows the codes once.
+    """
+    with transaction.atomic():
+        device, _ = BackupCodeDevice.objects.get_or_create(
+            user=user, name=name, defaults={"confirmed": True}
+        )
+        device.codes.all().delete()
+        codes: list[str] = []
+        while len(codes) < count:
+            code = backup_code_new()
+            if code not in codes:
+                codes.append(code)
+        BackupCode.objects.bulk_create(
+            [BackupCode(device=device, digest=device.digest(code)) for code in codes]
+        )
     return codes
+
+
+def backup_codes_left(user) -> int:
+    return BackupCode.objects.filter(device__user=user, device__confirmed=True).count()
+
+
+def backup_codes_unused(user, codes: list[str], *, name: str) -> list[str]:
+    """Those of ``codes`` (known from elsewhere) that ``name`` still accepts."""
+    device = BackupCodeDevice.objects.filter(user=user, name=name).first()
+    if device is None:
+        return []
+    by_digest = {
+        backup_code_digest(code, schema=device.schema_name, device_id=device.pk): code
+        for code in codes
+    }
+    kept = set(device.codes.filter(digest__in=by_digest).values_list("digest", flat=True))
+    return [code for digest, code in by_digest.items() if digest in kept]
 
 
 def devices_reset(user, *, by, request=None) -> None:
@@ -133,7 +165,7 @@ def devices_reset(user, *, by, request=None) -> None:
 
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
-        StaticDevice.objects.filter(user=user).delete()
+        BackupCodeDevice.objects.filter(user=user).delete()
         record(
             "auth.mfa.reset",
             target_type="user",

@@ -23,10 +23,9 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import lockout, mfa
+from accounts.models import BackupCodeDevice, TOTPDevice
 from accounts.permissions import step_up_pending_pop, step_up_required
 from audit.context import client_ip
 from audit.models import Outcome
@@ -189,7 +188,7 @@ def verify(request):
             "auth.mfa.verified",
             target_type="user",
             target_id=user.pk,
-            details={"device": "backup code" if isinstance(device, StaticDevice) else "totp"},
+            details={"device": "backup code" if isinstance(device, BackupCodeDevice) else "totp"},
             request=request,
         )
 
@@ -273,13 +272,12 @@ def _resume(request):
 @login_required
 def manage(request):
     user = request.user
-    backup = StaticDevice.objects.filter(user=user, confirmed=True).first()
     return render(
         request,
         "mfa/manage.html",
         {
             "totp": mfa.totp_device(user),
-            "backup_left": backup.token_set.count() if backup else 0,
+            "backup_left": mfa.backup_codes_left(user),
             "required": mfa.mfa_required(user),
             "codes": request.session.pop(BACKUP_CODES_SESSION + "_new", None),
         },

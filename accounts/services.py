@@ -26,7 +26,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts import revocation
-from accounts.models import AccessGrant
+from accounts.models import AccessGrant, SecurityPolicy
 from accounts.policy import Perm, Role, effective_roles, rank, user_has
 from audit.services import record
 
@@ -206,9 +206,8 @@ def user_unlock(*, by, user) -> None:
 # --- MFA policy --------------------------------------------------------------------------------
 
 
-def security_policy_set(*, by, mfa_roles: list[str]):
-    from accounts.models import SecurityPolicy
-
+def security_policy_set(*, by, mfa_roles: list[str]) -> tuple[SecurityPolicy, bool]:
+    """Set the roles that must use MFA; returns the policy and whether it changed."""
     if not user_has(by, Perm.SECURITY_POLICY):
         raise PermissionDenied
     unknown = set(mfa_roles) - set(Role.values)
@@ -217,7 +216,11 @@ def security_policy_set(*, by, mfa_roles: list[str]):
     with transaction.atomic():
         policy, _ = SecurityPolicy.objects.select_for_update().get_or_create(pk=1)
         before = sorted(policy.mfa_roles)
-        policy.mfa_roles = sorted(set(mfa_roles) | {Role.OWNER, Role.ADMIN})
+        after = sorted(set(mfa_roles) | {Role.OWNER, Role.ADMIN})
+        if after == before:
+            # Saving the same policy again changes nothing, so the trail says nothing.
+            return policy, False
+        policy.mfa_roles = after
         policy.save()
         record(
             "security.policy_changed",
@@ -225,7 +228,7 @@ def security_policy_set(*, by, mfa_roles: list[str]):
             target_id=1,
             details={"mfa_roles_before": before, "mfa_roles": policy.mfa_roles},
         )
-    return policy
+    return policy, True
 
 
 # --- just-in-time grants -------------------------------------------------------------------------
@@ -245,10 +248,9 @@ def grant_request(*, by, kind: str, reason: str, hours: int, role: str = "", inb
             errors["role"] = "You already have this role."
         inbox_id = None
     elif kind == AccessGrant.Kind.INBOX:
-        from conversations.models import Inbox
-
-        if inbox_id is None or not Inbox.objects.filter(pk=inbox_id).exists():
-            errors["inbox"] = "Unknown inbox."
+        problem = grant_inbox_refusal(user=by, inbox_id=inbox_id)
+        if problem:
+            errors["inbox"] = problem
         role = ""
     else:
         errors["kind"] = "Ask for a role or an inbox."
@@ -266,6 +268,72 @@ def grant_request(*, by, kind: str, reason: str, hours: int, role: str = "", inb
             "grant.requested", target_type="access_grant", target_id=grant.pk, details=_facts(grant)
         )
     return grant
+
+
+def grant_inbox_refusal(*, user, inbox_id) -> str:
+    """Why ``user`` may not ask for ``inbox_id`` ("" when they may).
+
+    Least privilege: an inbox grant adds membership of one inbox, not the
+    permission to work conversations (``inbox.use``). A role without that
+    permission (marketer, analyst, integrator) would hold a grant that opens
+    nothing, so it is refused with the reason instead of given silently.
+    """
+    if not user_has(user, Perm.INBOX_USE):
+        return (
+            f"Your role ({role_label(user.role)}) does not work conversations, so an inbox "
+            f"would open nothing for you. Ask for the {role_label(Role.AGENT)} role instead."
+        )
+    if not isinstance(inbox_id, int) or isinstance(inbox_id, bool) or not 0 < inbox_id < 2**63:
+        return "Unknown inbox."
+    if inbox_id in dict(grant_inbox_choices(user=user)):
+        return ""
+    if _inbox_ids_visible(user, [inbox_id]):
+        return "You can already work in this inbox."
+    return "Unknown inbox."
+
+
+def grant_inbox_note(*, user) -> str:
+    """Why the access form offers ``user`` no inbox ("" when it offers some)."""
+    if not user_has(user, Perm.INBOX_USE):
+        return grant_inbox_refusal(user=user, inbox_id=None)
+    if not grant_inbox_choices(user=user):
+        return "You already work in every inbox."
+    return ""
+
+
+def grant_inbox_choices(*, user) -> list[tuple[int, str]]:
+    """Inboxes ``user`` could be granted: none without ``inbox.use``; never one they already work."""
+    # conversations sits above accounts: read its models only here, at call time.
+    from conversations.models import Inbox
+
+    if not user_has(user, Perm.INBOX_USE):
+        return []
+    rows = list(Inbox.objects.order_by("name").values_list("id", "name"))
+    visible = _inbox_ids_visible(user, [pk for pk, _ in rows])
+    return [(pk, name) for pk, name in rows if pk not in visible]
+
+
+def _inbox_ids_visible(user, inbox_ids: list[int]) -> set[int]:
+    from conversations.access import inbox_list_for_user
+
+    return set(inbox_list_for_user(user).filter(pk__in=inbox_ids).values_list("pk", flat=True))
+
+
+def grant_inbox_names_attach(grants) -> None:
+    """Set ``inbox_name`` on each inbox grant (pages name inboxes, never show ids)."""
+    from conversations.models import Inbox
+
+    ids = {g.inbox_id for g in grants if g.inbox_id}
+    names = dict(Inbox.objects.filter(pk__in=ids).values_list("id", "name")) if ids else {}
+    for grant in grants:
+        grant.inbox_name = names.get(grant.inbox_id) or (
+            f"a deleted inbox (#{grant.inbox_id})" if grant.inbox_id else ""
+        )
+
+
+def role_label(role: str) -> str:
+    """The role's name for people ("Support agent"), never the internal value ("agent")."""
+    return dict(Role.choices).get(role, role)
 
 
 def _facts(grant) -> dict:

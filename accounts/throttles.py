@@ -62,14 +62,20 @@ def redis_client():
         return None
     location = settings.CACHES["default"]["LOCATION"]
     first = location if isinstance(location, str) else location[0]
-    return _client_for(re.split("[;,]", first)[0])
+    # The cache's socket timeouts too: a stuck Redis fails the request (503), never hangs it.
+    options = settings.CACHES["default"].get("OPTIONS", {})
+    return _client_for(
+        re.split("[;,]", first)[0],
+        options.get("socket_connect_timeout"),
+        options.get("socket_timeout"),
+    )
 
 
 @lru_cache(maxsize=4)
-def _client_for(url: str):
+def _client_for(url: str, connect_timeout: float | None, timeout: float | None):
     import redis
 
-    return redis.Redis.from_url(url)
+    return redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=timeout)
 
 
 def get_raw(keys: list[str]) -> list[bytes | None]:

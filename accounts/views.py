@@ -20,7 +20,9 @@ from accounts.mfa import ALWAYS_MFA_ROLES
 from accounts.models import AccessGrant
 from accounts.permissions import permission_required, step_up_required
 from accounts.policy import Perm, Role, permissions_of, rank, user_has
+from accounts.revocation import SESSION_KEY as SESSION_EPOCH_KEY
 from accounts.revocation import bump
+from accounts.revocation import current as current_epoch
 from accounts.selectors import user_list
 from accounts.throttles import LoginRateLimitMixin
 from parley.forms import add_validation_error
@@ -242,8 +244,11 @@ def mfa_policy(request):
 
     if request.method == "POST":
         chosen = [r for r in request.POST.getlist("mfa_roles") if r in Role.values]
-        services.security_policy_set(by=request.user, mfa_roles=chosen)
-        messages.success(request, "MFA policy saved.")
+        _, changed = services.security_policy_set(by=request.user, mfa_roles=chosen)
+        if changed:
+            messages.success(request, "MFA policy saved.")
+        else:
+            messages.info(request, "No changes: the MFA policy is as it was.")
         return redirect("accounts:mfa_policy")
     required = mfa.policy_roles()
     return render(
@@ -270,7 +275,12 @@ def mfa_policy(request):
 def access(request):
     """Ask for time-bounded access; approvers answer the open requests here."""
 
-    form = GrantRequestForm(request.POST or None)
+    inbox_choices = services.grant_inbox_choices(user=request.user)
+    form = GrantRequestForm(
+        request.POST or None,
+        inbox_choices=inbox_choices,
+        inbox_note="" if inbox_choices else services.grant_inbox_note(user=request.user),
+    )
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -290,13 +300,16 @@ def access(request):
         if approver
         else AccessGrant.objects.none()
     )
+    mine = list(AccessGrant.objects.filter(user=request.user)[:50])
+    pending = list(pending[:100])
+    services.grant_inbox_names_attach([*mine, *pending])
     return render(
         request,
         "accounts/access.html",
         {
             "form": form,
-            "mine": AccessGrant.objects.filter(user=request.user)[:50],
-            "pending": pending[:100],
+            "mine": mine,
+            "pending": pending,
             "approver": approver,
             "now": timezone.now(),
         },
@@ -330,10 +343,32 @@ def access_revoke(request, grant_id: int):
         grant.user_id != request.user.pk and not user_has(request.user, Perm.GRANTS_APPROVE)
     ):
         raise Http404
+    was_pending = grant.status == AccessGrant.Status.PENDING
     try:
-        services.grant_revoke(by=request.user, grant=grant)
+        grant = services.grant_revoke(by=request.user, grant=grant)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
+        return redirect("accounts:access")
+    if grant.user_id == request.user.pk:
+        # Giving one's own access back moved the revocation epoch (tokens and
+        # other sessions re-read what the user may do). This session stays, at
+        # the standing role: a new session key, stamped with the new epoch.
+        request.session.cycle_key()
+        request.session[SESSION_EPOCH_KEY] = current_epoch(request.user.pk)
+        if was_pending:
+            messages.success(request, "Request withdrawn.")
+        else:
+            services.grant_inbox_names_attach([grant])
+            what = (
+                f"the {services.role_label(grant.role)} role"
+                if grant.kind == AccessGrant.Kind.ROLE
+                else f"inbox {grant.inbox_name}"
+            )
+            messages.success(
+                request,
+                f"You gave {what} back; you work as "
+                f"{services.role_label(request.user.role)} again.",
+            )
     else:
         messages.success(request, "Access ended.")
     return redirect("accounts:access")

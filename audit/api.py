@@ -58,6 +58,10 @@ class ExportRequestSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=FORMATS, default="jsonl")
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
+    # The same narrowing as the event list (the manifest names it; "contiguous": false).
+    actor = serializers.CharField(required=False, max_length=200)
+    action = serializers.ChoiceField(required=False, choices=sorted(ACTIONS))
+    outcome = serializers.ChoiceField(required=False, choices=Outcome.values)
 
     def validate(self, attrs):
         if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
@@ -81,10 +85,16 @@ class AuditExportView(APIView):
         body = ExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         label = "platform" if connection.schema_name == "public" else request.tenant.slug
+        data = body.validated_data
         archive, manifest = export_archive(
-            fmt=body.validated_data["format"],
-            since=body.validated_data.get("since"),
-            until=body.validated_data.get("until"),
+            fmt=data["format"],
+            since=data.get("since"),
+            until=data.get("until"),
+            filters=selectors.EventFilter(
+                actor=data.get("actor", ""),
+                action=data.get("action", ""),
+                outcome=data.get("outcome", ""),
+            ),
             tenant_label=label,
         )
         response = HttpResponse(archive, content_type="application/zip")

@@ -6,7 +6,7 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import IO, Any
 
@@ -16,6 +16,7 @@ from django.utils import timezone
 from audit import signing
 from audit.hashing import EXPORTED_FIELDS, content_hash, format_timestamp, link_hash, normalise_ip
 from audit.models import GENESIS_HASH, AuditEvent
+from audit.selectors import EventFilter, event_list
 
 MANIFEST_FORMAT = "parley-audit-export/1"
 COLUMNS = list(EXPORTED_FIELDS)
@@ -30,14 +31,14 @@ def _event_dict(event: AuditEvent) -> dict[str, Any]:
 
 
 def events_in_range(
-    since: datetime | None = None, until: datetime | None = None
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    filters: EventFilter | None = None,
 ) -> QuerySet[AuditEvent]:
-    queryset = AuditEvent.objects.order_by("seq")
-    if since:
-        queryset = queryset.filter(occurred_at__gte=since)
-    if until:
-        queryset = queryset.filter(occurred_at__lt=until)
-    return queryset
+    """Events in chain order: a time range, optionally narrowed as the viewer's filters are."""
+    filters = replace(filters or EventFilter(), since=since, until=until)
+    return event_list(filters).order_by("seq")
 
 
 class _HashingWriter:
@@ -63,8 +64,15 @@ def write_export(
     tenant: str,
     since: datetime | None = None,
     until: datetime | None = None,
+    filters: EventFilter | None = None,
 ) -> dict[str, Any]:
-    """Write the events to ``out`` and return the signed manifest."""
+    """Write the events to ``out`` and return the signed manifest.
+
+    ``filters`` (actor, action, outcome) narrow the export to what the viewer
+    shows; the manifest then names them and ``contiguous`` is false: each
+    event's hash still checks, the links between them cannot.
+    """
+    narrowing = (filters or EventFilter()).narrowing()
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     writer = _HashingWriter(out)
@@ -78,7 +86,7 @@ def write_export(
     if csv_writer:
         csv_writer.writeheader()
         writer.write(text_buffer.getvalue().encode())
-    for event in events_in_range(since, until).iterator(chunk_size=5000):
+    for event in events_in_range(since, until, filters=filters).iterator(chunk_size=5000):
         data = _event_dict(event)
         if csv_writer:
             text_buffer.seek(0)
@@ -104,6 +112,8 @@ def write_export(
         "schema": schema,
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
+        "filters": narrowing,
+        "contiguous": not narrowing,
         "count": count,
         "first_seq": first["seq"] if first else None,
         "last_seq": last["seq"] if last else None,
@@ -169,6 +179,9 @@ def verify_export(
         return ExportCheck(ok=False, problems=[f"the file cannot be parsed: {exc}"])
     if len(rows) != manifest.get("count"):
         problems.append(f"{len(rows)} events in the file, {manifest.get('count')} in the manifest")
+    # A filtered export (signed "contiguous": false) picks events out of the
+    # chain: each event's hash is checked, the links between them cannot be.
+    linked = manifest.get("contiguous") is not False
     prev = None
     for row in rows:
         digest = content_hash(row)
@@ -178,8 +191,11 @@ def verify_export(
         ):
             problems.append(f"event #{row['seq']} does not match its hash")
             break
-        if prev is not None and row["prev_hash"] != prev["hash"]:
+        if prev is not None and linked and row["prev_hash"] != prev["hash"]:
             problems.append(f"event #{row['seq']} does not link to event #{prev['seq']}")
+            break
+        if prev is not None and not linked and row["seq"] <= prev["seq"]:
+            problems.append(f"event #{row['seq']} is out of chain order")
             break
         if prev is None and row["seq"] == 1 and row["prev_hash"] != GENESIS_HASH:
             problems.append("event #1 does not start the chain")

@@ -46,9 +46,20 @@ class EventFilterForm(forms.Form):
 
 
 class ExportForm(forms.Form):
+    """The format, plus the viewer's filters as hidden fields: the export is what is on screen."""
+
     format = forms.ChoiceField(choices=[(f, f.upper()) for f in FORMATS])
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    actor = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+    action = forms.ChoiceField(
+        required=False, choices=[("", "")] + [(a, a) for a in ACTIONS], widget=forms.HiddenInput
+    )
+    outcome = forms.ChoiceField(
+        required=False, choices=[("", ""), *Outcome.choices], widget=forms.HiddenInput
+    )
+    since = forms.DateField(required=False, widget=forms.HiddenInput)
+    until = forms.DateField(required=False, widget=forms.HiddenInput)
+
+    FILTERS = ("actor", "action", "outcome", "since", "until")
 
     def clean(self):
         data = super().clean()
@@ -56,18 +67,52 @@ class ExportForm(forms.Form):
             raise forms.ValidationError("'since' must be before 'until'.")
         return data
 
+    def to_filter(self) -> EventFilter:
+        data = self.cleaned_data
+        return EventFilter(
+            actor=data.get("actor") or "",
+            action=data.get("action") or "",
+            outcome=data.get("outcome") or "",
+            since=_start_of(data.get("since")),
+            until=_start_of(data.get("until")),
+        )
+
 
 class SinkForm(forms.ModelForm):
-    url = forms.URLField(required=False, assume_scheme="https", max_length=200)
+    url = forms.URLField(
+        required=False, assume_scheme="https", max_length=200, label="HTTPS URL"
+    )
+
+    # Which kind each field belongs to: the page shows only the chosen kind's.
+    KIND_FIELDS = {
+        "host": AuditSink.Kind.SYSLOG,
+        "port": AuditSink.Kind.SYSLOG,
+        "use_tls": AuditSink.Kind.SYSLOG,
+        "url": AuditSink.Kind.HTTPS,
+    }
 
     class Meta:
         model = AuditSink
         fields = ["name", "kind", "host", "port", "use_tls", "url", "ca_pem", "enabled"]
+        labels = {
+            "name": "Name",
+            "kind": "Kind",
+            "host": "Syslog host",
+            "port": "Syslog TCP port",
+            "use_tls": "Use TLS (recommended)",
+            "ca_pem": "Private CA certificate (PEM, optional)",
+            "enabled": "Forward events now",
+        }
         widgets = {
             "ca_pem": forms.Textarea(
-                attrs={"rows": 3, "placeholder": "optional PEM of a private CA"}
+                attrs={"rows": 3, "placeholder": "only if the sink's certificate is not publicly trusted"}
             )
         }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, kind in self.KIND_FIELDS.items():
+            self.fields[name].widget.attrs["data-sink-kind"] = kind
 
     def clean(self):
         data = super().clean()

@@ -18,12 +18,26 @@ class EventFilter:
     since: datetime | None = None
     until: datetime | None = None
 
+    def narrowing(self) -> dict[str, str]:
+        """The filters that pick events out of the chain (not a plain time range)."""
+        return {
+            name: value
+            for name, value in (
+                ("actor", self.actor),
+                ("action", self.action),
+                ("outcome", self.outcome),
+            )
+            if value
+        }
+
 
 def event_list(filters: EventFilter) -> QuerySet[AuditEvent]:
     queryset = AuditEvent.objects.order_by("-id")
     if filters.actor:
+        # Exact (case-insensitive): "owner@acme.test" must not also find
+        # "rt-owner@acme.test"'s events.
         queryset = queryset.filter(
-            Q(actor_name__icontains=filters.actor) | Q(actor_id=filters.actor)
+            Q(actor_name__iexact=filters.actor) | Q(actor_id=filters.actor)
         )
     if filters.action:
         queryset = queryset.filter(action=filters.action)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -180,8 +181,12 @@ def sink_delete(*, sink, actor=None) -> None:
         sink.delete()
 
 
+# Shipped in every export bundle, and quoted in docs/audit.md.
+STANDALONE_VERIFIER = Path(__file__).resolve().parent / "bundle" / "verify_export.py"
+
+
 def export_archive(
-    *, fmt: str, since=None, until=None, tenant_label: str, actor=None
+    *, fmt: str, since=None, until=None, filters=None, tenant_label: str, actor=None
 ) -> tuple[bytes, dict]:
     """A ZIP with the export, its signed manifest and the platform's public key; audited."""
     import io
@@ -201,6 +206,7 @@ def export_archive(
             tenant=tenant_label,
             since=since,
             until=until,
+            filters=filters,
         )
         record(
             "audit.exported",
@@ -215,9 +221,15 @@ def export_archive(
         zf.writestr(f"{name}.{fmt}", data.getvalue())
         zf.writestr(f"{name}.{fmt}.manifest.json", json.dumps(manifest, indent=2) + "\n")
         zf.writestr("platform-audit-public-key.pem", signing.public_key_pem())
+        zf.writestr("verify_export.py", STANDALONE_VERIFIER.read_text(encoding="utf-8"))
         zf.writestr(
             "README.txt",
-            "Check with: python manage.py audit_verify_export "
-            f"{name}.{fmt} {name}.{fmt}.manifest.json --public-key platform-audit-public-key.pem\n",
+            "Check this export without Parley (Python 3.10+ and the cryptography package):\n\n"
+            "    pip install cryptography\n"
+            f"    python3 verify_export.py {name}.{fmt} {name}.{fmt}.manifest.json "
+            "platform-audit-public-key.pem\n\n"
+            "Or, where Parley is installed:\n\n"
+            f"    python manage.py audit_verify_export {name}.{fmt} {name}.{fmt}.manifest.json "
+            "--public-key platform-audit-public-key.pem\n",
         )
     return archive.getvalue(), manifest

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
-
 from django.conf import settings
 from django.contrib import messages
 from django.db import connection, transaction
@@ -26,6 +24,17 @@ def _label() -> str:
     )
 
 
+def _export_context(form: EventFilterForm) -> dict:
+    """The export form carries the filters on screen (hidden, redrawn with the results)."""
+    shown = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    initial = {name: shown.get(name) for name in ExportForm.FILTERS if shown.get(name)}
+    labels = {name: form.fields[name].label or name.capitalize() for name in ExportForm.FILTERS}
+    return {
+        "export_form": ExportForm(initial=initial, auto_id="export_%s"),
+        "export_scope": [f"{labels[name]}: {value}" for name, value in initial.items()],
+    }
+
+
 @access.require(access.VIEW)
 def event_list(request):
     form = EventFilterForm(request.GET or None)
@@ -45,12 +54,11 @@ def event_list(request):
         "events": events,
         "next_before": next_before,
         "base_query": query.urlencode(),
-        "export_form": ExportForm(),
         "can_manage_sinks": access.can(request, access.SINKS),
+        "partial": bool(request.htmx and not request.htmx.boosted),
+        **_export_context(form),
     }
-    template = (
-        "audit/_events.html" if request.htmx and not request.htmx.boosted else "audit/events.html"
-    )
+    template = "audit/_events.html" if context["partial"] else "audit/events.html"
     return render(request, template, context, status=status)
 
 
@@ -64,15 +72,12 @@ def export(request):
             request, "Export not started: " + " ".join(str(e) for e in form.errors.values())
         )
         return redirect("audit:events")
-    data = form.cleaned_data
-
-    def at(day):
-        return datetime.combine(day, time.min, tzinfo=UTC) if day else None
-
+    filters = form.to_filter()
     archive, manifest = services.export_archive(
-        fmt=data["format"],
-        since=at(data.get("since")),
-        until=at(data.get("until")),
+        fmt=form.cleaned_data["format"],
+        since=filters.since,
+        until=filters.until,
+        filters=filters,
         tenant_label=_label(),
     )
     response = HttpResponse(archive, content_type="application/zip")

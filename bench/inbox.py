@@ -173,9 +173,9 @@ def _world(tenant) -> World:
     """The admin, agents and inboxes, through the services (created once, then read)."""
     from django.contrib.auth import get_user_model
     from django.db import connection
-    from django_otp.plugins.otp_totp.models import TOTPDevice
     from django_tenants.utils import tenant_context
 
+    from accounts.models import TOTPDevice
     from connectors.channels import channel_create
     from conversations.access import inbox_member_add
     from conversations.models import Inbox
@@ -557,10 +557,10 @@ def _signed_in(tenant, user_id: int):
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
-    from django_otp.plugins.otp_totp.models import TOTPDevice
     from django_tenants.utils import tenant_context
 
     from accounts.mfa import SESSION_OTP_AT
+    from accounts.models import TOTPDevice
 
     client = Client(HTTP_HOST=HOST)
     with tenant_context(tenant):

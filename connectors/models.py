@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import connection, models
+from django.db import models
+
+from parley.keyring import fields
 
 
 class Credential(models.Model):
@@ -44,11 +46,7 @@ class Credential(models.Model):
     def allocate_pk(self) -> int:
         """The ciphertext is bound to the row id, so the id comes first."""
         if self.pk is None:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence('connectors_credential', 'id'))"
-                )
-                self.pk = cursor.fetchone()[0]
+            self.pk = fields.reserve_ids(self._meta.db_table)[0]
         return self.pk
 
 

@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+from django.db.models import Prefetch
 from django.http import Http404
 from django.utils import timezone
 
-from connectors.models import Credential
+from connectors.models import Channel, Credential
 
 
 def credential_list():
-    return Credential.objects.defer("secret_ct").order_by("name")
+    """Credentials (never their ciphertext), each with the channels it signs for.
+
+    A channel's signing secret is stored under a generated name
+    (``channel-<public id>``); pages show it under the channel's name.
+    """
+    return (
+        Credential.objects.defer("secret_ct")
+        .prefetch_related(
+            Prefetch("channels", queryset=Channel.objects.only("id", "name", "signing_credential"))
+        )
+        .order_by("name")
+    )
 
 
 def credential_get(*, credential_id: int) -> Credential:

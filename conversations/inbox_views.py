@@ -74,9 +74,27 @@ def _mask(value: str) -> str:
     return "•••• " + value[-4:] if len(value) > 4 else "••••"
 
 
-def _pending(messages) -> list[int]:
-    """Outgoing messages still waiting for the channel: the poll re-reads them."""
-    return [m.pk for m in messages if m.delivery == "queued"][-20:]
+# Delivery states a status webhook can still move on from ("read" and "failed" are final).
+_OPEN_DELIVERY = ("queued", "sent", "delivered")
+
+
+def _pending(messages) -> list[str]:
+    """Outgoing messages whose delivery can still change, as ``id.status``.
+
+    The poll sends them back; a message whose status differs from the one the
+    page shows is redrawn, so "Sent" moves on to "Delivered" and "Read" live.
+    """
+    return [f"{m.pk}.{m.delivery}" for m in messages if m.delivery in _OPEN_DELIVERY][-20:]
+
+
+def _parse_pending(raw: str) -> dict[int, str]:
+    """``"19.sent,20.queued"`` → ``{19: "sent", 20: "queued"}``; anything else is dropped."""
+    shown: dict[int, str] = {}
+    for token in raw.split(",")[:20]:
+        pk, _, status = token.partition(".")
+        if pk.isascii() and pk.isdigit() and len(pk) < 19 and status in _OPEN_DELIVERY:
+            shown[int(pk)] = status
+    return shown
 
 
 def _thread_context(request, conversation):
@@ -86,7 +104,9 @@ def _thread_context(request, conversation):
     members = access.inbox_members(conversation.inbox)
     return {
         "c": conversation,
-        "messages": [(m, services.body_of(m)) for m in messages],
+        # Not "messages": the layout shows django.contrib.messages under that
+        # name, and message bodies must never appear outside their thread.
+        "thread_messages": [(m, services.body_of(m)) for m in messages],
         "last_id": messages[-1].pk if messages else 0,
         "pending": _pending(messages),
         "contact": {
@@ -148,14 +168,16 @@ def thread_new(request, conversation_id: int):
     except ValueError:
         after = 0
     messages = selectors.thread_messages(conversation, after=after)
-    waiting = [int(x) for x in request.GET.get("pending", "").split(",")[:20] if x.isdigit()]
+    shown = _parse_pending(request.GET.get("pending", ""))
     changed = []
-    if waiting:
-        changed = list(
-            Message.objects.filter(conversation=conversation, pk__in=waiting)
-            .exclude(delivery="queued")
-            .select_related("sender_user")
-        )
+    if shown:
+        changed = [
+            m
+            for m in Message.objects.filter(
+                conversation=conversation, pk__in=list(shown)
+            ).select_related("sender_user")
+            if m.delivery != shown[m.pk]
+        ]
     if not messages and not changed:
         return HttpResponse(status=204)
     if messages:
@@ -167,11 +189,15 @@ def thread_new(request, conversation_id: int):
         request,
         "conversations/_messages.html",
         {
-            "messages": [(m, services.body_of(m)) for m in messages],
+            "thread_messages": [(m, services.body_of(m)) for m in messages],
             "changed": [(m, services.body_of(m)) for m in changed],
             "c": conversation,
             "last_id": messages[-1].pk if messages else after,
-            "pending": sorted({*(pk for pk in waiting if pk not in done), *_pending(messages)}),
+            "pending": [
+                *(f"{pk}.{status}" for pk, status in shown.items() if pk not in done),
+                *_pending(changed),
+                *_pending(m for m in messages if m.pk not in shown),
+            ][-20:],
             "oob_cursor": True,
         },
     )
@@ -212,7 +238,7 @@ def reply(request, conversation_id: int):
     return render(
         request,
         "conversations/_messages.html",
-        {"messages": [(message, services.body_of(message))], "c": conversation},
+        {"thread_messages": [(message, services.body_of(message))], "c": conversation},
     )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
-from django.db import connection, models
+from django.db import models
+
+from parley.keyring import fields
 
 
 class Contact(models.Model):
@@ -30,12 +32,9 @@ class Contact(models.Model):
         return f"contact #{self.pk}"
 
     def allocate_pk(self) -> int:
+        """The ciphertexts are bound to the row id, so the id comes first."""
         if self.pk is None:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence('conversations_contact', 'id'))"
-                )
-                self.pk = cursor.fetchone()[0]
+            self.pk = fields.reserve_ids(self._meta.db_table)[0]
         return self.pk
 
 

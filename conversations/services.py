@@ -103,15 +103,6 @@ def body_of(message: Message) -> str:
     ).decode()
 
 
-def _allocate_ids(n: int) -> list[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            [MESSAGE_TABLE, n],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 def _clean_body(body: str) -> str:
     body = (body or "").replace("\x00", "").strip()
     if len(body) > MAX_BODY:
@@ -147,7 +138,7 @@ def _message(conversation, *, body, **values) -> Message:
         created_at=values.pop("created_at", None) or timezone.now(),
         **values,
     )
-    message.pk = _allocate_ids(1)[0]
+    message.pk = fields.reserve_ids(MESSAGE_TABLE)[0]
     message.body_ct = body_encrypt(message, body)
     message.save(force_insert=True)
     return message

@@ -14,17 +14,81 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.schedules import crontab
-from tenant_schemas_celery.app import CeleryApp
+from celery.signals import task_prerun
+from celery.utils.time import get_exponential_backoff_interval
+from tenant_schemas_celery.app import CeleryApp, get_schema_name_from_task, switch_schema
+from tenant_schemas_celery.task import TenantTask
+
+from parley import faults
+from parley.env import env_int
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parley.settings")
 
-app = CeleryApp("parley")
+
+class ParleyTask(TenantTask):
+    """Every task: a database or Redis outage met while running is retried with
+    backoff (1, 2, 4 … 60 s, about three minutes in all) instead of failing the
+    task. Tasks are idempotent (STYLE.md), so running one again is safe; the
+    worker process itself never stops for it."""
+
+    abstract = True
+    autoretry_for = faults.DATABASE_ERRORS + faults.REDIS_ERRORS
+    retry_backoff = True
+    retry_backoff_max = 60
+    retry_jitter = True
+    retry_kwargs = {"max_retries": 8}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        failed = getattr(self.request, "parley_schema_failed", None)
+        if failed is not None:
+            raise failed  # never run in whatever schema the connection was left in
+        unavailable = getattr(self.request, "parley_schema_unavailable", None)
+        if unavailable is not None:
+            # The tenant could not even be looked up (see _switch_schema): run
+            # nothing, send the task again to the same schema after a back-off.
+            raise self.retry(
+                exc=unavailable,
+                countdown=get_exponential_backoff_interval(
+                    factor=1, retries=self.request.retries, maximum=self.retry_backoff_max
+                ),
+                max_retries=self.retry_kwargs["max_retries"],
+                headers={"_schema_name": get_schema_name_from_task(self, kwargs)},
+            )
+        return super().__call__(*args, **kwargs)
+
+
+# tenant-schemas-celery looks the task's tenant up in a task_prerun receiver.
+# Celery logs and swallows a receiver's exception, so with the database down
+# (or an unknown schema) the task used to run on in the public schema, and a
+# tenant task failed for good. Ours hands the failure to __call__ above:
+# an outage is retried, anything else fails the task before it runs.
+task_prerun.disconnect(switch_schema, dispatch_uid="tenant_schemas_switch_schema")
+
+
+@task_prerun.connect(dispatch_uid="parley_switch_schema")
+def _switch_schema(task=None, kwargs=None, **signal_kwargs: Any) -> None:
+    try:
+        switch_schema(task, kwargs, **signal_kwargs)
+    except faults.DATABASE_ERRORS as exc:
+        faults.close_broken_connections()
+        task.request.parley_schema_unavailable = exc
+    except Exception as exc:
+        task.request.parley_schema_failed = exc
+
+
+app = CeleryApp("parley", task_cls=ParleyTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
     # Proves that beat and at least one worker are alive (read by /healthz).
-    "heartbeat": {"task": "parley.tasks.heartbeat", "schedule": 15.0, "tenant_schemas": ["public"]},
+    # Every tick also asks the database for the schemas to send to (the fault
+    # test shortens it to see beat ride through an outage).
+    "heartbeat": {
+        "task": "parley.tasks.heartbeat",
+        "schedule": float(env_int("PARLEY_HEARTBEAT_SECONDS", 15, minimum=1, maximum=3600)),
+        "tenant_schemas": ["public"],
+    },
     # Per-tenant usage figures for the platform console; runs once per tenant.
     "tenant-usage": {
         "task": "tenants.tasks.tenant_usage_refresh",

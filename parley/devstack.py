@@ -14,6 +14,9 @@ Usage::
     python -m parley.devstack up        # start (idempotent) and print the env
     python -m parley.devstack down      # stop what is running
     python -m parley.devstack status
+    python -m parley.devstack stop-postgres|start-postgres|stop-redis|start-redis
+                                        # one service, e.g. to restart it under a running
+                                        # `make run` (tests/platform/test_resilience.py)
 """
 
 from __future__ import annotations
@@ -125,8 +128,11 @@ def start_redis() -> dict[str, str]:
     port = int(port_file.read_text()) if port_file.exists() else _free_port()
     if not _redis_alive(port):
         if port_file.exists():
-            # The old port may be taken by now by someone else.
+            # The old port may be taken by now by someone else. (SO_REUSEADDR as
+            # Redis itself binds: connections of the stopped server in TIME_WAIT
+            # must not move a restarted Redis to another port, away from its clients.)
             with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind(("127.0.0.1", port))
                 except OSError:
@@ -168,6 +174,17 @@ def stop_redis() -> None:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
         pidfile.unlink(missing_ok=True)
+
+
+def _wait_redis_gone(timeout: float = 15) -> None:
+    """Until the stopped Redis no longer answers (it saves its data first)."""
+    port_file = state_dir() / "redis" / "port"
+    if not port_file.exists():
+        return
+    port = int(port_file.read_text())
+    deadline = time.monotonic() + timeout
+    while _redis_alive(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # --- entry points ---------------------------------------------------------------
@@ -225,9 +242,20 @@ def down() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parley.devstack")
-    parser.add_argument("command", choices=["up", "down", "status"])
+    single = {
+        "stop-postgres": stop_postgres,
+        "start-postgres": start_postgres,
+        "stop-redis": stop_redis,
+        "start-redis": start_redis,
+    }
+    parser.add_argument("command", choices=["up", "down", "status", *single])
     args = parser.parse_args(argv)
-    if args.command == "up":
+    if args.command in single:
+        # Same data, socket and port as before: clients reconnect by themselves.
+        single[args.command]()
+        if args.command == "stop-redis":
+            _wait_redis_gone()
+    elif args.command == "up":
         env = up()
         for key, value in sorted(env.items()):
             if key != "DATABASE_SUPERUSER_URL":

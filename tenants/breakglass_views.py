@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -51,7 +52,13 @@ def console_request(request, slug: str):
 @step_up_required
 @require_POST
 def console_open(request, slug: str, grant_id: int):
-    """Hand off to the tenant's host: a signed, single-use link valid for 60 seconds."""
+    """Hand off to the tenant's host: a signed, single-use link valid for 60 seconds.
+
+    Not a redirect: the console's CSP (``form-action 'self'``) covers redirects
+    after a form POST, so the browser would refuse one to the tenant's host. The
+    answer is a page that navigates there at once (and links there), never
+    cached, never sending the console's address along.
+    """
     tenant = selectors.tenant_get(slug=slug)
     grant = breakglass.grant_get_for_operator(
         operator=request.user, tenant=tenant, grant_id=grant_id
@@ -61,7 +68,10 @@ def console_open(request, slug: str, grant_id: int):
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("console:tenant_detail", slug=slug)
-    return redirect(url)
+    response = render(request, "console/handoff.html", {"tenant": tenant, "url": url})
+    add_never_cache_headers(response)
+    response["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @operator_required
@@ -73,7 +83,11 @@ def console_end(request, slug: str, grant_id: int):
         operator=request.user, tenant=tenant, grant_id=grant_id
     )
     try:
-        breakglass.break_glass_end(grant=grant, actor=breakglass.operator_actor(request.user))
+        breakglass.break_glass_end(
+            grant=grant,
+            actor=breakglass.operator_actor(request.user),
+            ended_by=grant.operator_name,
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -150,7 +164,9 @@ def owner_end(request, grant_id: int):
         request,
         grant_id,
         lambda grant: breakglass.break_glass_end(
-            grant=grant, actor=breakglass.owner_actor(request.user, request.tenant)
+            grant=grant,
+            actor=breakglass.owner_actor(request.user, request.tenant),
+            ended_by=request.user.email or request.user.get_username(),
         ),
     )
     return redirect("break_glass:owner_list")

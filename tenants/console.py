@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -21,7 +22,7 @@ from accounts.throttles import LoginRateLimitMixin
 from parley.forms import add_validation_error
 from tenants import breakglass, selectors, services
 from tenants.forms import TenantCreateForm, TenantOffboardForm, TenantSuspendForm
-from tenants.models import PUBLIC_SCHEMA
+from tenants.models import PUBLIC_SCHEMA, Tenant
 
 
 def operator_required(view):
@@ -79,6 +80,15 @@ def tenant_list(request):
 @operator_required
 def tenant_detail(request, slug: str):
     tenant = selectors.tenant_get(slug=slug)
+    if request.htmx and tenant.status != Tenant.Status.PROVISIONING:
+        # Only a page showing "being created" polls. Provisioning is over: say so
+        # and redraw the whole page (banner, actions, break-glass form), not just
+        # the status block.
+        if tenant.status == Tenant.Status.ACTIVE:
+            messages.success(request, f"Tenant {tenant.slug} is ready.")
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
     template = "console/_tenant_status.html" if request.htmx else "console/tenant_detail.html"
     return render(
         request,
@@ -86,8 +96,10 @@ def tenant_detail(request, slug: str):
         {
             "tenant": tenant,
             "base_url": services.tenant_base_url(tenant),
-            "suspend_form": TenantSuspendForm(),
-            "break_glass_form": breakglass.BreakGlassRequestForm(),
+            # Each form names its fields' ids apart: both have a "reason".
+            "suspend_form": TenantSuspendForm(auto_id="suspend_%s"),
+            "offboard_form": TenantOffboardForm(auto_id="offboard_%s"),
+            "break_glass_form": breakglass.BreakGlassRequestForm(auto_id="break_glass_%s"),
             "break_glass_grants": breakglass.grant_list_for_operator(
                 operator=request.user, tenant=tenant
             ),

@@ -67,7 +67,7 @@ def ensure_platform_rows() -> None:
 
 
 def _ensure_tenant_keys(schemas: list[str]) -> None:
-    """Tenants created before the keyring existed get their keys."""
+    """Schemas created before the keyring existed (or before they held a sealed column) get their keys."""
     from parley.keyring.keys import ensure_keys
     from parley.models import WrappedKey
 
@@ -122,6 +122,7 @@ def migrate_all(*, log: Callable[[str], None] = print, verbosity: int = 0) -> di
             verbosity=verbosity,
         )
     result["tenants_migrated"] = len(behind)
-    _ensure_tenant_keys(schemas)
+    # public too: the operators' TOTP keys are sealed with its credential key.
+    _ensure_tenant_keys([PUBLIC_SCHEMA, *schemas])
     connection.set_schema_to_public()
     return result

@@ -140,6 +140,9 @@ class BreakGlassGrant(models.Model):
     decided_by = models.CharField(max_length=254, blank=True)  # tenant owner's e-mail
     decided_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Who ended it early: the operator (withdrawing or ending) or an owner. Kept
+    # apart from ``decided_by`` so ending never re-credits the approving owner.
+    ended_by = models.CharField(max_length=254, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -147,6 +150,18 @@ class BreakGlassGrant(models.Model):
 
     def __str__(self) -> str:
         return f"break-glass #{self.pk} on {self.tenant_id}"
+
+    @property
+    def operator_name(self) -> str:
+        """How people see the operator: the e-mail address, else the username."""
+        return self.operator.email or self.operator.get_username()
+
+    @property
+    def changed_by(self) -> str:
+        """Whoever made the grant what it is now (pages show "<state> by <this>")."""
+        if self.status == self.Status.ENDED:
+            return self.ended_by
+        return self.decided_by
 
     @property
     def is_live(self) -> bool:

@@ -68,10 +68,10 @@ def signed_in(
 
     from django.contrib.auth import get_user_model
     from django.db import connection
-    from django_otp.plugins.otp_totp.models import TOTPDevice
     from django_tenants.utils import schema_context
 
     from accounts.mfa import SESSION_OTP_AT
+    from accounts.models import TOTPDevice
 
     schema = "public" if tenant is None else tenant.schema_name
     if client is None:

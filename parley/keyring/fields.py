@@ -16,6 +16,7 @@ import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.db import connection
 
 from parley.keyring import keys
 from parley.keyring.providers import KeyringError
@@ -41,6 +42,20 @@ def _aead(key: bytes) -> AESGCM:
             _aead_cache.clear()
         aead = _aead_cache[key] = AESGCM(key)
     return aead
+
+
+def reserve_ids(table: str, count: int = 1) -> list[int]:
+    """Take ``count`` ids from ``table``'s sequence in the current schema.
+
+    The associated data names the row, so a row's id must exist before its
+    first ciphertext does: models with encrypted columns reserve it, then insert.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [table, count],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def encrypt(

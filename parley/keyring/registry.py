@@ -1,7 +1,8 @@
 """Every encrypted column, so key rotation can find and re-encrypt them.
 
-Each app that adds an encrypted column registers it here (connectors now;
-contacts and messages with the inbox issue).
+Each app that adds an encrypted column registers it here: connector secrets,
+contact PII, message bodies, TOTP keys. New columns go at the end (a running
+re-encryption job records its place as an index into this tuple).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ COLUMNS: tuple[EncryptedColumn, ...] = (
     ),
     EncryptedColumn(
         table="conversations_message", column="body", db_column="body_ct", purpose="data"
+    ),
+    EncryptedColumn(
+        table="accounts_totpdevice", column="key", db_column="key_ct", purpose="credential"
     ),
 )
 

@@ -9,6 +9,11 @@ from audit.services import record
 from parley.keyring.rekey import rotate_and_schedule
 from parley.models import RekeyJob
 
+# What the audit detail calls each key: by what it protects. Not the purpose's
+# own name: "credential" reads as a secret to the trail's redaction (it hides any
+# value under such a name), and the version showed as "[redacted]".
+AUDIT_KEY_NAMES = {"data": "data_key_version", "credential": "connector_key_version"}
+
 
 def keys_rotate(*, actor: Actor | None = None) -> list[RekeyJob]:
     """Rotate the current tenant's data and credential keys; re-encrypt in the background."""
@@ -22,7 +27,10 @@ def keys_rotate(*, actor: Actor | None = None) -> list[RekeyJob]:
             actor=actor,
             target_type="keyring",
             target_id=schema,
-            details={"versions": {job.purpose: job.target_version for job in jobs}},
+            details={
+                AUDIT_KEY_NAMES.get(job.purpose, f"{job.purpose}_key_version"): job.target_version
+                for job in jobs
+            },
         )
         ids = [job.pk for job in jobs]
         transaction.on_commit(lambda: [rekey.delay(job_id) for job_id in ids])

@@ -2,9 +2,7 @@
 //
 // * the phone menu button opens and closes the navigation;
 // * an open menu (<details class="menu">) closes on Escape or a click elsewhere;
-// * a form whose submit button carries data-confirm asks first;
-// * fields marked data-show-when="<select id>:<value>[,<value>]" show only for
-//   those values of that select (e.g. the SIEM sink's fields per kind).
+// * a form whose submit button carries data-confirm asks first.
 (() => {
   const root = document.documentElement;
   root.classList.add("js");
@@ -39,19 +37,4 @@
       event.stopImmediatePropagation();
     }
   }, true);
-
-  function applyShowWhen() {
-    document.querySelectorAll("[data-show-when]").forEach((el) => {
-      const [id, values] = el.dataset.showWhen.split(":");
-      const select = document.getElementById(id);
-      if (!select) return;
-      const show = values.split(",").includes(select.value);
-      el.hidden = !show;
-      el.querySelectorAll("input, select, textarea").forEach((f) => { f.disabled = !show; });
-    });
-  }
-  document.addEventListener("change", (event) => {
-    if (event.target.matches("select")) applyShowWhen();
-  });
-  document.addEventListener("DOMContentLoaded", applyShowWhen);
 })();

@@ -7,9 +7,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django_tenants.utils import tenant_context
 
-from tenants.services import tenant_create
+from accounts import services
+from tenants.models import Tenant
+from tenants.services import invite_url_for, tenant_create
 from tests import support
 
 
@@ -63,3 +66,18 @@ def test_it_rejects_a_forged_link():
     page = client.get("/accounts/activate/MQ/forged-token/", follow=True)
     assert page.status_code == 200
     assert re.search("This link no longer works", page.content.decode())
+
+
+@pytest.mark.django_db
+def test_the_set_password_page_reads_well_for_a_name_ending_in_a_full_stop(acme):
+    """ "Acme Inc.." once: the sentence put its own full stop after the tenant's name."""
+    Tenant.objects.filter(pk=acme.pk).update(name="Acme Inc.")
+    with tenant_context(acme):
+        admin = get_user_model().objects.get(email="admin@acme.test")
+        user = services.user_invite(by=admin, email="new.hire@acme.test", role="agent")
+        acme.name = "Acme Inc."
+        link = urlsplit(invite_url_for(acme, user))
+    connection.set_schema_to_public()
+    page = support.tenant_client("acme").get(link.path, follow=True).content.decode()
+    assert "Set your password" in page
+    assert "Acme Inc." in page and "Acme Inc.." not in page

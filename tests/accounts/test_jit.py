@@ -157,6 +157,73 @@ def test_the_access_page_asks_and_approves_behind_step_up(acme):
         .status_code
         == 403
     )
-    # Giving it back ends it at once.
-    assert agent.post(f"/access/{grant.pk}/revoke/").status_code == 302
-    assert agent.get("/audit/")["Location"].startswith("/login/")  # the epoch moved: sign in again
+    # Giving it back ends it at once, and keeps the session at the standing role.
+    given = agent.post(f"/access/{grant.pk}/revoke/", follow=True)
+    assert given.redirect_chain[-1][0] == "/access/"
+    page = given.content.decode()
+    assert "You gave the Analyst / auditor role back; you work as Support agent again." in page
+    assert agent.get("/audit/").status_code == 403
+    assert agent.get("/").status_code == 200
+    with tenant_context(acme):
+        assert AccessGrant.objects.get(pk=grant.pk).status == AccessGrant.Status.REVOKED
+
+
+def test_an_inbox_grant_is_refused_to_a_role_that_works_no_conversations(acme):
+    """Least privilege: a marketer's inbox grant would open nothing (no ``inbox.use``), so
+    it cannot be asked for; the form offers no inbox and the service says why."""
+    with tenant_context(acme):
+        box = Inbox.objects.create(name="Returns JIT")
+        marketer = User.objects.get(email="marketer@acme.test")
+        with pytest.raises(ValidationError) as exc:
+            services.grant_request(
+                by=marketer, kind="inbox", inbox_id=box.pk, hours=1, reason="Campaign replies"
+            )
+        assert "Your role (Marketer) does not work conversations" in str(exc.value)
+        assert not AccessGrant.objects.filter(user=marketer).exists()
+    client = support.signed_in(acme, "marketer@acme.test")
+    form = client.get("/access/").content.decode()
+    assert "Returns JIT" not in form and 'value="inbox"' not in form
+    # ... and says why, on the form.
+    assert "Your role (Marketer) does not work conversations" in form
+    refused = client.post(
+        "/access/",
+        {"kind": "inbox", "inbox": box.pk, "hours": 1, "reason": "Campaign replies today"},
+    )
+    assert refused.status_code == 400
+    with tenant_context(acme):
+        assert not AccessGrant.objects.filter(user__email="marketer@acme.test").exists()
+
+
+def test_the_access_form_lists_only_inboxes_one_could_be_granted(acme):
+    with tenant_context(acme):
+        admin = User.objects.get(email="admin@acme.test")
+        agent = User.objects.get(email="agent@acme.test")
+        mine = access.inbox_create(by=admin, name="Mine already")
+        access.inbox_member_add(by=admin, inbox=mine, user=agent)
+        other = access.inbox_create(by=admin, name="Could be granted")
+        with pytest.raises(ValidationError) as exc:
+            services.grant_request(
+                by=agent, kind="inbox", inbox_id=mine.pk, hours=1, reason="Covering the queue"
+            )
+        assert "already work in this inbox" in str(exc.value)
+        for junk in (0, -1, 2**70, True, "1"):
+            with pytest.raises(ValidationError):
+                services.grant_request(
+                    by=agent, kind="inbox", inbox_id=junk, hours=1, reason="Covering the queue"
+                )
+    form = support.signed_in(acme, "agent@acme.test").get("/access/").content.decode()
+    assert f'<option value="{other.pk}">Could be granted</option>' in form
+    assert "Mine already" not in form
+
+
+def test_approvers_and_holders_see_inbox_names(acme):
+    with tenant_context(acme):
+        box = Inbox.objects.create(name="Wholesale JIT")
+        agent = User.objects.get(email="agent@acme.test")
+        services.grant_request(
+            by=agent, kind="inbox", inbox_id=box.pk, hours=1, reason="Covering for a colleague"
+        )
+    approver = support.signed_in(acme, "admin@acme.test").get("/access/").content.decode()
+    holder = support.signed_in(acme, "agent@acme.test").get("/access/").content.decode()
+    for page in (approver, holder):
+        assert "inbox Wholesale JIT" in page and f"#{box.pk}" not in page

@@ -16,11 +16,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import tenant_context
 
 from accounts import tokens
-from accounts.models import SecurityPolicy, TokenFamily
+from accounts.models import SecurityPolicy, TokenFamily, TOTPDevice
 from audit.models import AuditEvent
 from tests import support
 

@@ -10,12 +10,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts import mfa, services
 from accounts.mfa import SESSION_OTP_AT
+from accounts.models import BackupCodeDevice, TOTPDevice
 from audit.models import AuditEvent
 from tests import support
 
@@ -106,9 +105,9 @@ def test_a_backup_code_signs_in_once(acme):
     assert again.post("/mfa/verify/", {"code": codes[0]}).status_code == 400
     with tenant_context(acme):
         assert (
-            StaticDevice.objects.get(
+            BackupCodeDevice.objects.get(
                 user__email="analyst@acme.test", name="backup"
-            ).token_set.count()
+            ).codes.count()
             == 9
         )
 
@@ -155,8 +154,8 @@ def test_the_policy_decides_for_agents_but_never_for_admins(acme):
     with tenant_context(acme):
         owner = get_user_model().objects.get(email="owner@acme.test")
         services.security_policy_set(by=owner, mfa_roles=["agent"])
-        policy = services.security_policy_set(by=owner, mfa_roles=[])
-        assert set(policy.mfa_roles) == {"owner", "admin"}
+        policy, changed = services.security_policy_set(by=owner, mfa_roles=[])
+        assert changed and set(policy.mfa_roles) == {"owner", "admin"}
         assert AuditEvent.objects.filter(action="security.policy_changed").count() == 2
     connection.set_schema_to_public()
     assert _password_login(acme, "agent@acme.test").get("/").status_code == 200
@@ -175,6 +174,24 @@ def test_the_policy_page_is_for_owners_behind_step_up(acme):
         from accounts.models import SecurityPolicy
 
         assert SecurityPolicy.objects.get().mfa_roles == ["admin", "agent", "owner"]
+
+
+def test_saving_an_unchanged_policy_records_nothing_and_says_so(acme):
+    owner = support.signed_in(acme, "owner@acme.test")
+    saved = owner.post("/settings/mfa/", {"mfa_roles": ["agent"]}, follow=True)
+    assert "MFA policy saved." in saved.content.decode()
+    with tenant_context(acme):
+        count = AuditEvent.objects.filter(action="security.policy_changed").count()
+    # The same choice again (owner and admin are implied): no event, and the page says so.
+    again = owner.post("/settings/mfa/", {"mfa_roles": ["agent", "owner"]}, follow=True)
+    page = again.content.decode()
+    assert "No changes: the MFA policy is as it was." in page and "MFA policy saved." not in page
+    with tenant_context(acme):
+        assert AuditEvent.objects.filter(action="security.policy_changed").count() == count
+        owner_user = get_user_model().objects.get(email="owner@acme.test")
+        _, changed = services.security_policy_set(by=owner_user, mfa_roles=["owner", "agent"])
+        assert not changed
+        assert AuditEvent.objects.filter(action="security.policy_changed").count() == count
 
 
 def test_step_up_asks_for_a_fresh_code_then_returns(acme):

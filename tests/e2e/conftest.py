@@ -79,9 +79,9 @@ def channel_receiver():
 def e2e_data(django_db_setup, django_db_blocker, channel_receiver):
     """Committed: backup codes for E2E_USERS; inboxes "E2E Support" (agent) and "E2E Sales" (agent2)."""
     from django.contrib.auth import get_user_model
-    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
     from django_tenants.utils import schema_context, tenant_context
 
+    from accounts import mfa
     from conversations import access
 
     User = get_user_model()
@@ -90,15 +90,7 @@ def e2e_data(django_db_setup, django_db_blocker, channel_receiver):
             with schema_context("public" if slug is None else f"t_{slug}"):
                 for username in usernames:
                     user = User.objects.get(username=username)
-                    device, _ = StaticDevice.objects.get_or_create(
-                        user=user, name="e2e", defaults={"confirmed": True}
-                    )
-                    codes = [StaticToken.random_token() for _ in range(20)]
-                    device.token_set.all().delete()
-                    device.token_set.bulk_create(
-                        [StaticToken(device=device, token=c) for c in codes]
-                    )
-                    _BACKUP_CODES[(slug, username)] = codes
+                    _BACKUP_CODES[(slug, username)] = mfa.backup_codes_create(user, 20, name="e2e")
         with schema_context("t_acme"):
             admin = User.objects.get(email="admin@acme.test")
             for name, member in (

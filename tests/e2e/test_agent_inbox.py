@@ -3,7 +3,8 @@
 * a message posted (signed) to the channel's webhook appears in the open
   inbox within 3 seconds, without a reload;
 * the agent's reply is delivered, signed, to a local HTTP receiver by a real
-  Celery worker;
+  Celery worker, and its status ("Sent", then "Delivered" from the channel)
+  follows live;
 * an agent who is not in that inbox sees nothing of the conversation;
 * a marketer gets 403 on the inbox.
 """
@@ -28,14 +29,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def _post_inbound(base: str, *, external_id: str, body: str) -> dict:
-    payload = json.dumps(
+    return _post_signed(
+        base,
         {
             "type": "message",
             "id": external_id,
             "contact": {"id": "e2e-customer-1", "name": "Edith Customer"},
             "body": body,
-        }
-    ).encode()
+        },
+    )
+
+
+def _post_signed(base: str, event: dict) -> dict:
+    payload = json.dumps(event).encode()
     t = int(time.time())
     mac = hmac.new(SECRET.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
     # *.localhost resolves in browsers, not in every resolver: connect to the
@@ -93,6 +99,12 @@ def test_a_message_arrives_live_and_the_reply_is_delivered(live_url, page, defau
     expect(page.locator("#messages .delivery").last).to_have_attribute(
         "data-status", "sent", timeout=10000
     )
+    # The channel reports it delivered: the open thread shows it within 3 s.
+    _post_signed(base, {"type": "status", "message_id": event["id"], "status": "delivered"})
+    expect(page.locator(f"#m-{event['id']} .delivery")).to_have_attribute(
+        "data-status", "delivered", timeout=3000
+    )
+    expect(page.locator(f"#m-{event['id']} .delivery")).to_have_text("Delivered")
     assert page.evaluate("window.__noReload") is True
     assert page.console_problems == []
 

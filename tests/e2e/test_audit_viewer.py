@@ -31,3 +31,22 @@ def test_it_filters_the_audit_trail_without_reloading(live_url, page):
     assert page.evaluate("window.__marker") == "same page"  # htmx swapped the table only
     assert "outcome=failed" in page.url
     assert page.console_problems == []
+
+
+def test_the_export_follows_the_filters_and_the_sink_form_shows_one_kind(live_url, page):
+    base = live_url("acme.localhost")
+    _sign_in(page, base, "owner@acme.test")
+    page.goto(base + "/audit/")
+    page.get_by_label("Outcome").select_option("denied")
+    # The export form's hidden filters follow the htmx-updated results.
+    expect(page.locator("#export-filters input[name=outcome]")).to_have_value("denied")
+    expect(page.locator("#export-filters")).to_contain_text("Outcome: denied")
+
+    page.goto(base + "/audit/sinks/")
+    page.get_by_label("Kind").select_option("https")
+    expect(page.get_by_label("HTTPS URL")).to_be_visible()
+    expect(page.get_by_label("Syslog host")).to_be_hidden()
+    page.get_by_label("Kind").select_option("syslog")
+    expect(page.get_by_label("Syslog host")).to_be_visible()
+    expect(page.get_by_label("HTTPS URL")).to_be_hidden()
+    assert page.console_problems == []

@@ -8,9 +8,12 @@ import threading
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django_tenants.utils import tenant_context
 
+from accounts import mfa
+from accounts.models import TOTPDevice
 from connectors.models import Credential
 from connectors.services import credential_set, credential_use
 from parley.keyring import fields, keys
@@ -40,17 +43,26 @@ def test_it_rotates_and_reencrypts_inline(acme):
             credential_set(
                 name=f"inline-{i}", kind="api_key", connector="hubspot", secret=f"secret-{i}-abcdef"
             )
+        # TOTP keys are sealed with the credential key too: they move along.
+        user = get_user_model().objects.get(email="analyst@acme.test")
+        device = TOTPDevice.objects.create(user=user, name="rotating", confirmed=True)
+        totp_key = device.bin_key
+        rows = Credential.objects.count() + TOTPDevice.objects.count()
         jobs = keys_rotate()
         job = next(j for j in jobs if j.purpose == "credential")
-        assert job.rows_total == 5
+        assert job.rows_total == rows
         done = run(job.pk, batch=2)
-        assert done.state == RekeyJob.State.DONE and done.rows_done == 5 and done.percent == 100
+        assert done.state == RekeyJob.State.DONE and done.rows_done == rows and done.percent == 100
         assert rows_on_older_keys(acme.schema_name, "credential", job.target_version) == 0
         versions = {fields.key_version_of(bytes(c.secret_ct)) for c in Credential.objects.all()}
+        versions |= {fields.key_version_of(bytes(d.key_ct)) for d in TOTPDevice.objects.all()}
         assert versions == {job.target_version}
         assert sorted(
             credential_use(credential=c, purpose="t") for c in Credential.objects.all()
         ) == [f"secret-{i}-abcdef" for i in range(5)]
+        device = TOTPDevice.objects.get(pk=device.pk)
+        assert device.bin_key == totp_key
+        assert mfa.verify(user, support.totp_now(device)) == device
         old = WrappedKey.objects.get(
             schema_name=acme.schema_name, purpose="credential", version=job.target_version - 1
         )

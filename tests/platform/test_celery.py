@@ -49,3 +49,16 @@ def test_every_beat_entry_names_a_registered_task():
         name: entry["task"] for name, entry in schedule.items() if entry["task"] not in registered
     }
     assert missing == {}
+
+
+def test_it_refuses_to_run_a_task_whose_schema_cannot_be_switched_to(default_worker):
+    """The schema switch runs before the task; when it fails the task must not run on
+    in whatever schema the connection was in (Celery swallows the switch's error)."""
+    from parley.celery import app
+
+    result = app.send_task(
+        "parley.tasks.resume_rekeys", headers={"_schema_name": "t_no_such_tenant"}
+    )
+    with pytest.raises(Exception) as excinfo:
+        result.get(timeout=30)
+    assert type(excinfo.value).__name__ == "DoesNotExist"

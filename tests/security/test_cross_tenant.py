@@ -13,9 +13,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.urls import reverse
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import tenant_context
 
+from accounts.models import TOTPDevice
 from tests import support
 from tests.security.test_role_matrix import HOW_TO_CALL, _kwarg_names
 

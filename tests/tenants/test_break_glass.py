@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -43,8 +44,18 @@ def _latest_grant() -> BreakGlassGrant:
 
 def _handoff_token(console, grant, slug="acme") -> str:
     response = console.post(f"/tenants/{slug}/break-glass/{grant.pk}/open/")
-    assert response.status_code == 302, response.content[:500]
-    url = urlsplit(response["Location"])
+    # A page that navigates on, not a redirect: CSP form-action covers redirects after a POST.
+    assert response.status_code == 200, response.content[:500]
+    assert "no-store" in response["Cache-Control"]
+    assert response["Referrer-Policy"] == "no-referrer"
+    # The console's CSP is not loosened for it.
+    assert response["Content-Security-Policy"] == settings.PARLEY_CSP
+    html = response.content.decode()
+    link = re.search(r'id="break-glass-handoff" class="[^"]*" href="([^"]+)"', html)
+    assert link, html[:2000]
+    target = link.group(1).replace("&amp;", "&")
+    assert f'<meta http-equiv="refresh" content="0;url={link.group(1)}">' in html
+    url = urlsplit(target)
     assert url.hostname == f"{slug}.localhost" and url.path == "/break-glass/enter/"
     return parse_qs(url.query)["token"][0]
 
@@ -453,3 +464,53 @@ def test_it_keeps_other_operators_out_of_a_grant(acme):
     assert other.post(f"/tenants/acme/break-glass/{grant.pk}/open/").status_code == 404
     assert other.post(f"/tenants/acme/break-glass/{grant.pk}/end/").status_code == 404
     assert "Open acme read-only" not in other.get("/tenants/acme/").content.decode()
+
+
+def _state_cell(html: str, grant: BreakGlassGrant) -> str:
+    row = re.search(rf"<tr>\s*<td>{grant.pk}</td>(.*?)</tr>", html, re.S)
+    assert row, html[:3000]
+    return re.sub(r"<[^>]+>", "", row.group(1))
+
+
+@pytest.mark.django_db
+def test_it_credits_whoever_ended_the_grant(acme):
+    """The operator clicked "End now"; the pages said "Ended by owner@…" (the approver)."""
+    console = support.signed_in(None, "operator")
+    owner = support.signed_in(acme, "owner@acme.test")
+    grant = _approved_grant(console, acme)
+    assert console.post(f"/tenants/acme/break-glass/{grant.pk}/end/").status_code == 302
+    grant.refresh_from_db()
+    assert grant.ended_by == "operator@parley.test" and grant.decided_by == "owner@acme.test"
+    for html in (
+        console.get("/tenants/acme/").content.decode(),
+        owner.get("/settings/break-glass/").content.decode(),
+    ):
+        cell = _state_cell(html, grant)
+        assert "Ended by operator@parley.test" in " ".join(cell.split())
+        assert "owner@acme.test" not in cell
+
+    grant = _approved_grant(console, acme)
+    assert "Active by owner@acme.test" in " ".join(
+        _state_cell(console.get("/tenants/acme/").content.decode(), grant).split()
+    )
+    assert owner.post(f"/settings/break-glass/{grant.pk}/end/").status_code == 302
+    cell = _state_cell(console.get("/tenants/acme/").content.decode(), grant)
+    assert "Ended by owner@acme.test" in " ".join(cell.split())
+    with schema_context("public"):
+        ended = AuditEvent.objects.filter(action="break_glass.ended", target_id=str(grant.pk)).get()
+        assert ended.details["ended_by"] == "owner@acme.test" and ended.actor_kind == "user"
+
+
+@pytest.mark.django_db
+def test_it_names_the_operator_once_on_the_owners_pages_and_the_platform_trail(acme):
+    """ "Parley operator operator" on the owner's banner, "operator operator" in the trail."""
+    console = support.signed_in(None, "operator")
+    assert _request(console).status_code == 302
+    owner = support.signed_in(acme, "owner@acme.test")
+    home = " ".join(owner.get("/").content.decode().split())
+    assert "A Parley operator (operator@parley.test) asks for read-only break-glass access" in home
+    assert "operator operator" not in home
+    connection.set_schema_to_public()
+    trail = " ".join(re.sub(r"<[^>]+>", " ", console.get("/audit/").content.decode()).split())
+    assert "break_glass.requested" in trail
+    assert "operator operator" not in trail

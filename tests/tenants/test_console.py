@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -91,6 +92,51 @@ def test_it_suspends_and_reactivates_from_the_console():
 
 
 @pytest.mark.django_db
+def test_it_redraws_the_whole_page_once_provisioning_is_over(django_capture_on_commit_callbacks):
+    """The "being created" banner went stale and the break-glass form came only after a reload."""
+    client = _operator_client()
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(
+            "/",
+            {
+                "slug": "initech",
+                "name": "Initech",
+                "domain": "initech.localhost",
+                "owner_email": "boss@initech.test",
+            },
+        )
+    first = client.get("/tenants/initech/").content.decode()
+    assert "its workspace is being created" in first
+    assert "Request break-glass access" not in first
+    # While it is being created, the status block polls and is swapped alone.
+    poll = client.get("/tenants/initech/", HTTP_HX_REQUEST="true")
+    assert poll.status_code == 200 and "HX-Refresh" not in poll
+    assert 'hx-trigger="every 1s"' in poll.content.decode()
+    Tenant.objects.filter(slug="initech").update(status=Tenant.Status.ACTIVE)
+    # Then the poll asks for the whole page, which is current everywhere.
+    poll = client.get("/tenants/initech/", HTTP_HX_REQUEST="true")
+    assert poll["HX-Refresh"] == "true"
+    page = client.get("/tenants/initech/").content.decode()
+    assert "Tenant initech is ready." in page
+    assert "being created" not in page and "Creating the workspace" not in page
+    assert "every 1s" not in page
+    assert "Request break-glass access" in page
+
+
+@pytest.mark.django_db
+def test_it_gives_every_field_of_the_tenant_page_its_own_id_and_label():
+    """Two fields shared id="id_reason" and the offboarding box was missing."""
+    page = _operator_client().get("/tenants/acme/").content.decode()
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    fields = re.findall(r'<(?:input|select|textarea)\b[^>]*\bid="([^"]+)"', page)
+    assert fields
+    for field_id in fields:
+        assert f'for="{field_id}"' in page, f"no label for #{field_id}"
+    assert 'name="confirm"' in page
+
+
+@pytest.mark.django_db
 def test_it_answers_404_for_the_template_and_public_rows():
     client = _operator_client()
     assert client.get("/tenants/template/").status_code == 404
@@ -127,9 +173,9 @@ def test_it_provisions_a_console_request_on_the_owner_worker(
             with tenant_context(tenant):
                 assert get_user_model().objects.get().email == "gavin@hooli.test"
             connection.set_schema_to_public()
-            assert (
-                "Active" in client.get("/tenants/hooli/", HTTP_HX_REQUEST="true").content.decode()
-            )
+            poll = client.get("/tenants/hooli/", HTTP_HX_REQUEST="true")
+            assert poll["HX-Refresh"] == "true"
+            assert "Active" in client.get("/tenants/hooli/").content.decode()
         finally:
             connection.set_schema_to_public()
             with support.owner_role():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from io import StringIO
 
 import pytest
@@ -84,6 +85,11 @@ def test_it_refuses_without_confirmation_or_the_owner_role():
 def test_it_offboards_from_the_console_only_with_the_slug_typed():
     client = support.console_client()
     support.signed_in(None, "operator", client=client)
+    # The page asks for the slug in a box named for the form's field.
+    page = client.get("/tenants/globex/").content.decode()
+    box = re.search(r'<input type="text" name="confirm"[^>]*id="([^"]+)"', page)
+    assert box, "the tenant page has no box to type the slug in"
+    assert f'<label for="{box.group(1)}">' in page
     client.post("/tenants/globex/offboard/", {"confirm": "acme"})
     assert Tenant.objects.get(slug="globex").status == Tenant.Status.ACTIVE
     page = client.post(

@@ -5,12 +5,15 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django_tenants.utils import schema_context, tenant_context
 
+from accounts import mfa
+from accounts.models import BackupCodeDevice
 from accounts.policy import Role
 from parley import devstack
 from tenants.models import Tenant
 from tenants.services import tenant_base_url, tenant_create
 
 DEMO_PASSWORD = "parley-demo-password"  # noqa: S105 - development demo only, refused in production
+_BASE32 = set("abcdefghijklmnopqrstuvwxyz234567")
 DEMO_TENANTS = [
     ("acme", "Acme Inc.", "acme"),
     ("globex", "Globex Corporation", "globex"),
@@ -26,6 +29,10 @@ class Command(BaseCommand):
         if settings.PARLEY_DB_ROLE != "owner":
             raise CommandError("Run the demo seed with PARLEY_DB_ROLE=owner (it creates schemas).")
         User = get_user_model()
+        path = devstack.state_dir() / "demo-mfa-codes.txt"
+        # Only digests of the codes are in the database: the previous file is
+        # where their text is; the database says which are still unused.
+        known = _read_codes(path)
         with schema_context("public"):
             operator = User.objects.filter(username="operator").first()
             if operator is None:
@@ -33,7 +40,7 @@ class Command(BaseCommand):
                 operator.set_password(DEMO_PASSWORD)
                 operator.save()
             codes: list[str] = []
-            self._demo_codes(operator, "operator", codes)
+            self._demo_codes(operator, "operator", codes, known)
         lines = [
             f"Platform console  http://{settings.PARLEY_BASE_DOMAIN}:{settings.PARLEY_PUBLIC_PORT}/  "
             f"operator / {DEMO_PASSWORD}"
@@ -57,12 +64,11 @@ class Command(BaseCommand):
                         user.set_password(DEMO_PASSWORD)
                     user.role = role.value
                     user.save()
-                    self._demo_codes(user, f"{slug}: {email}", codes)
+                    self._demo_codes(user, f"{slug}: {email}", codes, known)
             lines.append(
                 f"Tenant {slug:<8}   {tenant_base_url(tenant)}/  <role>@{slug}.test / {DEMO_PASSWORD}"
                 f"  (roles: {', '.join(r.value for r in Role)})"
             )
-        path = devstack.state_dir() / "demo-mfa-codes.txt"
         path.write_text("\n".join(codes) + "\n")
         path.chmod(0o600)
         lines.append(
@@ -73,15 +79,31 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines))
 
     @staticmethod
-    def _demo_codes(user, label: str, out: list[str]) -> None:
-        """Ten backup codes per demo login, created once; lists those still unused."""
-        from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+    def _demo_codes(user, label: str, out: list[str], known: dict[str, list[str]]) -> None:
+        """Ten backup codes per demo login, created once; lists those still unused.
 
-        device = StaticDevice.objects.filter(user=user, name="demo").first()
-        if device is None:
-            device = StaticDevice.objects.create(user=user, name="demo", confirmed=True)
-            device.token_set.bulk_create(
-                [StaticToken(device=device, token=StaticToken.random_token()) for _ in range(10)]
-            )
-        tokens = list(device.token_set.values_list("token", flat=True))
-        out.append(f"{label}: {' '.join(tokens) if tokens else '(all used)'}")
+        The database keeps digests only: the text comes from the previous file,
+        and the database says which of those codes still work. When the file is
+        lost while codes remain, nobody could use them: the demo gets new ones.
+        """
+        device = BackupCodeDevice.objects.filter(user=user, name="demo").first()
+        left = device.codes.count() if device else 0
+        unused = mfa.backup_codes_unused(user, known.get(label, []), name="demo")
+        if device is None or (left and not unused):
+            unused = mfa.backup_codes_create(user, 10, name="demo")
+        elif not left:
+            out.append(f"{label}: (all used)")
+            return
+        out.append(f"{label}: {' '.join(unused)}")
+
+
+def _read_codes(path) -> dict[str, list[str]]:
+    """``label: code code …`` lines of an earlier run (missing file: nothing known)."""
+    known: dict[str, list[str]] = {}
+    if not path.exists():
+        return known
+    for line in path.read_text().splitlines():
+        label, sep, rest = line.rpartition(": ")
+        if sep:
+            known[label] = [c for c in rest.split() if len(c) == 8 and set(c) <= _BASE32]
+    return known
