@@ -127,7 +127,7 @@ def test_every_console_page_is_clean_accessible_and_fits(live_url, page):
 
 def test_sign_in_and_error_pages_are_clean_accessible_and_fit(live_url, page):
     problems: list[str] = []
-    for base in (live_url("acme.localhost"), live_url()):
+    for base in (live_url("acme.localhost"), live_url("globex.localhost"), live_url()):
         problems += _check_pages(page, base, ["/login/"])
         response = page.goto(base + "/no-such-page/")
         assert response.status == 404
