@@ -134,3 +134,24 @@ def test_sign_in_and_error_pages_are_clean_accessible_and_fit(live_url, page):
         assert "Not found" in page.content()
         problems += axe_problems(page)
     assert not problems, "\n".join(problems)
+
+
+def test_the_checks_themselves_see_a_csp_violation_and_an_axe_problem(live_url, browser):
+    """The fixture's listener and axe are live: an inline style is caught, so is
+    an image without a text alternative (a check that cannot fail proves nothing)."""
+    from tests.e2e.conftest import _CSP_LISTENER
+
+    context = browser.new_context()
+    context.add_init_script(_CSP_LISTENER)
+    probe = context.new_page()
+    try:
+        probe.goto(live_url("acme.localhost") + "/login/")
+        probe.evaluate(
+            """() => document.body.insertAdjacentHTML(
+                 "beforeend", '<div style="color:red">x</div><img src="/static/favicon.svg">')"""
+        )
+        probe.wait_for_function("(window.__cspViolations || []).length > 0")
+        assert "style-src" in probe.evaluate("window.__cspViolations[0]")
+        assert any("image-alt" in p for p in axe_problems(probe))
+    finally:
+        context.close()
