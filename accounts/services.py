@@ -106,10 +106,8 @@ def _lock_owners() -> None:
 # --- users -------------------------------------------------------------------------------------
 
 
-def user_invite(*, by, email: str, role: str, request=None):
+def user_invite(*, by, email: str, role: str, name: str = "", request=None):
     """Create a user who sets their password through a one-time link sent by e-mail."""
-    from tenants.services import invite_url_for
-
     if not user_has(by, Perm.USERS_MANAGE):
         raise PermissionDenied
     email = (email or "").strip().lower()
@@ -121,13 +119,22 @@ def user_invite(*, by, email: str, role: str, request=None):
         or User.objects.filter(username__iexact=email).exists()
     ):
         raise ValidationError({"email": "A user with this e-mail already exists."})
+    first, _, last = " ".join((name or "").split()).partition(" ")
     with transaction.atomic():
-        user = User(username=email, email=email, role=role)
+        user = User(username=email, email=email, role=role, first_name=first, last_name=last)
         user.full_clean(exclude=["password"])
         user.set_unusable_password()
         user.save()
+    _send_invitation(user)
+    return user
+
+
+def _send_invitation(user) -> None:
+    from tenants.services import invite_url_for
+
     tenant = connection.tenant
     link = invite_url_for(tenant, user)
+    email = user.email
     transaction.on_commit(
         lambda: send_mail(
             f"You are invited to {tenant.name} on Parley",
@@ -137,7 +144,44 @@ def user_invite(*, by, email: str, role: str, request=None):
             [email],
         )
     )
+
+
+def invitation_pending(user) -> bool:
+    """Invited, and the link not used yet: no password chosen, never signed in."""
+    return user.is_active and user.last_login is None and not user.has_usable_password()
+
+
+def _pending_for_update(by, user):
+    if not user_has(by, Perm.USERS_MANAGE):
+        raise PermissionDenied
+    _check_rank(by, target=user)
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if not invitation_pending(user):
+        raise ValidationError(f"{user.email} has already accepted the invitation.")
     return user
+
+
+def user_invite_resend(*, by, user, request=None):
+    """A new one-time link for a pending invitation (the old link stays valid until it expires)."""
+    with transaction.atomic():
+        user = _pending_for_update(by, user)
+        record("user.invite_resent", target_type="user", target_id=user.pk, request=request)
+        _send_invitation(user)
+    return user
+
+
+def user_invite_cancel(*, by, user, request=None) -> None:
+    """Withdraw a pending invitation: the user is removed before ever signing in."""
+    with transaction.atomic():
+        user = _pending_for_update(by, user)
+        record(
+            "user.invite_cancelled",
+            target_type="user",
+            target_id=user.pk,
+            details={"username": user.username, "role": user.role},
+            request=request,
+        )
+        user.delete()
 
 
 def user_set_role(*, by, user, role: str):

@@ -198,7 +198,7 @@ def test_step_up_asks_for_a_fresh_code_then_returns(acme):
     client = support.signed_in(acme, "owner@acme.test", step_up=False)
     referer = {"HTTP_REFERER": "http://acme.localhost/settings/mfa/"}
     detour = client.post("/settings/mfa/", {"mfa_roles": ["agent"]}, **referer)
-    assert detour["Location"] == "/mfa/step-up/?next=/settings/mfa/"
+    assert re.fullmatch(r"/mfa/step-up/\?next=/settings/mfa/&resume=[\w-]+", detour["Location"])
     with tenant_context(acme):
         device = TOTPDevice.objects.get(user__email="owner@acme.test")
     connection.set_schema_to_public()

@@ -29,7 +29,9 @@ def test_an_admin_changes_a_role_from_the_page_and_it_is_audited(acme):
     changed = admin.post(f"/users/{target.pk}/role/", {"role": "analyst"}, follow=True)
     assert changed.redirect_chain[0][1] == 302
     # People read the role's label, never the internal value.
-    assert "agent2@acme.test is now Analyst / auditor." in changed.content.decode()
+    assert "agent2@acme.test is now an Analyst / auditor (was Support agent)." in (
+        changed.content.decode()
+    )
     with tenant_context(acme):
         assert User.objects.get(pk=target.pk).role == "analyst"
         event = AuditEvent.objects.filter(action="user.role_changed").latest("id")
@@ -90,7 +92,7 @@ def test_role_changes_need_step_up(acme):
         f"/users/{agent.pk}/role/", {"role": "analyst"}, HTTP_REFERER="http://acme.localhost/users/"
     )
     assert response.status_code == 302
-    assert response["Location"] == "/mfa/step-up/?next=/users/"
+    assert response["Location"].startswith("/mfa/step-up/?next=/users/&resume=")
     assert _user(acme, "agent2@acme.test").role == "agent"
 
 
