@@ -14,7 +14,12 @@ class AuditContextMiddleware:
         token = bind_request(request)
         try:
             response = self.get_response(request)
-            if response.status_code == 403 and not getattr(response, "_audit_recorded", False):
+            if (
+                response.status_code == 403
+                and not getattr(response, "_audit_recorded", False)
+                # A service that refused recorded its own, more precise access.denied.
+                and not getattr(request, "_audit_denial_recorded", False)
+            ):
                 record_denied(request)
             return response
         finally:

@@ -69,10 +69,10 @@ def ensure_platform_rows() -> None:
 
 
 def _ensure_tenant_keys(schemas: list[str]) -> None:
-    """Schemas created before the keyring existed (or before they held a sealed column) get their keys."""
-    with_keys = set(WrappedKey.objects.filter(state="active").values_list("schema_name", flat=True))
+    """Tenants created before the keyring (or one of its key purposes) existed get their keys."""
+    active = set(WrappedKey.objects.filter(state="active").values_list("schema_name", "purpose"))
     for schema in schemas:
-        if schema not in with_keys:
+        if any((schema, purpose) not in active for purpose in WrappedKey.Purpose.values):
             ensure_keys(schema)
 
 
