@@ -265,12 +265,7 @@ def _ensure_owner(tenant: Tenant) -> tuple[bool, str | None]:
         owner = User(username=tenant.owner_email, email=tenant.owner_email, role=Role.OWNER)
         owner.set_unusable_password()
         owner.save()
-        return True, invite_url_for(tenant, owner)
-
-
-def invite_url_for(tenant: Tenant, user) -> str:
-    """A one-time link with which ``user`` sets their first password (accounts builds it)."""
-    return user_activation_url(tenant=tenant, user=user)
+        return True, user_activation_url(tenant=tenant, user=owner)
 
 
 def _transition(

@@ -11,8 +11,9 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from accounts import services
+from accounts.services import user_activation_url
 from tenants.models import Tenant
-from tenants.services import invite_url_for, tenant_create
+from tenants.services import tenant_create
 from tests import support
 
 
@@ -76,7 +77,7 @@ def test_the_set_password_page_reads_well_for_a_name_ending_in_a_full_stop(acme)
         admin = get_user_model().objects.get(email="admin@acme.test")
         user = services.user_invite(by=admin, email="new.hire@acme.test", role="agent")
         acme.name = "Acme Inc."
-        link = urlsplit(invite_url_for(acme, user))
+        link = urlsplit(user_activation_url(tenant=acme, user=user))
     connection.set_schema_to_public()
     page = support.tenant_client("acme").get(link.path, follow=True).content.decode()
     assert "Set your password" in page
