@@ -14,6 +14,7 @@ from django_tenants.utils import schema_context, tenant_context
 from accounts.policy import Perm, user_has
 from audit.context import SYSTEM, Actor
 from audit.services import record
+from conversations import events
 from conversations.models import (
     CannedResponse,
     Contact,
@@ -353,6 +354,13 @@ def message_receive(
                         delivery=Message.Delivery.QUEUED,
                     )
                     _enqueue_delivery(auto)
+            events.announce(
+                events.message_received,
+                "message_received",
+                message_id=message.pk,
+                conversation_id=conversation.pk,
+                inbox_id=inbox.pk,
+            )
     except IntegrityError:
         # Two deliveries of one event raced; the other one stored it.
         existing = Message.objects.filter(inbox_id_denorm=inbox.pk, external_id=external_id).first()
@@ -377,15 +385,18 @@ def _identity_create(inbox: Inbox, external_id: str, name: str) -> ContactIdenti
 
 
 def _enqueue_delivery(message: Message) -> None:
-    """After commit, the channel's delivery task sends it (``connectors.tasks``)."""
-    message_id = message.pk
+    """After commit, announce ``reply_queued``: the channel layer subscribes and sends it."""
+    kwargs = {
+        "message_id": message.pk,
+        "conversation_id": message.conversation_id,
+        "inbox_id": message.inbox_id_denorm,
+        "schema": connection.schema_name,
+    }
 
-    def send():
-        from connectors.tasks import message_deliver
+    def announce_reply_queued():
+        events.send_now(events.reply_queued, "reply_queued", kwargs)
 
-        message_deliver.delay(message_id)
-
-    transaction.on_commit(send)
+    transaction.on_commit(announce_reply_queued)
 
 
 def assign_round_robin(conversation: Conversation):
@@ -414,8 +425,14 @@ def assign_round_robin(conversation: Conversation):
     return chosen
 
 
-def message_delivery_update(*, message: Message, status: str, error: str = "") -> Message:
-    """The channel's word on an outbound message (sent, delivered, read, failed)."""
+def message_delivery_update(
+    *, message: Message, status: str, error: str = "", external_id: str = ""
+) -> Message:
+    """The channel's word on an outbound message (sent, delivered, read, failed).
+
+    ``external_id`` is the channel's id of the sent message (its status
+    updates name it); announced as ``delivery_updated`` when anything changed.
+    """
     order = ["queued", "sent", "delivered", "read"]
     if status not in (*order, "failed"):
         raise ValidationError({"status": "Unknown delivery status."})
@@ -424,11 +441,35 @@ def message_delivery_update(*, message: Message, status: str, error: str = "") -
         if message.direction != Message.Direction.OUT:
             raise ValidationError({"status": "Only outgoing messages have a delivery status."})
         current = message.delivery
+        update = ["delivery", "delivery_error"]
+        if external_id and not message.external_id:
+            message.external_id = external_id[:128]
+            update.append("external_id")
         if status == "failed" or current not in order or order.index(status) > order.index(current):
             message.delivery = status
             message.delivery_error = error[:300] if status == "failed" else ""
-            message.save(update_fields=["delivery", "delivery_error"])
+            if status != "failed":
+                message.delivery_next_at = None
+                update.append("delivery_next_at")
+            message.save(update_fields=update)
+            events.announce(
+                events.delivery_updated,
+                "delivery_updated",
+                message_id=message.pk,
+                conversation_id=message.conversation_id,
+                inbox_id=message.inbox_id_denorm,
+                delivery=status,
+            )
+        elif len(update) > 2:
+            message.save(update_fields=update[2:])
     return message
+
+
+def message_delivery_retry(*, message: Message, error: str, next_at: _dt.datetime) -> None:
+    """An attempt failed in a way another may fix: keep its error and the next try's time."""
+    Message.objects.filter(pk=message.pk, direction=Message.Direction.OUT).update(
+        delivery_error=error[:300], delivery_next_at=next_at
+    )
 
 
 # --- agent actions --------------------------------------------------------------------------

@@ -320,7 +320,9 @@ def test_the_poll_follows_delivery_past_sent(acme, setup):
     assert f"pending={out.pk}.delivered" in html
     with tenant_context(acme):
         services.message_delivery_update(message=out, status="read")
-    html = agent.get(f"/inbox/c/{cid}/new/?after={after}&pending={out.pk}.delivered").content.decode()
+    html = agent.get(
+        f"/inbox/c/{cid}/new/?after={after}&pending={out.pk}.delivered"
+    ).content.decode()
     assert 'data-status="read"' in html
     # ... until it is final: "read" is not followed any further.
     assert f"{out.pk}.read" not in html and "pending=" not in html
