@@ -48,6 +48,12 @@ COLUMN = "raw"
 MAX_ATTEMPTS = 5  # processing attempts before an event is marked failed
 CLAIM_SECONDS = 300  # a claim older than this belonged to a worker that died
 RELAY_AFTER_SECONDS = 10  # pending this long: its enqueue was probably lost
+# The setting naming the account a kind's events are addressed to (the routing key).
+ROUTING_SETTINGS = {
+    "whatsapp": "phone_number_id",
+    "messenger": "page_id",
+    "instagram": "account_id",
+}
 
 
 def retention_days() -> int:
@@ -179,9 +185,18 @@ def inbound_event_apply(*, channel: Channel, parsed: ParsedEvent, strict: bool) 
         raise ValidationError({"channel": "This channel is not bound to an inbox."})
     adapter = registry.get(channel.kind)
     applied = Applied()
+    # One app secret can sign events of several accounts: keep only this channel's.
+    account = str((channel.settings or {}).get(ROUTING_SETTINGS.get(channel.kind, ""), ""))
+
+    def ours(item) -> bool:
+        return not account or item.routing_key == account
+
     for item in parsed.messages:
-        applied.messages.append(_receive(channel, item))
+        if ours(item):
+            applied.messages.append(_receive(channel, item))
     for item in parsed.statuses:
+        if not ours(item):
+            continue
         try:
             applied.statuses.append(_status(channel, adapter, item))
         except Http404:
