@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import connection
@@ -74,9 +76,30 @@ def message_deliver(self, message_id: int) -> dict:
     return {"schema": connection.schema_name, "message": message_id, "delivery": outcome}
 
 
+_probe: redis.Redis | None = None
+
+
+def broker_reachable() -> bool:
+    """Whether the broker answers a ping within 250 ms. Publishing to a dead broker
+    blocks in Celery's connection retries for seconds: a webhook must answer at once,
+    and what it stored is relayed later anyway."""
+    global _probe
+    if _probe is None:
+        _probe = redis.Redis.from_url(
+            settings.CELERY_BROKER_URL, socket_connect_timeout=0.25, socket_timeout=0.25
+        )
+    try:
+        return bool(_probe.ping())
+    except redis.RedisError:
+        return False
+
+
 def _enqueue(task, *args) -> bool:
-    """Publish; False when the broker refused (a beat relay sends it later). Never
+    """Publish; False when the broker is down (a beat relay sends it later). Never
     raises: this runs after commit, where the work is already safely stored."""
+    if not broker_reachable():
+        logger.warning("could not enqueue %s: broker unreachable", task.name)
+        return False
     try:
         task.delay(*args)
     except Exception as exc:  # noqa: BLE001 - any broker failure; the relays cover it

@@ -260,3 +260,18 @@ def test_a_transient_error_records_the_next_retry_and_honours_retry_after(acme):
     assert reply.delivery == "queued" and reply.delivery_attempts == 1
     assert reply.delivery_error == "HTTP 429"
     assert reply.delivery_next_at > timezone.now() + timedelta(seconds=800)
+
+
+@pytest.mark.django_db
+def test_the_channel_list_shows_health_last_event_and_last_error(acme):
+    channel = _meta_channel(acme, "whatsapp", "106540352242922")
+    raw = (FIXTURES / "wa_webhook_text.json").read_bytes()
+    assert _post(channel, raw, signed(raw)).status_code == 200
+    with tenant_context(acme):
+        channels.channel_health_failed(channel_id=channel.pk, code="auth_failed", auth_failed=True)
+    connection.set_schema_to_public()
+    page = support.signed_in(acme, "integrator@acme.test").get("/connectors/channels/")
+    assert page.status_code == 200
+    row = page.content.decode().split(channel.name, 1)[1].split("</tr>", 1)[0]
+    assert "WhatsApp" in row and "Credentials refused" in row and "auth_failed" in row
+    assert "never" not in row  # the event was seen
