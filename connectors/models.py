@@ -118,6 +118,15 @@ class Channel(models.Model):
         return None
 
     @property
+    def outbound_url(self) -> str:
+        """The API kind's reply URL (a setting since channel kinds; kept as a name)."""
+        return str((self.settings or {}).get("outbound_url", ""))
+
+    @outbound_url.setter
+    def outbound_url(self, url: str) -> None:
+        self.settings = {**(self.settings or {}), "outbound_url": url}
+
+    @property
     def signing_credential(self) -> Credential | None:
         pending = getattr(self, "_signing_pending", None)
         return pending or self.credential_for(ChannelCredential.Role.SIGNING_SECRET)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,7 +15,8 @@ from django_tenants.utils import schema_context, tenant_context
 from accounts.policy import Perm, user_has
 from audit.context import SYSTEM, Actor
 from audit.services import record
-from conversations import events
+from conversations import events, presence
+from conversations.access import conversation_get_for_user, inbox_list_for_user, inbox_members
 from conversations.models import (
     CannedResponse,
     Contact,
@@ -23,6 +25,7 @@ from conversations.models import (
     Inbox,
     Message,
 )
+from conversations.selectors import contact_find_by_email, contact_find_by_phone
 from parley import phones, validation
 from parley.keyring import fields
 from tenants.models import PUBLIC_SCHEMA, Tenant, validate_phone_region
@@ -189,7 +192,6 @@ def _clean_body(body: str) -> str:
 
 
 def _clean_attachments(attachments) -> list[dict]:
-    from urllib.parse import urlsplit
 
     attachments = list(attachments or [])
     if len(attachments) > MAX_ATTACHMENTS:
@@ -228,7 +230,6 @@ def _message(conversation, *, body, **values) -> Message:
 
 
 def _visible(by, conversation_id) -> Conversation:
-    from conversations.access import conversation_get_for_user
 
     return conversation_get_for_user(by, conversation_id, for_update=True)
 
@@ -401,8 +402,6 @@ def _enqueue_delivery(message: Message) -> None:
 
 def assign_round_robin(conversation: Conversation):
     """Give the conversation to the next online member of its inbox, in turn."""
-    from conversations import presence
-    from conversations.access import inbox_members
 
     inbox = Inbox.objects.select_for_update().get(pk=conversation.inbox_id)
     members = [u for u in inbox_members(inbox) if u.is_active and user_has(u, Perm.INBOX_USE)]
@@ -521,7 +520,6 @@ def note_add(*, by, conversation_id, body: str) -> Message:
 
 def assign(*, by, conversation_id, assignee) -> Conversation:
     """Assign (or with ``assignee=None`` unassign) a conversation."""
-    from conversations.access import inbox_list_for_user
 
     _require(by)
     with transaction.atomic():
@@ -633,7 +631,6 @@ def handback(*, by, conversation_id) -> Conversation:
 
 def mark_read(*, by, conversation_id, conversation=None) -> None:
     """Clear the unread count (``conversation``: the caller already fetched it for ``by``)."""
-    from conversations.access import conversation_get_for_user
 
     if conversation is None or conversation.pk != int(conversation_id):
         conversation = conversation_get_for_user(by, conversation_id)
@@ -661,7 +658,6 @@ CONTACT_SEARCH_LIMIT = 20
 
 def contact_search(*, by, query: str) -> list:
     """Exact lookup by phone or e-mail (blind index), at most 20 rows, audited."""
-    from conversations.selectors import contact_find_by_email, contact_find_by_phone
 
     _require(by)
     query = (query or "").strip()[:254]
