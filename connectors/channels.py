@@ -30,6 +30,7 @@ from accounts.policy import POLICY, Perm, user_has
 from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
+from connectors.adapters.base import DeliveryError
 from connectors.api_channel.adapter import (  # noqa: F401 - re-exported
     SIGNATURE_HEADER,
     TOLERANCE_SECONDS,
@@ -38,6 +39,7 @@ from connectors.api_channel.adapter import (  # noqa: F401 - re-exported
     signature_header,
     signature_verify,
 )
+from connectors.meta import common as meta_common
 from connectors.models import Channel, ChannelCredential, Credential
 from connectors.services import credential_replace, credential_set, credential_use
 from conversations.access import inbox_create
@@ -161,9 +163,73 @@ def _api_settings_clean(values: dict) -> dict:
     return {"outbound_url": outbound_url_clean(values.get("outbound_url", ""))}
 
 
+def _meta_settings_clean(routing: str) -> Callable[[dict], dict]:
+    def clean(values: dict) -> dict:
+        out = {}
+        try:
+            out[routing] = meta_common.path_id(values.get(routing), routing)
+        except DeliveryError:
+            raise ValidationError(
+                {routing: "Give the account id (letters, digits, _ . -)."}
+            ) from None
+        for key in ("graph_base_url", "api_version"):
+            value = values.get(key)
+            if value not in (None, ""):
+                if not isinstance(value, str):
+                    raise ValidationError({key: "A string."})
+                out[key] = value.strip()
+        try:
+            meta_common.graph_url(out, "check")
+        except DeliveryError:
+            raise ValidationError(
+                {
+                    "settings": "graph_base_url is an http(s) URL without credentials; api_version like v21.0."
+                }
+            ) from None
+        base = out.get("graph_base_url")
+        if base:
+            parts = urlsplit(base)
+            if settings.PRODUCTION and parts.scheme != "https":
+                raise ValidationError({"graph_base_url": "Use https."})
+            try:
+                outbound.check_destination(
+                    parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+                )
+            except outbound.OutboundError as exc:
+                raise ValidationError({"graph_base_url": f"Refused: {exc}."}) from None
+        return out
+
+    return clean
+
+
+META_SECRETS = ("app_secret", "access_token", "verify_token")
+CREDENTIAL_KINDS = {
+    "app_secret": Credential.Kind.WEBHOOK_SECRET,
+    "access_token": Credential.Kind.ACCESS_TOKEN,
+    "verify_token": Credential.Kind.WEBHOOK_SECRET,
+}
+
+
+def _meta_secrets_clean(given) -> dict[str, str]:
+    if not isinstance(given, dict):
+        raise ValidationError({"secrets": "Give app_secret, access_token and verify_token."})
+    out = {}
+    for role in META_SECRETS:
+        value = given.get(role)
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError({role: "Required."})
+        out[role] = value.strip()
+    return out
+
+
 # kind → function(settings) → cleaned settings (ValidationError otherwise). A kind
 # without one here cannot be created or configured yet.
-SETTINGS_CLEANERS: dict[str, Callable[[dict], dict]] = {"api": _api_settings_clean}
+SETTINGS_CLEANERS: dict[str, Callable[[dict], dict]] = {
+    "api": _api_settings_clean,
+    "whatsapp": _meta_settings_clean("phone_number_id"),
+    "messenger": _meta_settings_clean("page_id"),
+    "instagram": _meta_settings_clean("account_id"),
+}
 
 
 def channel_settings_clean(*, kind: str, values) -> dict:
@@ -185,13 +251,23 @@ def _host(url: str) -> str:
 
 
 def channel_create(
-    *, by, name: str, outbound_url: str, inbox_id: int | None = None
+    *,
+    by,
+    name: str,
+    outbound_url: str = "",
+    inbox_id: int | None = None,
+    kind: str = "api",
+    settings: dict | None = None,
+    secrets_given: dict[str, str] | None = None,
 ) -> tuple[Channel, str]:
-    """Create an API channel bound to an inbox: ``(channel, signing secret)``.
+    """Create a channel bound to an inbox: ``(channel, secret to show once)``.
 
-    ``inbox_id`` names an existing inbox without a channel; None creates an
-    inbox of the same name (which needs ``inboxes.manage``). The secret is
-    returned once, for the caller to show once; only its ciphertext is kept.
+    ``api``: ``outbound_url``; a signing secret is generated and returned once
+    (only its ciphertext is kept). Meta kinds: ``settings`` (the account id,
+    optionally ``graph_base_url``/``api_version``) and ``secrets_given`` with
+    ``app_secret``, ``access_token`` and ``verify_token``, stored vaulted; nothing
+    is returned. ``inbox_id`` names an existing inbox without a channel; None
+    creates an inbox of the same name (which needs ``inboxes.manage``).
     """
     _require(by)
     name = (name or "").strip()
@@ -199,8 +275,12 @@ def channel_create(
         raise ValidationError({"name": "Give the channel a name of 1 to 80 characters."})
     if Channel.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": "A channel with this name exists."})
-    channel_settings = channel_settings_clean(kind="api", values={"outbound_url": outbound_url})
-    outbound_url = channel_settings["outbound_url"]
+    if kind == "api":
+        channel_settings = channel_settings_clean(kind=kind, values={"outbound_url": outbound_url})
+        outbound_url = channel_settings["outbound_url"]
+    else:
+        channel_settings = channel_settings_clean(kind=kind, values=settings or {})
+        given = _meta_secrets_clean(secrets_given)
     if inbox_id is None and not user_has(by, Perm.INBOXES_MANAGE):
         raise ValidationError(
             {"inbox": "Pick an existing inbox: only owners and admins create inboxes."}
@@ -217,21 +297,30 @@ def channel_create(
                     raise ValidationError({"inbox": "No such inbox."})
                 if inbox.channel_id is not None:
                     raise ValidationError({"inbox": "This inbox already has a channel."})
-            credential = credential_set(
-                name=f"channel-{public_id}",
-                kind=Credential.Kind.WEBHOOK_SECRET,
-                connector=CONNECTOR,
-                secret=secret,
-            )
             channel = Channel.objects.create(
-                name=name,
-                kind="api",
-                public_id=public_id,
-                settings=channel_settings,
+                name=name, kind=kind, public_id=public_id, settings=channel_settings
             )
-            ChannelCredential.objects.create(
-                channel=channel, role=ChannelCredential.Role.SIGNING_SECRET, credential=credential
-            )
+            if kind == "api":
+                credential = credential_set(
+                    name=f"channel-{public_id}",
+                    kind=Credential.Kind.WEBHOOK_SECRET,
+                    connector=CONNECTOR,
+                    secret=secret,
+                )
+                links = {ChannelCredential.Role.SIGNING_SECRET: credential}
+            else:
+                links = {
+                    role: credential_set(
+                        name=f"channel-{public_id}-{role}".replace("_", "-"),
+                        kind=CREDENTIAL_KINDS[role],
+                        connector=kind,
+                        secret=value,
+                    )
+                    for role, value in given.items()
+                }
+                secret = ""
+            for role, credential in links.items():
+                ChannelCredential.objects.create(channel=channel, role=role, credential=credential)
             Inbox.objects.filter(pk=inbox.pk).update(channel=channel)
             record(
                 "channel.created",
@@ -242,8 +331,8 @@ def channel_create(
                     "kind": channel.kind,
                     "public_id": public_id,
                     "inbox": inbox.pk,
-                    "outbound_host": _host(outbound_url),
-                    "credential": credential.pk,
+                    "outbound_host": _host(outbound_url) if kind == "api" else "",
+                    "credentials": {role: c.pk for role, c in links.items()},
                 },
             )
     except IntegrityError:

@@ -3,6 +3,7 @@ API channel: verify, store encrypted once, process in the worker's task, relay, 
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -275,3 +276,68 @@ def test_the_channel_list_shows_health_last_event_and_last_error(acme):
     row = page.content.decode().split(channel.name, 1)[1].split("</tr>", 1)[0]
     assert "WhatsApp" in row and "Credentials refused" in row and "auth_failed" in row
     assert "never" not in row  # the event was seen
+
+
+@pytest.mark.django_db
+def test_an_integrator_creates_a_whatsapp_channel_with_vaulted_secrets(acme):
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    from audit.models import AuditEvent
+
+    given = {"app_secret": APP_SECRET, "access_token": "EAAG-token-1", "verify_token": VERIFY_TOKEN}
+    with tenant_context(acme):
+        inbox = access.inbox_create(by=support_user(acme, "admin"), name="WA inbox")
+        for bad in (
+            {"phone_number_id": "²"},
+            {"phone_number_id": "1065"[:0]},
+            {"phone_number_id": "106", "graph_base_url": "https://user:pw@graph.example"},
+            {"phone_number_id": "106", "api_version": "latest"},
+            {"phone_number_id": "106", "unknown": "x"},
+        ):
+            with pytest.raises(ValidationError):
+                channels.channel_create(
+                    by=support_user(acme, "integrator"),
+                    name="WA",
+                    kind="whatsapp",
+                    settings=bad,
+                    secrets_given=given,
+                    inbox_id=inbox.pk,
+                )
+        with pytest.raises(ValidationError):
+            channels.channel_create(
+                by=support_user(acme, "integrator"),
+                name="WA",
+                kind="whatsapp",
+                settings={"phone_number_id": "106540352242922"},
+                secrets_given={"app_secret": APP_SECRET},
+                inbox_id=inbox.pk,
+            )
+        with pytest.raises(PermissionDenied):
+            channels.channel_create(
+                by=support_user(acme, "agent"),
+                name="WA",
+                kind="whatsapp",
+                settings={"phone_number_id": "106540352242922"},
+                secrets_given=given,
+                inbox_id=inbox.pk,
+            )
+        assert not Channel.objects.filter(name="WA").exists()
+        channel, shown = channels.channel_create(
+            by=support_user(acme, "integrator"),
+            name="WA",
+            kind="whatsapp",
+            settings={"phone_number_id": "106540352242922"},
+            secrets_given=given,
+            inbox_id=inbox.pk,
+        )
+        assert shown == "" and channel.settings == {"phone_number_id": "106540352242922"}
+        roles = {link.role: link.credential for link in channel.credential_links.all()}
+        assert set(roles) == {"app_secret", "access_token", "verify_token"}
+        for role, credential in roles.items():
+            assert given[role].encode() not in bytes(credential.secret_ct)
+        trail = json.dumps([e.details for e in AuditEvent.objects.all()[:500]])
+        assert all(value not in trail for value in given.values())
+    connection.set_schema_to_public()
+    raw = (FIXTURES / "wa_webhook_text.json").read_bytes()
+    answer = _post(channel, raw, signed(raw))
+    assert answer.status_code == 200 and answer.json()["duplicate"] is False
