@@ -35,7 +35,7 @@ from connectors.adapters.base import (
     PayloadInvalid,
     StatusUpdate,
 )
-from connectors.channels import channel_event_seen
+from connectors.channels import channel_event_seen, channel_health_failed
 from connectors.models import Channel, InboundEvent
 from conversations.models import Message
 from conversations.services import message_delivery_update, message_receive
@@ -194,6 +194,11 @@ def inbound_event_apply(*, channel: Channel, parsed: ParsedEvent, strict: bool) 
     for item in parsed.messages:
         if ours(item):
             applied.messages.append(_receive(channel, item))
+    for error in parsed.errors:
+        if ours(error):
+            # An account-level error the channel reported (WhatsApp value.errors):
+            # the channels page shows it as the channel's last error.
+            channel_health_failed(channel_id=channel.pk, code=f"vendor_{error.code or 'error'}")
     for item in parsed.statuses:
         if not ours(item):
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from connectors.adapters import registry
 from parley.keyring import fields
 
 
@@ -103,9 +104,6 @@ class Channel(models.Model):
         return credential.pk if credential else None
 
     def kind_label(self) -> str:
-        # The registry is a leaf; reading it here keeps templates generic.
-        from connectors.adapters import registry  # noqa: PLC0415 - models load before apps are ready
-
         try:
             return registry.get(self.kind).label or self.kind
         except registry.UnknownChannelKind:

@@ -341,3 +341,16 @@ def test_an_integrator_creates_a_whatsapp_channel_with_vaulted_secrets(acme):
     raw = (FIXTURES / "wa_webhook_text.json").read_bytes()
     answer = _post(channel, raw, signed(raw))
     assert answer.status_code == 200 and answer.json()["duplicate"] is False
+
+
+@pytest.mark.django_db
+def test_an_account_error_from_whatsapp_becomes_the_channels_last_error(acme):
+    raw = (FIXTURES / "wa_webhook_errors_130429.json").read_bytes()
+    parsed = registry.get("whatsapp").parse(raw)
+    channel = _meta_channel(acme, "whatsapp", parsed.routing_keys[0])
+    assert _post(channel, raw, signed(raw)).status_code == 200
+    with tenant_context(acme):
+        event = InboundEvent.objects.get(channel_id=channel.pk)
+        inbound_event_process.apply(args=(event.pk,)).get()
+        channel = Channel.objects.get(pk=channel.pk)
+    assert channel.health == "failing" and channel.last_error_code == "vendor_130429"
