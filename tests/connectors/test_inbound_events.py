@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.db import connection
+from django.test import override_settings
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -354,3 +355,51 @@ def test_an_account_error_from_whatsapp_becomes_the_channels_last_error(acme):
         inbound_event_process.apply(args=(event.pk,)).get()
         channel = Channel.objects.get(pk=channel.pk)
     assert channel.health == "failing" and channel.last_error_code == "vendor_130429"
+
+
+@pytest.mark.django_db
+def test_any_signed_bytes_on_a_meta_webhook_get_200_or_a_json_4xx(acme):
+    """Hostile input through the generic webhook: never a 500; a refusal stores nothing."""
+    from django.test import Client
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    channel = _meta_channel(acme, "whatsapp")
+    fixture = json.loads((FIXTURES / "wa_webhook_text.json").read_text())
+    texts = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(["\x00", "²"]))
+    mutated = st.builds(
+        lambda value: json.dumps(
+            {**fixture, "entry": [{**fixture["entry"][0], "id": value}]}, allow_nan=True
+        ).encode(),
+        st.one_of(texts, st.integers(min_value=-(2**70), max_value=2**70), st.floats()),
+    )
+    client = Client(HTTP_HOST=support.TENANTS["acme"], raise_request_exception=False)
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(raw=st.one_of(st.binary(max_size=400), mutated))
+    def probe(raw):
+        with tenant_context(acme):
+            before = InboundEvent.objects.filter(channel_id=channel.pk).count()
+        connection.set_schema_to_public()
+        response = client.post(
+            f"/webhooks/whatsapp/{channel.public_id}/",
+            data=raw,
+            content_type="application/json",
+            **{"HTTP_X_HUB_SIGNATURE_256": signed(raw)["X-Hub-Signature-256"]},
+        )
+        assert response.status_code < 500, response.content[:300]
+        assert response["Content-Type"] == "application/json"
+        if response.status_code >= 400:
+            assert response.json()["code"]
+            with tenant_context(acme):
+                assert InboundEvent.objects.filter(channel_id=channel.pk).count() == before
+            connection.set_schema_to_public()
+
+    with override_settings(PARLEY_RATE_CHANNEL_WEBHOOK="1000000/min"):
+        probe()
