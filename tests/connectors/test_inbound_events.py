@@ -403,3 +403,34 @@ def test_any_signed_bytes_on_a_meta_webhook_get_200_or_a_json_4xx(acme):
 
     with override_settings(PARLEY_RATE_CHANNEL_WEBHOOK="1000000/min"):
         probe()
+
+
+@pytest.mark.django_db
+def test_an_api_event_whose_processing_meets_a_redis_outage_is_kept_for_the_worker(acme):
+    """Round-robin asks Redis who is online: with Redis down the API channel cannot
+    answer with the message, so it keeps the event pending and says so; the worker
+    stores the message once Redis is back."""
+    from conversations.models import Inbox
+    from tests.connectors.test_api_channel import _channel, _inbound
+    from tests.connectors.test_api_channel import _post as api_post
+    from tests.platform.test_outage import redis_down
+
+    channel, secret = _channel(acme)
+    with tenant_context(acme):
+        inbox = Inbox.objects.get(pk=channel.inbox.pk)
+        Inbox.objects.filter(pk=inbox.pk).update(assignment="round_robin")
+        access.inbox_member_add(
+            by=support_user(acme, "admin"), inbox=inbox, user=support_user(acme, "agent")
+        )
+    connection.set_schema_to_public()
+    with redis_down():
+        response = api_post("acme", channel, _inbound("rr-1"), secret=secret)
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert answer["ok"] is True and "message_id" not in answer and answer["duplicate"] is False
+    with tenant_context(acme):
+        event = InboundEvent.objects.get(pk=answer["event_id"])
+        assert event.status == "pending"
+        assert not Message.objects.filter(inbox_id_denorm=inbox.pk).exists()
+        assert inbound_event_process.apply(args=(event.pk,)).get()["outcome"] == "processed"
+        assert Message.objects.filter(inbox_id_denorm=inbox.pk, external_id="rr-1").count() == 1
