@@ -78,6 +78,7 @@ ACTIONS: dict[str, str] = {
     "channel.disabled": "A channel was paused (its webhook refuses events).",
     "channel.secret_rotated": "An API channel's signing secret was replaced (the new one shown once).",
     "channel.webhook_refused": "A channel webhook was refused (signature, replay window, size or payload); no payload is recorded.",
+    "channel.auth_failed": "A channel's credentials were refused by its provider; it is marked unhealthy and its admins were e-mailed.",
     "message.delivery_failed": "An outbound message could not be delivered through its channel (final).",
     # just-in-time access
     "grant.requested": "A user asked for time-bounded access (a role or an inbox).",

@@ -22,7 +22,8 @@ class ChannelInboxSerializer(serializers.Serializer):
 
 class ChannelSerializer(serializers.ModelSerializer):
     # A plain string (only "api" so far): keeps the schema's enum names free of collisions.
-    kind = serializers.CharField(read_only=True, help_text='"api" (the API channel).')
+    kind = serializers.CharField(read_only=True, help_text='The channel kind, e.g. "api".')
+    outbound_url = serializers.SerializerMethodField()
     inbox = serializers.SerializerMethodField()
     webhook_url = serializers.SerializerMethodField()
     secret_last4 = serializers.CharField(source="signing_credential.last4", read_only=True)
@@ -55,6 +56,9 @@ class ChannelSerializer(serializers.ModelSerializer):
     def get_inbox(self, channel) -> dict | None:
         inbox = getattr(channel, "inbox", None)
         return {"id": inbox.pk, "name": inbox.name} if inbox else None
+
+    def get_outbound_url(self, channel) -> str:
+        return str((channel.settings or {}).get("outbound_url", ""))
 
     def get_webhook_url(self, channel) -> str:
         path = channels.webhook_path(channel)

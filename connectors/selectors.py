@@ -4,7 +4,7 @@ from django.db.models import Prefetch
 from django.http import Http404
 from django.utils import timezone
 
-from connectors.models import Channel, Credential
+from connectors.models import ChannelCredential, Credential
 
 
 def credential_list():
@@ -16,7 +16,12 @@ def credential_list():
     return (
         Credential.objects.defer("secret_ct")
         .prefetch_related(
-            Prefetch("channels", queryset=Channel.objects.only("id", "name", "signing_credential"))
+            Prefetch(
+                "channel_links",
+                queryset=ChannelCredential.objects.select_related("channel").only(
+                    "id", "role", "credential_id", "channel__id", "channel__name"
+                ),
+            )
         )
         .order_by("name")
     )

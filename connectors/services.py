@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, ProtectedError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -103,8 +103,6 @@ def credential_replace(
 
 
 def credential_delete(*, credential: Credential, actor: Actor | None = None) -> None:
-    from django.core.exceptions import ValidationError
-    from django.db.models import ProtectedError
 
     try:
         with transaction.atomic():

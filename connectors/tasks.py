@@ -1,9 +1,12 @@
-"""Credential rotation reminders (beat, daily, in every tenant)."""
+"""Connector tasks: credential reminders, reply delivery, the inbound event relay and purge."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import connection
@@ -11,8 +14,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.policy import POLICY, Perm
+from connectors import delivery, inbound
 from connectors.selectors import credentials_due
+from conversations.models import Message
 from parley.celery import tenant_task
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 
 @tenant_task()
@@ -53,34 +61,69 @@ def credential_rotation_reminders() -> dict:
 
 @tenant_task(bind=True, acks_late=True, max_retries=10)
 def message_deliver(self, message_id: int) -> dict:
-    """Send one outbound message through its inbox's channel (enqueued on commit by
-    ``conversations.services._enqueue_delivery``); retried with backoff on transient
+    """Send one outbound message through its inbox's channel (enqueued when
+    ``conversations`` announces ``reply_queued``); retried with backoff on transient
     failures, ``failed`` after ``connectors.channels.MAX_ATTEMPTS`` attempts."""
-    from connectors import channels
-
     try:
-        outcome = channels.delivery_attempt(message_id=message_id)
-    except channels.TransientDeliveryError as exc:
+        outcome = delivery.delivery_attempt(message_id=message_id)
+    except delivery.TransientDeliveryError as exc:
         # The attempt count lives on the message (not in the task), so a
         # redelivered task cannot exceed MAX_ATTEMPTS; max_retries is a backstop.
-        raise self.retry(exc=exc, countdown=channels.retry_delay(exc.attempts)) from None
+        raise self.retry(exc=exc, countdown=exc.countdown) from None
     if outcome == "busy":
         # Another worker holds the lease (or died holding it): look again once it has lapsed.
-        raise self.retry(countdown=channels.LEASE_SECONDS)
+        raise self.retry(countdown=delivery.LEASE_SECONDS)
     return {"schema": connection.schema_name, "message": message_id, "delivery": outcome}
+
+
+_probe: redis.Redis | None = None
+
+
+def broker_reachable() -> bool:
+    """Whether the broker answers a ping within 250 ms. Publishing to a dead broker
+    blocks in Celery's connection retries for seconds: a webhook must answer at once,
+    and what it stored is relayed later anyway."""
+    global _probe
+    if _probe is None:
+        _probe = redis.Redis.from_url(
+            settings.CELERY_BROKER_URL, socket_connect_timeout=0.25, socket_timeout=0.25
+        )
+    try:
+        return bool(_probe.ping())
+    except redis.RedisError:
+        return False
+
+
+def _enqueue(task, *args) -> bool:
+    """Publish; False when the broker is down (a beat relay sends it later). Never
+    raises: this runs after commit, where the work is already safely stored."""
+    if not broker_reachable():
+        logger.warning("could not enqueue %s: broker unreachable", task.name)
+        return False
+    try:
+        task.delay(*args)
+    except Exception as exc:  # noqa: BLE001 - any broker failure; the relays cover it
+        logger.warning("could not enqueue %s: %s", task.name, type(exc).__name__)
+        return False
+    return True
+
+
+def on_reply_queued(*, message_id: int, schema: str, **_: object) -> None:
+    """Subscriber of ``conversations.events.reply_queued`` (connected in ConnectorsConfig.ready)."""
+    if connection.schema_name != schema:
+        # Announced after commit in the schema the reply was written in; never cross tenants.
+        logger.error(
+            "reply_queued for schema %s seen in %s: ignored", schema, connection.schema_name
+        )
+        return
+    _enqueue(message_deliver, message_id)
 
 
 @tenant_task()
 def deliveries_resume(older_than_seconds: int = 120) -> int:
     """Beat: replies still queued and never attempted (their enqueue was lost, e.g.
     the broker was down at commit) are handed to ``message_deliver`` again.
-    The per-message lease in ``connectors.channels`` keeps a send single."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from conversations.models import Message
-
+    The per-message lease in ``connectors.delivery`` keeps a send single."""
     stale = Message.objects.filter(
         direction=Message.Direction.OUT,
         kind=Message.Kind.MESSAGE,
@@ -92,3 +135,56 @@ def deliveries_resume(older_than_seconds: int = 120) -> int:
     for message_id in ids:
         message_deliver.delay(message_id)
     return len(ids)
+
+
+# --- inbound events ---------------------------------------------------------------------------------
+
+
+@tenant_task(bind=True, acks_late=True, max_retries=5)
+def inbound_event_process(self, event_id: int) -> dict:
+    """Process one stored webhook event (``connectors.inbound``) in this tenant."""
+    try:
+        outcome = inbound.inbound_event_process(event_id=event_id)
+    except Exception as exc:
+        # Left pending by inbound_event_process: retry soon; the relay is the backstop.
+        raise self.retry(exc=exc, countdown=10 * (self.request.retries + 1)) from None
+    return {"schema": connection.schema_name, "event": event_id, "outcome": outcome}
+
+
+def inbound_event_enqueue(event_id: int) -> bool:
+    return _enqueue(inbound_event_process, event_id)
+
+
+@tenant_task()
+def inbound_events_relay() -> dict:
+    """Beat (every 30 s) and worker start: enqueue events still pending, e.g. stored
+    while the broker was down. Processing claims each row, so a double enqueue is harmless."""
+    ids = inbound.inbound_events_pending()
+    sent = sum(inbound_event_enqueue(event_id) for event_id in ids)
+    return {"schema": connection.schema_name, "pending": len(ids), "enqueued": sent}
+
+
+@tenant_task()
+def inbound_events_purge() -> dict:
+    """Beat (daily): processed raw events older than the retention are deleted."""
+    return {"schema": connection.schema_name, "purged": inbound.inbound_events_purge()}
+
+
+def relay_on_worker_start(**_: object) -> None:
+    """On worker start (celery ``worker_ready``): one relay per tenant, for what
+    waited while no worker ran. Best effort: beat sends it every 30 s anyway."""
+    try:
+        schemas = list(
+            Tenant.objects.exclude(schema_name="public")
+            .filter(is_template=False)
+            .values_list("schema_name", flat=True)
+        )
+    except Exception as exc:  # noqa: BLE001 - database down at start: beat covers it
+        logger.warning("inbound relay at worker start skipped: %s", type(exc).__name__)
+        return
+    for schema in schemas:
+        try:
+            inbound_events_relay.apply_async(headers={"_schema_name": schema}, retry=False)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("inbound relay at worker start not sent: %s", type(exc).__name__)
+            return

@@ -1,4 +1,7 @@
-"""Webhooks on a tenant's host: authenticated by signature, never by session or token."""
+"""Webhooks on a tenant's host: authenticated by signature, never by session or token.
+
+One URL shape for every channel kind; the kind picks the adapter (registry).
+"""
 
 from django.urls import path
 
@@ -7,5 +10,5 @@ from connectors import webhooks
 app_name = "webhooks"
 
 urlpatterns = [
-    path("api/<str:public_id>/", webhooks.api_channel, name="api_channel"),
+    path("<slug:kind>/<str:public_id>/", webhooks.channel_webhook, name="channel"),
 ]

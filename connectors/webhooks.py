@@ -1,18 +1,27 @@
-"""Inbound webhook of API channels: ``POST /webhooks/api/<public_id>/`` on the tenant's host.
+"""Inbound webhooks of every channel kind: ``/webhooks/<kind>/<public_id>/`` on the tenant's host.
 
-No session, no JWT, no CSRF token: the ``X-Parley-Signature`` header (HMAC-SHA256
-over the raw body under the channel's signing secret, see ``connectors.channels``)
-is the authentication. Every answer is JSON with a stable ``code``; a refusal on a
-known channel is audited (``channel.webhook_refused``, reason only, never the
-payload). Checks run cheapest first: channel, rate, size, content type, then the
-signature over the raw bytes, then the JSON.
+No session, no JWT, no CSRF token: the kind's signature over the raw body (its
+adapter's ``verify``) is the authentication. Every answer is JSON with a stable
+``code``; a refusal on a known channel is audited (``channel.webhook_refused``,
+reason only, never the payload). Checks run cheapest first: channel, rate,
+size, content type, signature header present, then the signature over the raw
+bytes, then the parse (pure, bounded). Only then is the raw body stored
+(``connectors.inbound``) and processing enqueued after commit.
+
+Nothing before the store needs Redis: the per-channel rate limit fails open
+when Redis is unreachable (the event is signed and bounded, and refusing it
+would lose a customer's message the sender may not retry), so a signed event
+is kept while the broker is down and the relay enqueues it later.
 """
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import Http404, JsonResponse
+from django.db import transaction
+from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
@@ -20,10 +29,14 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.throttles import hit
 from audit.models import Outcome
 from audit.services import record
-from connectors import channels
-from connectors.services import credential_use
-from parley import validation
+from connectors import channels, inbound
+from connectors.adapters import registry
+from connectors.adapters.base import PayloadInvalid
+from connectors.tasks import inbound_event_enqueue
+from parley import faults
 from parley.keyring.providers import KeyringError
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
 DEFAULT_RATE = "600/min"  # per channel; PARLEY_RATE_CHANNEL_WEBHOOK overrides
@@ -45,23 +58,52 @@ def _refuse(request, channel, status: int, code: str, detail: str, **extra) -> J
     return _answer(status, code, detail, **extra)
 
 
+def _throttled(channel) -> int | None:
+    try:
+        return hit(
+            scope="channel-webhook",
+            ident=str(channel.pk),
+            rate=getattr(settings, "PARLEY_RATE_CHANNEL_WEBHOOK", DEFAULT_RATE),
+        )
+    except Exception as exc:
+        if faults.unavailable_service(exc) != "redis":
+            raise
+        # Fail open: see the module docstring.
+        logger.warning("channel webhook rate limit skipped: Redis unavailable")
+        return None
+
+
+def _inline_answer(applied: inbound.Applied) -> JsonResponse:
+    if applied.messages:
+        message, created = applied.messages[0]
+        return JsonResponse({"ok": True, "message_id": message.pk, "duplicate": not created})
+    message, changed = applied.statuses[0]
+    return JsonResponse(
+        {
+            "ok": True,
+            "message_id": message.pk,
+            "duplicate": not changed,
+            "delivery": message.delivery,
+        }
+    )
+
+
 @csrf_exempt
 @never_cache
-@sensitive_variables("secret")
-def api_channel(request, public_id: str):
+@sensitive_variables("keys")
+def channel_webhook(request, kind: str, public_id: str):
+    channel = channels.channel_for_webhook(kind=kind, public_id=public_id)
+    if request.method == "GET" and channel is not None:
+        return _challenge(request, channel)
     if request.method != "POST":
         response = _answer(405, "method_not_allowed", "POST a signed JSON event.")
         response["Allow"] = "POST"
         return response
-    channel = channels.channel_for_webhook(public_id=public_id)
     if channel is None:
         return _answer(404, "unknown_channel", "No such channel (or it is disabled).")
+    adapter = registry.get(channel.kind)
 
-    wait = hit(
-        scope="channel-webhook",
-        ident=str(channel.pk),
-        rate=getattr(settings, "PARLEY_RATE_CHANNEL_WEBHOOK", DEFAULT_RATE),
-    )
+    wait = _throttled(channel)
     if wait is not None:
         response = _answer(429, "throttled", f"Too many events; retry in {wait} seconds.")
         response["Retry-After"] = str(wait)
@@ -86,64 +128,94 @@ def api_channel(request, public_id: str):
             request, channel, 413, "payload_too_large", f"Events are at most {MAX_BODY} bytes."
         )
 
-    header = request.headers.get(channels.SIGNATURE_HEADER, "")
-    if not header:
+    if adapter.signature_header and not request.headers.get(adapter.signature_header, ""):
         # Nothing to check: refuse without decrypting the secret.
         return _refuse(
             request,
             channel,
             401,
             "signature_missing",
-            f"The {channels.SIGNATURE_HEADER} header is missing.",
+            f"The {adapter.signature_header} header is missing.",
         )
     try:
-        secret = credential_use(
-            credential=channel.signing_credential,
-            purpose="channel.verify",
-            actor=channels.channel_actor(channel),
-        )
+        keys = channels.channel_secrets(channel, purpose="channel.verify")
     except KeyringError:
         return _answer(
             503, "channel_unavailable", "This channel cannot verify events right now; retry later."
         )
     try:
-        channels.signature_verify(secret=secret, body=raw, header=header)
-    except channels.SignatureError as exc:
-        return _refuse(request, channel, 401, exc.code, exc.detail)
+        refusal = adapter.refusal(request.headers, raw, keys)
     finally:
-        del secret
+        del keys
+    if refusal is not None:
+        return _refuse(request, channel, 401, *refusal)
 
     try:
-        payload = validation.json_loads(raw)
-    except validation.JSONSyntaxError:
-        return _refuse(request, channel, 400, "invalid_json", "The body is not valid JSON.")
-    except ValidationError as exc:
-        # NUL, lone surrogates, numbers past 64 bits, deep nesting: refused
-        # before any field is read, for every event type alike.
-        return _refuse(
-            request, channel, 400, "invalid", "The event is invalid.", errors=exc.message_dict
-        )
-    if not isinstance(payload, dict):
-        return _refuse(request, channel, 400, "invalid_json", "The body is a JSON object.")
+        parsed = adapter.parse(raw)
+    except PayloadInvalid as exc:
+        extra = {"errors": exc.errors} if getattr(exc, "errors", None) else {}
+        detail = "The event is invalid." if exc.code == "invalid" else exc.detail
+        return _refuse(request, channel, 400, exc.code, detail, **extra)
+    return _store(request, channel, adapter, parsed, raw)
 
-    kind = payload.get("type")
+
+def _store(request, channel, adapter, parsed, raw: bytes):
+    key = inbound.dedupe_key(parsed, raw)
+    applied = None
     try:
-        if kind == "message":
-            message, created = channels.inbound_message(channel=channel, payload=payload)
-            return JsonResponse({"ok": True, "message_id": message.pk, "duplicate": not created})
-        if kind == "status":
-            message, changed = channels.inbound_status(channel=channel, payload=payload)
-            return JsonResponse(
-                {
-                    "ok": True,
-                    "message_id": message.pk,
-                    "duplicate": not changed,
-                    "delivery": message.delivery,
-                }
-            )
+        with transaction.atomic():
+            event, created = inbound.inbound_event_store(channel=channel, raw=raw, key=key)
+            if adapter.answers_inline:
+                applied = _apply_inline(channel, parsed, event)
+            if applied is None and event.status == event.Status.PENDING:
+                event_id = event.pk
+                transaction.on_commit(lambda: inbound_event_enqueue(event_id))
     except ValidationError as exc:
         errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
         return _refuse(request, channel, 400, "invalid", "The event is invalid.", errors=errors)
     except Http404:
         return _answer(404, "unknown_message", "No such outbound message on this channel.")
-    return _refuse(request, channel, 400, "unknown_type", 'The "type" is "message" or "status".')
+    if applied is not None:
+        return _inline_answer(applied)
+    return JsonResponse({"ok": True, "event_id": event.pk, "duplicate": not created})
+
+
+def _apply_inline(channel, parsed, event) -> inbound.Applied | None:
+    """Process in the request (the API kind): the stored event's result, or None when
+    a service is down (the event stays pending for the worker)."""
+    try:
+        with transaction.atomic():
+            applied = inbound.inbound_event_apply(channel=channel, parsed=parsed, strict=True)
+            type(event).objects.filter(pk=event.pk).update(
+                status=event.Status.PROCESSED, processed_at=event.received_at
+            )
+            return applied
+    except (ValidationError, Http404):
+        raise
+    except Exception as exc:
+        if faults.unavailable_service(exc) is None:
+            raise
+        logger.warning(
+            "inbound event %s kept for the worker: %s down",
+            event.pk,
+            faults.unavailable_service(exc),
+        )
+        return None
+
+
+def _challenge(request, channel):
+    """A subscription handshake (Meta's hub.challenge): the challenge as text, or 403."""
+    adapter = registry.get(channel.kind)
+    try:
+        keys = channels.channel_secrets(channel, purpose="channel.verify", roles=adapter.SECRETS)
+    except KeyringError:
+        return _answer(503, "channel_unavailable", "Retry later.")
+    try:
+        echo = adapter.verify_challenge(request.GET, keys)
+    finally:
+        del keys
+    if echo is None:
+        return _refuse(
+            request, channel, 403, "challenge_refused", "The verify token does not match."
+        )
+    return HttpResponse(echo, content_type="text/plain")

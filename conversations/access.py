@@ -17,6 +17,7 @@ import re
 from zoneinfo import available_timezones
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
@@ -24,9 +25,10 @@ from django.utils import timezone
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
+from accounts.models import AccessGrant
 from accounts.policy import Perm, user_has
 from audit.services import record
-from conversations.models import Inbox
+from conversations.models import Conversation, Inbox
 
 WORK_INBOX = "conversations.work_inbox"
 _INBOX_CT = {"content_type__app_label": "conversations", "content_type__model": "inbox"}
@@ -41,7 +43,6 @@ def _member_inbox_ids(user) -> QuerySet:
 
 
 def _granted_inbox_ids(user) -> QuerySet:
-    from accounts.models import AccessGrant
 
     return AccessGrant.objects.filter(
         user_id=user.pk,
@@ -78,7 +79,6 @@ def inbox_get_for_user(user, inbox_id) -> Inbox:
 
 def conversation_list_for_user(user) -> QuerySet:
     """Conversations of the inboxes the user may work (none for other roles)."""
-    from conversations.models import Conversation
 
     if not user_has(user, Perm.INBOX_USE):
         return Conversation.objects.none()
@@ -116,14 +116,12 @@ def inbox_members(inbox: Inbox):
 
 
 def _require_manage(by) -> None:
-    from django.core.exceptions import PermissionDenied
 
     if not user_has(by, Perm.INBOXES_MANAGE):
         raise PermissionDenied
 
 
 def inbox_create(*, by, name: str) -> Inbox:
-    from django.core.exceptions import ValidationError
 
     _require_manage(by)
     name = (name or "").strip()
@@ -138,7 +136,6 @@ def inbox_create(*, by, name: str) -> Inbox:
 
 
 def inbox_member_add(*, by, inbox: Inbox, user) -> None:
-    from django.core.exceptions import ValidationError
 
     _require_manage(by)
     if not user.is_active or not user_has(user, Perm.INBOX_USE):
@@ -176,7 +173,6 @@ def parse_business_hours(text_by_day: dict[str, str]) -> dict[str, list[list[str
 
     An empty day is closed; every day empty means always open (``{}``).
     """
-    from django.core.exceptions import ValidationError
 
     hours: dict[str, list[list[str]]] = {}
     errors = {}
@@ -208,7 +204,6 @@ def inbox_settings_set(
     channel_id: int | None,
 ) -> Inbox:
     """Change how an inbox works: its channel, assignment mode, hours and auto-reply."""
-    from django.core.exceptions import ValidationError
 
     _require_manage(by)
     if assignment not in Inbox.Assignment.values:

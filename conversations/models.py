@@ -190,6 +190,8 @@ class Message(models.Model):
     delivery = models.CharField(max_length=9, choices=Delivery.choices, blank=True, default="")
     delivery_error = models.CharField(max_length=300, blank=True)
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    # When the channel layer tries again after a transient failure (None: not waiting).
+    delivery_next_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 
+from conversations.access import conversation_list_for_user
 from conversations.models import Contact, Conversation, Message
 from parley import phones
 from parley.keyring import fields
@@ -70,7 +71,6 @@ def conversation_page(
     A fixed number of queries whatever the page holds: the page itself (with
     inbox, contact and assignee joined) and nothing per row.
     """
-    from conversations.access import conversation_list_for_user
 
     size = max(1, min(int(size), MAX_PAGE_SIZE))
     qs: QuerySet = conversation_list_for_user(user)
@@ -102,9 +102,6 @@ def conversation_page(
 
 def unread_by_inbox(user) -> dict[int, int]:
     """Unread messages per inbox the user may see (one query)."""
-    from django.db.models import Sum
-
-    from conversations.access import conversation_list_for_user
 
     rows = (
         conversation_list_for_user(user)
@@ -139,7 +136,7 @@ def last_message_previews(conversations) -> dict[int, str]:
     One query for the page (PostgreSQL ``DISTINCT ON``), then one decryption per
     row; the caller already holds only conversations this user may read.
     """
-    from conversations.services import body_of
+    from conversations.services import body_of  # noqa: PLC0415 - services imports selectors
 
     ids = [c.pk for c in conversations]
     if not ids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,6 +15,8 @@ from django_tenants.utils import schema_context, tenant_context
 from accounts.policy import Perm, user_has
 from audit.context import SYSTEM, Actor
 from audit.services import record
+from conversations import events, presence
+from conversations.access import conversation_get_for_user, inbox_list_for_user, inbox_members
 from conversations.models import (
     CannedResponse,
     Contact,
@@ -22,6 +25,7 @@ from conversations.models import (
     Inbox,
     Message,
 )
+from conversations.selectors import contact_find_by_email, contact_find_by_phone
 from parley import phones, validation
 from parley.keyring import fields
 from tenants.models import PUBLIC_SCHEMA, Tenant, validate_phone_region
@@ -188,7 +192,6 @@ def _clean_body(body: str) -> str:
 
 
 def _clean_attachments(attachments) -> list[dict]:
-    from urllib.parse import urlsplit
 
     attachments = list(attachments or [])
     if len(attachments) > MAX_ATTACHMENTS:
@@ -227,7 +230,6 @@ def _message(conversation, *, body, **values) -> Message:
 
 
 def _visible(by, conversation_id) -> Conversation:
-    from conversations.access import conversation_get_for_user
 
     return conversation_get_for_user(by, conversation_id, for_update=True)
 
@@ -353,6 +355,13 @@ def message_receive(
                         delivery=Message.Delivery.QUEUED,
                     )
                     _enqueue_delivery(auto)
+            events.announce(
+                events.message_received,
+                "message_received",
+                message_id=message.pk,
+                conversation_id=conversation.pk,
+                inbox_id=inbox.pk,
+            )
     except IntegrityError:
         # Two deliveries of one event raced; the other one stored it.
         existing = Message.objects.filter(inbox_id_denorm=inbox.pk, external_id=external_id).first()
@@ -377,21 +386,22 @@ def _identity_create(inbox: Inbox, external_id: str, name: str) -> ContactIdenti
 
 
 def _enqueue_delivery(message: Message) -> None:
-    """After commit, the channel's delivery task sends it (``connectors.tasks``)."""
-    message_id = message.pk
+    """After commit, announce ``reply_queued``: the channel layer subscribes and sends it."""
+    kwargs = {
+        "message_id": message.pk,
+        "conversation_id": message.conversation_id,
+        "inbox_id": message.inbox_id_denorm,
+        "schema": connection.schema_name,
+    }
 
-    def send():
-        from connectors.tasks import message_deliver
+    def announce_reply_queued():
+        events.send_now(events.reply_queued, "reply_queued", kwargs)
 
-        message_deliver.delay(message_id)
-
-    transaction.on_commit(send)
+    transaction.on_commit(announce_reply_queued)
 
 
 def assign_round_robin(conversation: Conversation):
     """Give the conversation to the next online member of its inbox, in turn."""
-    from conversations import presence
-    from conversations.access import inbox_members
 
     inbox = Inbox.objects.select_for_update().get(pk=conversation.inbox_id)
     members = [u for u in inbox_members(inbox) if u.is_active and user_has(u, Perm.INBOX_USE)]
@@ -414,8 +424,14 @@ def assign_round_robin(conversation: Conversation):
     return chosen
 
 
-def message_delivery_update(*, message: Message, status: str, error: str = "") -> Message:
-    """The channel's word on an outbound message (sent, delivered, read, failed)."""
+def message_delivery_update(
+    *, message: Message, status: str, error: str = "", external_id: str = ""
+) -> Message:
+    """The channel's word on an outbound message (sent, delivered, read, failed).
+
+    ``external_id`` is the channel's id of the sent message (its status
+    updates name it); announced as ``delivery_updated`` when anything changed.
+    """
     order = ["queued", "sent", "delivered", "read"]
     if status not in (*order, "failed"):
         raise ValidationError({"status": "Unknown delivery status."})
@@ -424,11 +440,35 @@ def message_delivery_update(*, message: Message, status: str, error: str = "") -
         if message.direction != Message.Direction.OUT:
             raise ValidationError({"status": "Only outgoing messages have a delivery status."})
         current = message.delivery
+        update = ["delivery", "delivery_error"]
+        if external_id and not message.external_id:
+            message.external_id = external_id[:128]
+            update.append("external_id")
         if status == "failed" or current not in order or order.index(status) > order.index(current):
             message.delivery = status
             message.delivery_error = error[:300] if status == "failed" else ""
-            message.save(update_fields=["delivery", "delivery_error"])
+            if status != "failed":
+                message.delivery_next_at = None
+                update.append("delivery_next_at")
+            message.save(update_fields=update)
+            events.announce(
+                events.delivery_updated,
+                "delivery_updated",
+                message_id=message.pk,
+                conversation_id=message.conversation_id,
+                inbox_id=message.inbox_id_denorm,
+                delivery=status,
+            )
+        elif len(update) > 2:
+            message.save(update_fields=update[2:])
     return message
+
+
+def message_delivery_retry(*, message: Message, error: str, next_at: _dt.datetime) -> None:
+    """An attempt failed in a way another may fix: keep its error and the next try's time."""
+    Message.objects.filter(pk=message.pk, direction=Message.Direction.OUT).update(
+        delivery_error=error[:300], delivery_next_at=next_at
+    )
 
 
 # --- agent actions --------------------------------------------------------------------------
@@ -480,7 +520,6 @@ def note_add(*, by, conversation_id, body: str) -> Message:
 
 def assign(*, by, conversation_id, assignee) -> Conversation:
     """Assign (or with ``assignee=None`` unassign) a conversation."""
-    from conversations.access import inbox_list_for_user
 
     _require(by)
     with transaction.atomic():
@@ -592,7 +631,6 @@ def handback(*, by, conversation_id) -> Conversation:
 
 def mark_read(*, by, conversation_id, conversation=None) -> None:
     """Clear the unread count (``conversation``: the caller already fetched it for ``by``)."""
-    from conversations.access import conversation_get_for_user
 
     if conversation is None or conversation.pk != int(conversation_id):
         conversation = conversation_get_for_user(by, conversation_id)
@@ -620,7 +658,6 @@ CONTACT_SEARCH_LIMIT = 20
 
 def contact_search(*, by, query: str) -> list:
     """Exact lookup by phone or e-mail (blind index), at most 20 rows, audited."""
-    from conversations.selectors import contact_find_by_email, contact_find_by_phone
 
     _require(by)
     query = (query or "").strip()[:254]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from conversations import services
 from parley.celery import tenant_task
 
 
 @tenant_task()
 def snoozed_wake() -> int:
-    from conversations.services import snoozed_wake as wake
-
-    return wake()
+    return services.snoozed_wake()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import permission_required
-from accounts.policy import Perm, user_has
-from conversations import access
+from accounts.policy import POLICY, Perm, user_has
+from conversations import access, services
 from conversations.forms import InboxSettingsForm
-from conversations.models import Inbox
+from conversations.models import CannedResponse, Inbox
 from parley.forms import add_validation_error
 
 
@@ -22,8 +22,6 @@ def inboxes(request):
     error, status = None, 200
     if request.method == "POST":
         if not user_has(request.user, Perm.INBOXES_MANAGE):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         try:
             inbox = access.inbox_create(by=request.user, name=request.POST.get("name", ""))
@@ -32,7 +30,6 @@ def inboxes(request):
         else:
             messages.success(request, f"Inbox {inbox.name} created.")
             return redirect("conversations:inbox", inbox_id=inbox.pk)
-    from conversations.models import CannedResponse
 
     return render(
         request,
@@ -50,7 +47,6 @@ def inboxes(request):
 @require_POST
 @permission_required(Perm.INBOXES_MANAGE)
 def canned_create(request):
-    from conversations import services
 
     try:
         canned = services.canned_create(
@@ -73,8 +69,6 @@ def inbox(request, inbox_id: int):
     members = access.inbox_members(box)
     candidates = []
     if manage:
-        from accounts.policy import POLICY
-
         roles = [r for r, perms in POLICY.items() if Perm.INBOX_USE in perms]
         candidates = (
             get_user_model()

@@ -134,6 +134,15 @@ app.conf.beat_schedule = {
     },
     # Replies whose delivery was never enqueued (broker down at commit).
     "deliveries-resume": {"task": "connectors.tasks.deliveries_resume", "schedule": 120.0},
+    # Inbound webhook events stored while the broker was down (or whose enqueue was lost).
+    "inbound-events-relay": {
+        "task": "connectors.tasks.inbound_events_relay",
+        "schedule": float(env_int("PARLEY_INBOUND_RELAY_SECONDS", 30, minimum=1, maximum=3600)),
+    },
+    "inbound-events-purge": {
+        "task": "connectors.tasks.inbound_events_purge",
+        "schedule": crontab(hour=4, minute=15),
+    },
     "conversations-wake": {"task": "conversations.tasks.snoozed_wake", "schedule": 60.0},
     # API token families and spent-token ids a day past their absolute end.
     "tokens-purge": {"task": "accounts.tasks.tokens_purge", "schedule": crontab(hour=3, minute=30)},

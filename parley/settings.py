@@ -370,6 +370,10 @@ PARLEY_RATE_TOKEN_PER_IP = _env_rate("PARLEY_RATE_TOKEN_PER_IP", "30/min")  # /a
 PARLEY_RATE_API_PER_USER = _env_rate("PARLEY_RATE_API_PER_USER", "600/min")
 PARLEY_RATE_API_PER_TENANT = _env_rate("PARLEY_RATE_API_PER_TENANT", "6000/min")
 PARLEY_RATE_CHANNEL_WEBHOOK = _env_rate("PARLEY_RATE_CHANNEL_WEBHOOK", "600/min")  # per channel
+# Processed raw webhook events are purged this many days after processing.
+PARLEY_INBOUND_EVENT_RETENTION_DAYS = env_int(
+    "PARLEY_INBOUND_EVENT_RETENTION_DAYS", 7, minimum=1, maximum=365
+)
 
 REST_FRAMEWORK = {
     # Bearer tokens first: a bad one is a 401 (WWW-Authenticate), never a fall-back to the session.

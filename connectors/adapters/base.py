@@ -95,6 +95,7 @@ class Media:
     caption: str = ""
     filename: str = ""
     sha256: str = ""
+    size: int = 0  # bytes, when the channel says (the API channel does)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +388,11 @@ class DeliveryError(Exception):
         )
 
 
+def _media_type(mime: str) -> str:
+    head = mime.split("/", 1)[0]
+    return head if head in ("image", "audio", "video") else "document"
+
+
 # --- the contract --------------------------------------------------------------------------------
 
 
@@ -402,6 +408,46 @@ class ChannelAdapter(ABC):
     label: str = ""
     SETTINGS: tuple[str, ...] = ()
     SECRETS: tuple[str, ...] = ()
+    # The header carrying the signature: absent → 401 ``signature_missing`` before
+    # any secret is decrypted. Empty: the kind has none to look for.
+    signature_header: str = ""
+    # True: the webhook processes the stored event in the request and answers
+    # with what it stored (the API channel's contract); False: the worker does.
+    answers_inline: bool = False
+    # True: status updates name our own message id, not the channel's.
+    status_names_our_id: bool = False
+
+    def refusal(
+        self, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]
+    ) -> tuple[str, str] | None:
+        """None when :meth:`verify` passes, else ``(code, detail)`` for the 401 answer."""
+        if self.verify(headers, body, secrets):
+            return None
+        return ("signature_invalid", "The signature does not match the body.")
+
+    def outbound(
+        self,
+        *,
+        recipient_id: str,
+        message_id: int,
+        conversation_id: int,
+        body: str,
+        attachments: tuple[Mapping[str, Any], ...],
+        created_at: str,
+        attempt: int,
+    ) -> Any:
+        """The value :meth:`send` takes for one stored reply: text, or the first
+        attachment as a media link when there is no text. Kinds whose wire
+        format carries more (the API channel) override this."""
+        if body:
+            return OutboundMessage(recipient_id=recipient_id, text=body)
+        first = attachments[0] if attachments else {}
+        return OutboundMessage(
+            recipient_id=recipient_id,
+            media=MediaLink(
+                type=_media_type(str(first.get("type", ""))), url=str(first.get("url", ""))
+            ),
+        )
 
     def verify_challenge(self, params: Mapping[str, str], secrets: Mapping[str, str]) -> str | None:
         """A subscription handshake (GET): the text to echo, or None to refuse (403).

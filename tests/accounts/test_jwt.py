@@ -13,18 +13,30 @@ from datetime import timedelta
 
 import jwt
 import pytest
+import redis as redis_lib
 from django.conf import settings
+from django.conf import settings as dj_settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import connection, connections, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import tenant_context
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts import revocation, tokens
+from accounts.authentication import TenantJWTAuthentication
 from accounts.models import SecurityPolicy, TokenFamily, TOTPDevice
+from accounts.tasks import tokens_purge
 from accounts.throttles import delete_raw
+from accounts.tokens import snapshot_key
 from audit.models import AuditEvent
 from parley.keyring import signing
+from tenants.models import Tenant
 from tests import support
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_counters")]
@@ -223,12 +235,7 @@ def test_it_keeps_a_token_at_its_own_tenant(acme, globex, no_mfa):
 
 
 def test_it_refuses_tokens_where_there_is_no_tenant(acme, no_mfa):
-    from rest_framework.exceptions import AuthenticationFailed
-    from rest_framework.request import Request
-    from rest_framework.test import APIRequestFactory
 
-    from accounts.authentication import TenantJWTAuthentication
-    from tenants.models import Tenant
 
     pair = _pair("acme", "agent@acme.test")
     request = APIRequestFactory().get("/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
@@ -515,7 +522,6 @@ def test_it_refuses_tokens_on_the_next_request_after_a_change(
 
 
 def test_it_refuses_tokens_after_sign_out_everywhere(acme, no_mfa):
-    from accounts import revocation
 
     pair = _pair("acme", "agent@acme.test")
     with tenant_context(acme):
@@ -532,7 +538,6 @@ def test_it_lets_only_one_of_two_racing_refreshes_through(acme):
     table of used tokens so that both requests are in flight, past their first
     reads, before either can record the token as used.
     """
-    from accounts import revocation
 
     family_id = "race" + "0" * 28
     outcomes: list[int] = []
@@ -580,7 +585,6 @@ def test_it_lets_only_one_of_two_racing_refreshes_through(acme):
             return cursor.fetchone()[0]
 
     def cleanup():
-        from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
         OutstandingToken.objects.filter(user__email="agent2@acme.test").delete()
         TokenFamily.objects.filter(pk=family_id).delete()
@@ -636,12 +640,7 @@ def test_it_documents_the_token_endpoints_and_the_bearer_scheme(acme):
 
 def test_the_cached_user_row_saves_a_query_holds_no_password_and_follows_changes(acme, no_mfa):
     """API requests read the user from a Redis snapshot taken at the current epoch."""
-    import redis as redis_lib
-    from django.conf import settings as dj_settings
-    from django.core.cache import cache
-    from django.test.utils import CaptureQueriesContext
 
-    from accounts.tokens import snapshot_key
 
     access = _pair("acme", "analyst@acme.test")["access"]
     assert _me("acme", access).status_code == 200  # fills the snapshot
@@ -670,11 +669,8 @@ def test_the_cached_user_row_saves_a_query_holds_no_password_and_follows_changes
 
 
 def test_beat_forgets_families_past_their_end(acme, no_mfa):
-    from datetime import timedelta
 
-    from django.utils import timezone
 
-    from accounts.tasks import tokens_purge
 
     pair = _pair("acme", "analyst@acme.test")
     family_id = _claims(acme, pair["refresh"], tokens.TenantRefreshToken)[tokens.FAMILY_CLAIM]

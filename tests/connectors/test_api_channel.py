@@ -8,21 +8,26 @@ import json
 import threading
 import time
 import uuid
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.test import override_settings
+from django.utils import timezone
 from django_tenants.utils import tenant_context
+from guardian.models import UserObjectPermission
 
 from audit.models import AuditEvent
-from connectors import channels
+from connectors import channels, tasks
+from connectors import services as connector_services
 from connectors.models import Channel, Credential
 from connectors.tasks import message_deliver
-from conversations import access
+from conversations import access, services
 from conversations.models import Contact, ContactIdentity, Conversation, Inbox, Message
 from conversations.services import body_of, contact_pii, reply_send
+from parley import outbound
 from tenants.models import Tenant
 from tests import support
 
@@ -583,7 +588,6 @@ def test_changes_need_step_up(acme):
 @contextlib.contextmanager
 def _committed_channel(tenant, url):
     """A committed channel (other connections and the worker see it), removed afterwards."""
-    from guardian.models import UserObjectPermission
 
     channel, secret = _channel(tenant, url, name=f"Committed {uuid.uuid4().hex[:6]}")
     try:
@@ -619,7 +623,6 @@ def test_concurrent_duplicates_make_one_message(django_db_blocker):
             barrier, answers = threading.Barrier(4), []
 
             def send():
-                from django.db import connections
 
                 try:
                     barrier.wait()
@@ -692,8 +695,6 @@ def test_a_real_worker_delivers_a_reply_and_retries_through_its_queue(
 @pytest.mark.django_db
 def test_a_channels_signing_credential_cannot_be_deleted(acme):
     """Deleting it would orphan the channel: a clear refusal, never a 500."""
-    from connectors import services as connector_services
-    from connectors.models import Channel, Credential
 
     with tenant_context(acme):
         cred = connector_services.credential_set(
@@ -712,10 +713,7 @@ def test_a_channels_signing_credential_cannot_be_deleted(acme):
 
 def test_outbound_calls_do_not_follow_redirects():
     """A 3xx could point past the private-address guard: refused, not followed."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from parley import outbound
 
     hits = []
 
@@ -744,11 +742,8 @@ def test_outbound_calls_do_not_follow_redirects():
 @pytest.mark.django_db
 def test_beat_resends_a_reply_whose_enqueue_was_lost(acme, monkeypatch):
     """The reply is saved but its task never reached the broker: beat hands it over."""
-    from datetime import timedelta
 
-    from django.utils import timezone
 
-    from connectors import tasks
 
     sent = []
     monkeypatch.setattr(tasks.message_deliver, "delay", lambda message_id: sent.append(message_id))
@@ -769,7 +764,6 @@ def test_beat_resends_a_reply_whose_enqueue_was_lost(acme, monkeypatch):
             ),
         )
         inbox.save()
-        from conversations import services
 
         message, _ = services.message_receive(
             inbox=inbox, contact_external_id="c", body="hi", external_id="l-1"
@@ -788,7 +782,6 @@ def test_beat_resends_a_reply_whose_enqueue_was_lost(acme, monkeypatch):
 
 @pytest.mark.django_db
 def test_a_paused_channel_refuses_events_until_resumed(acme):
-    from connectors import services as connector_services
 
     with tenant_context(acme):
         cred = connector_services.credential_set(

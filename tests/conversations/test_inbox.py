@@ -11,8 +11,10 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from audit.models import AuditEvent
+from connectors import services as connector_services
+from connectors.models import Channel
 from conversations import access, presence, services
-from conversations.models import Conversation, Inbox, Message
+from conversations.models import Contact, Conversation, Inbox, Message
 from tests import support
 
 pytestmark = pytest.mark.django_db
@@ -20,8 +22,6 @@ User = get_user_model()
 
 
 def _channel(name="chan"):
-    from connectors import services as connector_services
-    from connectors.models import Channel
 
     cred = connector_services.credential_set(
         name=f"{name}-secret", kind="webhook_secret", connector="api-channel", secret="s" * 32
@@ -323,7 +323,9 @@ def test_the_poll_follows_delivery_past_sent(acme, setup):
     assert f"pending={out.pk}.delivered" in html
     with tenant_context(acme):
         services.message_delivery_update(message=out, status="read")
-    html = agent.get(f"/inbox/c/{cid}/new/?after={after}&pending={out.pk}.delivered").content.decode()
+    html = agent.get(
+        f"/inbox/c/{cid}/new/?after={after}&pending={out.pk}.delivered"
+    ).content.decode()
     assert 'data-status="read"' in html
     # ... until it is final: "read" is not followed any further.
     assert f"{out.pk}.read" not in html and "pending=" not in html
@@ -344,7 +346,6 @@ def test_the_contact_panel_masks_pii_for_agents(acme):
         message, _ = services.message_receive(
             inbox=inbox, contact_external_id="p1", body="hi", external_id="p-1"
         )
-        from conversations.models import Contact
 
         contact = Contact.objects.get(pk=message.conversation.contact_id)
         contact.phone_ct = services._encrypt(contact, "phone", "+4915112345678")

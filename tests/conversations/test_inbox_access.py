@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django_tenants.utils import tenant_context
 
+from audit.models import AuditEvent
 from conversations import access
 from tests import support
 
@@ -61,7 +62,6 @@ def test_pages_and_api_answer_404_for_an_inbox_not_mine(acme, boxes):
 
 def test_membership_changes_are_audited_and_checked(acme, boxes):
     support_box, _ = boxes
-    from audit.models import AuditEvent
 
     with tenant_context(acme):
         admin = User.objects.get(email="admin@acme.test")

@@ -12,7 +12,7 @@ def _verify_then_fail(secret: str, key: bytes) -> None:
 
 
 def secret_in_locals(request, public_id):
-    channel = channels.channel_for_webhook(public_id=public_id)
+    channel = channels.channel_for_webhook(kind="api", public_id=public_id)
     secret = credential_use(
         credential=channel.signing_credential, purpose="test", actor=channels.channel_actor(channel)
     )

@@ -1,0 +1,205 @@
+"""Sending replies: one attempt through the channel's adapter, whatever its kind.
+
+``connectors.tasks.message_deliver`` calls :func:`delivery_attempt` when
+``conversations`` announces ``reply_queued``. Every attempt is counted on the
+message row (a conditional UPDATE before anything leaves), its error and next
+retry recorded; transient ``DeliveryError``s are retried with backoff that
+honours ``retry_after``, permanent ones stop at once. ``auth_failed`` marks the
+channel unhealthy (and tells its admins); ``outside_window`` leaves the agent a
+clear error on the message. Delivery is at least once: a worker dying
+mid-request can send one message twice, so receivers dedupe on our id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as _random
+import uuid
+from datetime import timedelta
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from audit.context import Actor
+from audit.services import record
+from connectors.adapters import registry
+from connectors.adapters.base import DeliveryError
+from connectors.adapters.http import outbound_http
+from connectors.channels import (
+    MAX_ATTEMPTS,
+    channel_health_failed,
+    channel_health_ok,
+    channel_secrets,
+)
+from connectors.models import Channel
+from conversations.models import ContactIdentity, Message
+from conversations.services import body_of, message_delivery_retry, message_delivery_update
+from parley.keyring.providers import KeyringError
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60  # one sender per message at a time (longer than an attempt)
+OUTSIDE_WINDOW = (
+    "This customer last wrote more than 24 hours ago: WhatsApp only allows a template message now."
+)
+# Codes that say something about the channel rather than the message.
+CHANNEL_CODES = {"auth_failed", "credentials_missing", "credentials_invalid", "settings_invalid"}
+
+
+class TransientDeliveryError(Exception):
+    """An attempt failed in a way another attempt may fix; retry after ``countdown`` seconds."""
+
+    def __init__(self, error: str, *, attempts: int, countdown: int):
+        super().__init__(error)
+        self.error, self.attempts, self.countdown = error, attempts, countdown
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds before the next attempt: 10, 20, 40, 80… (at most 10 minutes), with jitter."""
+    base = min(600, 10 * 2 ** max(0, attempts - 1))
+    return base + _random.randbelow(max(1, base // 4))
+
+
+def _eligible() -> Q:
+    return Q(delivery=Message.Delivery.QUEUED) | Q(
+        delivery=Message.Delivery.FAILED, delivery_attempts__lt=MAX_ATTEMPTS
+    )
+
+
+def delivery_fail(*, message_id: int, error: str, attempts: int, channel_id=None) -> None:
+    """Give up on a message: delivery ``failed`` with a short error, audited."""
+    message = Message.objects.get(pk=message_id)
+    error = error[:300]
+    with transaction.atomic():
+        message_delivery_update(message=message, status=Message.Delivery.FAILED, error=error)
+        record(
+            "message.delivery_failed",
+            actor=Actor(kind="connector", id=str(channel_id or ""), name="channel"),
+            outcome="failed",
+            target_type="message",
+            target_id=message_id,
+            details={
+                "conversation": message.conversation_id,
+                "channel": channel_id,
+                "attempts": attempts,
+                "error": error,
+            },
+        )
+    logger.warning("channel delivery failed for good: message=%s attempts=%s", message_id, attempts)
+
+
+def _problem(message: Message) -> tuple[Channel | None, str, str]:
+    """(channel, recipient id, problem); an empty problem means go."""
+    inbox = message.conversation.inbox
+    channel = (
+        Channel.objects.prefetch_related("credential_links__credential")
+        .filter(pk=inbox.channel_id)
+        .first()
+        if inbox.channel_id
+        else None
+    )
+    if channel is None:
+        return None, "", "The inbox has no channel."
+    if channel.kind not in registry.kinds():
+        return channel, "", f"No sender for {channel.kind} channels."
+    if not channel.enabled:
+        return channel, "", "The channel is disabled."
+    identity = (
+        ContactIdentity.objects.filter(
+            contact_id=message.conversation.contact_id, channel_id=channel.pk
+        )
+        .values_list("external_id", flat=True)
+        .first()
+    )
+    if identity is None:
+        return channel, "", "The contact has no id on this channel."
+    return channel, identity, ""
+
+
+@sensitive_variables("keys")
+def delivery_attempt(*, message_id: int) -> str:
+    """One attempt at sending an outbound message through its channel's adapter.
+
+    Returns the outcome (``sent``, ``failed``, or why nothing was done) or
+    raises :class:`TransientDeliveryError` for the task to retry later. Safe to
+    run twice: a message already sent (or being sent by another worker, under a
+    short Redis lease) is left alone.
+    """
+    base = Message.objects.filter(
+        pk=message_id, kind=Message.Kind.MESSAGE, direction=Message.Direction.OUT
+    )
+    message = base.select_related("conversation__inbox").first()
+    if message is None:
+        return "missing"
+    lease_key, lease = f"channel-deliver:{message_id}", uuid.uuid4().hex
+    if not cache.add(lease_key, lease, LEASE_SECONDS):
+        return "busy"
+    try:
+        if not base.filter(_eligible()).update(delivery_attempts=F("delivery_attempts") + 1):
+            return "skipped"
+        message.refresh_from_db(fields=["delivery", "delivery_attempts"])
+        attempts = message.delivery_attempts
+        channel, recipient, problem = _problem(message)
+        if problem:
+            delivery_fail(
+                message_id=message_id,
+                error=problem,
+                attempts=attempts,
+                channel_id=channel.pk if channel else None,
+            )
+            return "failed"
+        adapter = registry.get(channel.kind)
+        outbound = adapter.outbound(
+            recipient_id=recipient,
+            message_id=message.pk,
+            conversation_id=message.conversation_id,
+            body=body_of(message),
+            attachments=tuple(message.attachments or ()),
+            created_at=message.created_at.isoformat(),
+            attempt=attempts,
+        )
+        try:
+            keys = channel_secrets(channel, purpose="channel.sign")
+        except KeyringError as exc:
+            delivery_fail(
+                message_id=message_id,
+                error=f"The channel's secrets cannot be decrypted ({type(exc).__name__}).",
+                attempts=attempts,
+                channel_id=channel.pk,
+            )
+            return "failed"
+        try:
+            result = adapter.send(outbound, dict(channel.settings or {}), keys, outbound_http)
+        except DeliveryError as exc:
+            del keys
+            error = OUTSIDE_WINDOW if exc.outside_window else str(exc)[:300]
+            if exc.auth_failed or exc.code in CHANNEL_CODES:
+                channel_health_failed(
+                    channel_id=channel.pk, code=exc.code, auth_failed=exc.auth_failed
+                )
+            if not exc.permanent and attempts < MAX_ATTEMPTS:
+                countdown = max(int(exc.retry_after or 0), retry_delay(attempts))
+                message_delivery_retry(
+                    message=message,
+                    error=error,
+                    next_at=timezone.now() + timedelta(seconds=countdown),
+                )
+                raise TransientDeliveryError(
+                    error, attempts=attempts, countdown=countdown
+                ) from None
+            delivery_fail(
+                message_id=message_id, error=error, attempts=attempts, channel_id=channel.pk
+            )
+            return "failed"
+        del keys
+        message_delivery_update(
+            message=message, status=Message.Delivery.SENT, external_id=result.external_id
+        )
+        channel_health_ok(channel_id=channel.pk)
+        return "sent"
+    finally:
+        if cache.get(lease_key) == lease:
+            cache.delete(lease_key)
