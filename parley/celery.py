@@ -24,7 +24,7 @@ from tenant_schemas_celery.task import TenantTask
 
 from parley import faults
 from parley.env import env_int
-from parley.health import record_heartbeat
+from parley.heartbeat import record_heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parley.settings")
 

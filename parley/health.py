@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-HEARTBEAT_KEY = "parley:worker:heartbeat"
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-
-
-def record_heartbeat() -> None:
-    """Called by every worker at start and by the beat-driven heartbeat task."""
-    _redis().set(HEARTBEAT_KEY, f"{time.time():.3f} {socket.gethostname()}", ex=3600)
+from parley.heartbeat import HEARTBEAT_KEY
+from parley.heartbeat import redis_client as _redis
 
 
 def _check_database() -> dict:

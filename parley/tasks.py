@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from parley.celery import app
-from parley.health import record_heartbeat
+from parley.heartbeat import record_heartbeat
 from parley.keyring.rekey import run
 from parley.models import RekeyJob
 

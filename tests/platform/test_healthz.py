@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 from django.test import override_settings
 
-from parley.health import HEARTBEAT_KEY, record_heartbeat
+from parley.heartbeat import HEARTBEAT_KEY, record_heartbeat
 from parley.tasks import heartbeat
 from tests import support
 
