@@ -337,7 +337,9 @@ if now > at then
   at = now
 end
 local wait = '0'
-if tokens >= 1 then
+-- (1e-6: epoch seconds as doubles are exact to about 1e-7 s; a token refilled to
+-- 0.9999999 by rounding is a whole one)
+if tokens + 1e-6 >= 1 then
   tokens = tokens - 1
 else
   wait = tostring((1 - tokens) / rate)
@@ -663,10 +665,17 @@ def _after_attempt(
 
 
 def _innermost(exc: BaseException) -> BaseException:
-    """The exception urllib3 wrapped (the socket's error, our guard's refusal)."""
-    seen = exc
-    while getattr(seen, "reason", None) is not None and isinstance(seen.reason, BaseException):
-        seen = seen.reason
+    """The exception urllib3 wrapped (the socket's error, our guard's refusal): its
+    ``reason``, or the exception among its arguments (``ProtocolError("Connection
+    aborted.", ConnectionRefusedError(...))``)."""
+    seen: BaseException = exc
+    for _ in range(10):  # a bounded walk: a cycle must not hang a send
+        inner = getattr(seen, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in seen.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        seen = inner
     return seen
 
 
