@@ -354,7 +354,8 @@ def destination_of(url: str) -> str:
     """The breaker's unit: scheme, host and port (``https://graph.facebook.com:443``)."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 class CircuitBreaker:
@@ -363,7 +364,9 @@ class CircuitBreaker:
     closed → (``failures`` consecutive failures, each within ``BREAKER_WINDOW_SECONDS``
     of the last) → open for ``reset_seconds`` → half-open: one caller claims the
     trial (for ``lease`` seconds, so a worker that dies mid-trial does not wedge
-    it); its success closes the circuit, its failure opens it again.
+    it); its success closes the circuit, its failure opens it again. A trial that
+    ends neither way (a 429, a refusal by our guard) keeps the claim until its lease
+    runs out, and the next caller after that makes the next trial.
     """
 
     def __init__(self, client: redis.Redis, *, failures: int, reset_seconds: float):

@@ -445,6 +445,15 @@ def test_the_breaker_is_shared_between_workers_and_isolated_per_destination():
     assert worker_b.admit("https://down.test:8443", now=now + 3, lease=25) is False  # other port
 
 
+def test_the_destination_is_scheme_host_and_port():
+    assert outbound.destination_of("https://Graph.Facebook.com/v21.0/x?y=1") == (
+        "https://graph.facebook.com:443"
+    )
+    assert outbound.destination_of("http://shop.test/hook") == "http://shop.test:80"
+    assert outbound.destination_of("https://shop.test:8443/") == "https://shop.test:8443"
+    assert outbound.destination_of("https://[2606:4700::1111]/") == "https://[2606:4700::1111]:443"
+
+
 def test_a_quiet_streak_is_forgotten():
     breaker = outbound.CircuitBreaker(_client(), failures=2, reset_seconds=30)
     breaker.record("https://quiet.test:443", failed=True, now=0)
