@@ -11,6 +11,12 @@ connection (first try, retry, reconnect) resolves the name, vets every answer an
 connects to a vetted address, while TLS (SNI, certificate check) and the ``Host``
 header keep the original name. Vetting a name and letting the HTTP client resolve
 it again would let DNS rebinding swap in 127.0.0.1 between the two lookups.
+
+A circuit breaker per destination and a rate limit per caller-supplied key
+(a channel), both kept in Redis so every worker process shares them, refuse a
+call without touching the network (:class:`CircuitOpen`, :class:`RateLimited`,
+both transient, with ``retry_after``). They fail open: when Redis is unreachable
+calls proceed, with one warning per outage.
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import redis
 import urllib3
 from django.conf import settings
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -76,6 +86,44 @@ class OutboundError(Exception):
         if raw.isascii() and raw.isdigit() and len(raw) <= 6:
             return float(raw)
         return None
+
+
+class CircuitOpen(OutboundError):
+    """The destination's circuit is open: refused without a network request.
+
+    ``retry_after`` is the number of seconds until a trial call may be let through.
+    """
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message, transient=True)
+        self._retry_after = max(0.0, retry_after)
+
+    @property
+    def retry_after(self) -> float:
+        return self._retry_after
+
+
+class RateLimited(OutboundError):
+    """The caller's rate (``rate_key``) is spent: refused without a network request.
+
+    ``retry_after`` is the number of seconds until the next call fits.
+    """
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message, transient=True)
+        self._retry_after = max(0.0, retry_after)
+
+    @property
+    def retry_after(self) -> float:
+        return self._retry_after
+
+
+class AttemptHook(Protocol):
+    """Told about every attempt that went to the network (see ``request``)."""
+
+    def __call__(
+        self, *, attempt: int, status: int | None, error: str | None, elapsed_ms: float
+    ) -> None: ...
 
 
 @dataclass
@@ -215,6 +263,220 @@ class _VettedHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _VettedHTTPSConnection
 
 
+# --- circuit breaker and rate limit (shared through Redis) -----------------------------------------
+
+# A streak of failures with no new one for this long is forgotten: "N consecutive
+# failures within a window", the window sliding with each failure.
+BREAKER_WINDOW_SECONDS = 60
+# How long an open (then half-open) circuit's state is kept after its cool-down:
+# with no call at all for that long, the destination starts closed again.
+BREAKER_KEEP_SECONDS = 3600
+# After Redis failed, it is left alone this long (calls proceed unguarded) rather
+# than making every call wait for a Redis timeout.
+REDIS_PAUSE_SECONDS = 5.0
+
+# The wall clock shared by all workers' views of the breaker and the buckets (hosts
+# run NTP; a skew of milliseconds is nothing against seconds of cool-down). A module
+# attribute so tests can give an explicit clock.
+clock: Callable[[], float] = time.time
+
+# Both scripts run atomically in Redis: read, decide and write are one step for all
+# workers, which is what makes the half-open trial a claim only one caller wins.
+# Numbers go in and out as strings (Lua would truncate a float reply to an integer).
+_ADMIT = """
+local opened_until = tonumber(redis.call('HGET', KEYS[1], 'opened_until'))
+if not opened_until then return {0, '0'} end
+local now = tonumber(ARGV[1])
+if now < opened_until then return {1, tostring(opened_until - now)} end
+local trial_until = tonumber(redis.call('HGET', KEYS[1], 'trial_until'))
+if trial_until and now < trial_until then return {1, tostring(trial_until - now)} end
+redis.call('HSET', KEYS[1], 'trial_until', tostring(now + tonumber(ARGV[2])))
+return {2, '0'}
+"""
+
+_RECORD = """
+if ARGV[1] == 'ok' then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+local now = tonumber(ARGV[2])
+local reset = tonumber(ARGV[4])
+local opened_until = tonumber(redis.call('HGET', KEYS[1], 'opened_until'))
+if opened_until then
+  if now >= opened_until then
+    redis.call('HSET', KEYS[1], 'opened_until', tostring(now + reset))
+    redis.call('HDEL', KEYS[1], 'trial_until')
+    redis.call('EXPIRE', KEYS[1], math.ceil(reset) + tonumber(ARGV[6]))
+  end
+  return 1
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if failures >= tonumber(ARGV[3]) then
+  redis.call('HDEL', KEYS[1], 'failures')
+  redis.call('HSET', KEYS[1], 'opened_until', tostring(now + reset))
+  redis.call('EXPIRE', KEYS[1], math.ceil(reset) + tonumber(ARGV[6]))
+  return 1
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 0
+"""
+
+# A token bucket holding one second's worth of calls, refilled continuously.
+_TAKE = """
+local now = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if not tokens or not at then
+  tokens = rate
+  at = now
+end
+if now > at then
+  tokens = math.min(rate, tokens + (now - at) * rate)
+  at = now
+end
+local wait = '0'
+-- (1e-6: epoch seconds as doubles are exact to about 1e-7 s; a token refilled to
+-- 0.9999999 by rounding is a whole one)
+if tokens + 1e-6 >= 1 then
+  tokens = tokens - 1
+else
+  wait = tostring((1 - tokens) / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(at))
+redis.call('EXPIRE', KEYS[1], 2)
+return wait
+"""
+
+
+def destination_of(url: str) -> str:
+    """The breaker's unit: scheme, host and port (``https://graph.facebook.com:443``)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+class CircuitBreaker:
+    """Per-destination circuit state in Redis, shared by every client of that Redis.
+
+    closed → (``failures`` consecutive failures, each within ``BREAKER_WINDOW_SECONDS``
+    of the last) → open for ``reset_seconds`` → half-open: one caller claims the
+    trial (for ``lease`` seconds, so a worker that dies mid-trial does not wedge
+    it); its success closes the circuit, its failure opens it again. A trial that
+    ends neither way (a 429, a refusal by our guard) keeps the claim until its lease
+    runs out, and the next caller after that makes the next trial.
+    """
+
+    def __init__(self, client: redis.Redis, *, failures: int, reset_seconds: float):
+        self.failures, self.reset_seconds = failures, reset_seconds
+        self._admit = client.register_script(_ADMIT)
+        self._record = client.register_script(_RECORD)
+
+    @staticmethod
+    def key(destination: str) -> str:
+        return f"parley:outbound:breaker:{destination}"
+
+    def admit(self, destination: str, *, now: float, lease: float) -> bool:
+        """Let a call through (True when it is the half-open trial) or raise CircuitOpen."""
+        verdict, seconds = self._admit(keys=[self.key(destination)], args=[repr(now), repr(lease)])
+        if int(verdict) == 1:
+            raise CircuitOpen(
+                f"circuit open for {destination}; not called", retry_after=float(seconds)
+            )
+        return int(verdict) == 2
+
+    def record(self, destination: str, *, failed: bool, now: float) -> bool:
+        """Count a call's outcome; True when the circuit is (now) open."""
+        opened = self._record(
+            keys=[self.key(destination)],
+            args=[
+                "fail" if failed else "ok",
+                repr(now),
+                self.failures,
+                repr(float(self.reset_seconds)),
+                BREAKER_WINDOW_SECONDS,
+                BREAKER_KEEP_SECONDS,
+            ],
+        )
+        return bool(int(opened))
+
+
+class RateLimiter:
+    """A token bucket per key in Redis (one second's burst), shared by every client."""
+
+    def __init__(self, client: redis.Redis):
+        self._take = client.register_script(_TAKE)
+
+    @staticmethod
+    def key(rate_key: str) -> str:
+        return f"parley:outbound:rate:{rate_key}"
+
+    def take(self, rate_key: str, *, rate_per_second: float, now: float) -> None:
+        """Spend one token, or raise RateLimited with the seconds until one is there."""
+        wait = float(
+            self._take(keys=[self.key(rate_key)], args=[repr(now), repr(float(rate_per_second))])
+        )
+        if wait > 0:
+            raise RateLimited(f"rate limit reached for {rate_key}; not called", retry_after=wait)
+
+
+class _Shared:
+    """One Redis URL's client, breaker and limiter, and whether Redis is failing."""
+
+    def __init__(self, url: str):
+        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.breaker = CircuitBreaker(
+            self.client,
+            failures=settings.PARLEY_OUTBOUND_BREAKER_FAILURES,
+            reset_seconds=settings.PARLEY_OUTBOUND_BREAKER_RESET_SECONDS,
+        )
+        self.limiter = RateLimiter(self.client)
+        self.paused_until = 0.0
+        self.warned = False
+        self.lock = threading.Lock()
+
+    def run(self, operation: Callable[[], Any]) -> Any:
+        """``operation()``, or None when Redis fails (fail open: the call proceeds)."""
+        if time.monotonic() < self.paused_until:
+            return None
+        try:
+            result = operation()
+        except redis.exceptions.RedisError as exc:
+            with self.lock:
+                self.paused_until = time.monotonic() + REDIS_PAUSE_SECONDS
+                if not self.warned:
+                    self.warned = True
+                    logger.warning(
+                        "outbound: Redis unavailable (%s); circuit breaker and rate limit "
+                        "skipped until it is back",
+                        type(exc).__name__,
+                    )
+            return None
+        if self.warned:
+            with self.lock:
+                self.warned = False
+            logger.info("outbound: Redis available again; circuit breaker and rate limit resume")
+        return result
+
+
+_shared_by_url: dict[str, _Shared] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared() -> _Shared:
+    url = settings.REDIS_URL
+    with _shared_lock:
+        shared = _shared_by_url.get(url)
+        if shared is None:
+            shared = _shared_by_url[url] = _Shared(url)
+    # Read each call, so a changed setting (a test's override) applies at once.
+    shared.breaker.failures = settings.PARLEY_OUTBOUND_BREAKER_FAILURES
+    shared.breaker.reset_seconds = settings.PARLEY_OUTBOUND_BREAKER_RESET_SECONDS
+    return shared
+
+
 # --- HTTP ----------------------------------------------------------------------------------------
 
 
@@ -229,7 +491,40 @@ def request(
     backoff: float = 0.5,
     ca_pem: str | None = None,
     purpose: str = "",
+    rate_key: str | None = None,
+    rate_per_second: float | None = None,
+    on_attempt: AttemptHook | None = None,
 ) -> OutboundResponse:
+    """Call ``url`` with up to ``retries`` retries of transient failures.
+
+    Before each attempt, without touching the network: ``rate_key`` (e.g.
+    ``"channel:<id>"``), when given, spends a token of its shared bucket
+    (``rate_per_second``, default ``PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND``) or
+    raises :class:`RateLimited`; the destination's circuit breaker lets the
+    attempt through or raises :class:`CircuitOpen`. Both are transient and carry
+    ``retry_after``.
+
+    ``on_attempt(attempt=, status=, error=, elapsed_ms=)`` is called after every
+    attempt that went to the network: ``status`` is the HTTP status or None when no
+    answer came, ``error`` None on success, else the error's class name (the
+    innermost one for a network failure: ``ConnectionRefusedError``,
+    ``ReadTimeoutError``). An exception it raises is logged and ignored: the call
+    happened either way, and failing after a delivered message would send it twice.
+    """
+    if rate_key is not None and (
+        not isinstance(rate_key, str)
+        or not 0 < len(rate_key) <= 200
+        or not rate_key.isascii()
+        or not rate_key.isprintable()
+    ):
+        raise ValueError("rate_key must be 1-200 printable ASCII characters")
+    rate = (
+        settings.PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND
+        if rate_per_second is None
+        else rate_per_second
+    )
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
+        raise ValueError("rate_per_second must be a positive finite number")
     if not url.startswith(("https://", "http://")):
         raise OutboundError(f"refusing a non-HTTP URL scheme for {purpose or 'outbound call'}")
     parts = urlsplit(url)
@@ -261,11 +556,22 @@ def request(
         )
     else:
         pool = _VettedHTTPPool(parts.hostname, port or 80, timeout=pool_timeout, maxsize=1)
+    destination = destination_of(url)
+    shared = _shared()
+    # A trial call holds the half-open claim this long at most (connect + read + margin).
+    lease = 2 * timeout + 5
     attempt = 0
     try:
         while True:
             attempt += 1
+            if rate_key is not None:
+                shared.run(lambda: shared.limiter.take(rate_key, rate_per_second=rate, now=clock()))
+            shared.run(lambda: shared.breaker.admit(destination, now=clock(), lease=lease))
             started = time.perf_counter()
+            # Whether this attempt says the destination is failing (True), working
+            # (False), or nothing about it (None: a 429, a refusal by our own guard).
+            failing: bool | None
+            status: int | None = None
             try:
                 # retries=False, redirect=False: our loop retries; a 3xx is returned,
                 # never followed (it could point past the guard).
@@ -280,6 +586,9 @@ def request(
                 )
                 status, body = resp.status, resp.data
                 if status < 300:
+                    _after_attempt(
+                        shared, destination, False, on_attempt, attempt, status, None, started
+                    )
                     logger.info(
                         "outbound %s %s purpose=%s status=%s attempt=%s ms=%.0f",
                         method,
@@ -297,10 +606,19 @@ def request(
                     body=bytes(body[:ERROR_BODY_LIMIT]),
                     headers={k.lower(): v for k, v in resp.headers.items()},
                 )
+                # 429 is the destination telling this sender to slow down: it is up,
+                # and on a shared host (graph.facebook.com) one tenant's 429 must not
+                # cut off every tenant. Retry-After and the rate limit deal with it.
+                failing = None if status == 429 else (status >= 500 or status == 408)
+                error_name = type(error).__name__
             except OutboundError as exc:  # the guard, at connect time
-                error = exc
+                error, failing, error_name = exc, None, type(exc).__name__
             except (Urllib3Error, TimeoutError, ssl.SSLError, OSError) as exc:
                 error = OutboundError(f"{_reason(exc)} calling {_safe(url)}", transient=True)
+                failing, error_name = True, type(_innermost(exc)).__name__
+            _after_attempt(
+                shared, destination, failing, on_attempt, attempt, status, error_name, started
+            )
             logger.warning(
                 "outbound %s %s purpose=%s failed attempt=%s transient=%s: %s",
                 method,
@@ -322,11 +640,51 @@ def request(
         pool.close()
 
 
+def _after_attempt(
+    shared: _Shared,
+    destination: str,
+    failing: bool | None,
+    on_attempt: AttemptHook | None,
+    attempt: int,
+    status: int | None,
+    error: str | None,
+    started: float,
+) -> None:
+    if failing is not None:
+        shared.run(lambda: shared.breaker.record(destination, failed=failing, now=clock()))
+    if on_attempt is None:
+        return
+    try:
+        on_attempt(
+            attempt=attempt,
+            status=status,
+            error=error,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+    except Exception:
+        logger.exception(
+            "outbound: the on_attempt callback failed; attempt %s not recorded", attempt
+        )
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception urllib3 wrapped (the socket's error, our guard's refusal): its
+    ``reason``, or the exception among its arguments (``ProtocolError("Connection
+    aborted.", ConnectionRefusedError(...))``)."""
+    seen: BaseException = exc
+    for _ in range(10):  # a bounded walk: a cycle must not hang a send
+        inner = getattr(seen, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in seen.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        seen = inner
+    return seen
+
+
 def _reason(exc: BaseException) -> str:
     """The innermost exception's type name (urllib3 wraps the socket's error)."""
-    seen = exc
-    while getattr(seen, "reason", None) is not None and isinstance(seen.reason, BaseException):
-        seen = seen.reason
+    seen = _innermost(exc)
     if isinstance(seen, OutboundError):
         return str(seen)
     return type(seen).__name__

@@ -438,6 +438,18 @@ PARLEY_OUTBOUND_ALLOW_PRIVATE = env_bool("PARLEY_OUTBOUND_ALLOW_PRIVATE", defaul
 # Networks production may reach although they are not globally routable (e.g. an
 # internal SIEM): comma-separated CIDRs, checked against each resolved address.
 PARLEY_OUTBOUND_ALLOWED_NETWORKS = env_networks("PARLEY_OUTBOUND_ALLOWED_NETWORKS")
+# The circuit breaker per destination (scheme, host, port), shared by all processes through
+# Redis: this many consecutive transient failures open it for the reset time (docs/security-model.md).
+PARLEY_OUTBOUND_BREAKER_FAILURES = env_int(
+    "PARLEY_OUTBOUND_BREAKER_FAILURES", 5, minimum=1, maximum=1000
+)
+PARLEY_OUTBOUND_BREAKER_RESET_SECONDS = env_int(
+    "PARLEY_OUTBOUND_BREAKER_RESET_SECONDS", 30, minimum=1, maximum=3600
+)
+# Requests per second one channel may send (a caller's rate_key); 80 is WhatsApp's default per number.
+PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND = env_int(
+    "PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND", 80, minimum=1, maximum=100_000
+)
 PARLEY_AUDIT_FORWARD_BATCH = env_int("PARLEY_AUDIT_FORWARD_BATCH", 500, minimum=1, maximum=10_000)
 
 # --- keyring (envelope encryption) -------------------------------------------------------------

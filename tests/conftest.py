@@ -7,6 +7,8 @@ that real worker and server processes can see it.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import redis
 from django.conf import settings
@@ -82,6 +84,18 @@ def _public_schema_first(request):
     """Each test starts in the public schema, whatever the last request left."""
     if "django_db_setup" in request.fixturenames or request.node.get_closest_marker("django_db"):
         connection.set_schema_to_public()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_outbound_state():
+    """No circuit left open and no rate bucket left spent by an earlier test whose
+    local server had the same port (parley.outbound keeps both in Redis)."""
+    with contextlib.suppress(redis.exceptions.RedisError):  # tests that stop Redis
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.5)
+        keys = list(client.scan_iter("parley:outbound:*", count=1000))
+        if keys:
+            client.delete(*keys)
     yield
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import redis
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
@@ -293,4 +295,258 @@ def test_a_retry_after_beyond_the_limit_ends_the_call(server):
     with pytest.raises(outbound.OutboundError) as caught:
         outbound.request("GET", f"http://127.0.0.1:{server.server_port}/", backoff=0)
     assert caught.value.transient and caught.value.retry_after == 3600
+    assert len(server.hits) == 1
+
+
+# --- circuit breaker and rate limit (real Redis, explicit clock) ---------------------------------
+
+
+class Clock:
+    """The wall clock the breaker and buckets read, moved by hand."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    fixed = Clock()
+    monkeypatch.setattr(outbound, "clock", fixed)
+    return fixed
+
+
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _url(server) -> str:
+    return f"http://127.0.0.1:{server.server_port}/x"
+
+
+def _fail(server, times: int) -> None:
+    server.statuses = [503] * times
+    for _ in range(times):
+        with pytest.raises(outbound.OutboundError) as caught:
+            outbound.request("GET", _url(server), retries=0)
+        assert not isinstance(caught.value, outbound.CircuitOpen)
+
+
+@override_settings(PARLEY_OUTBOUND_BREAKER_FAILURES=3, PARLEY_OUTBOUND_BREAKER_RESET_SECONDS=30)
+def test_the_breaker_opens_after_n_failures_and_then_spares_the_network(server, clock):
+    _fail(server, 3)
+    assert len(server.hits) == 3
+    clock.now += 10
+    with pytest.raises(outbound.CircuitOpen) as caught:
+        outbound.request("GET", _url(server), retries=3, backoff=0)
+    assert caught.value.transient and caught.value.status is None
+    assert caught.value.retry_after == pytest.approx(20, abs=0.01)
+    assert len(server.hits) == 3  # no request was made
+
+
+@override_settings(PARLEY_OUTBOUND_BREAKER_FAILURES=3)
+def test_a_success_or_an_answer_breaks_the_streak(server, clock):
+    _fail(server, 2)
+    server.statuses = [404]  # an answer: the destination is up
+    with pytest.raises(outbound.OutboundError):
+        outbound.request("GET", _url(server), retries=0)
+    _fail(server, 2)
+    outbound.request("GET", _url(server), retries=0)  # still closed
+    assert len(server.hits) == 6
+
+
+@override_settings(PARLEY_OUTBOUND_BREAKER_FAILURES=2)
+def test_429_does_not_count_toward_the_breaker(server, clock):
+    server.statuses = [429, 429, 429]
+    for _ in range(3):
+        with pytest.raises(outbound.OutboundError) as caught:
+            outbound.request("GET", _url(server), retries=0)
+        assert caught.value.status == 429
+    assert outbound.request("GET", _url(server), retries=0).status == 200
+
+
+@override_settings(PARLEY_OUTBOUND_BREAKER_FAILURES=2)
+def test_network_failures_count(clock):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens: connection refused
+    for _ in range(2):
+        with pytest.raises(outbound.OutboundError) as caught:
+            outbound.request("GET", f"http://127.0.0.1:{port}/", retries=0)
+        assert not isinstance(caught.value, outbound.CircuitOpen)
+    with pytest.raises(outbound.CircuitOpen):
+        outbound.request("GET", f"http://127.0.0.1:{port}/", retries=0)
+
+
+@override_settings(PARLEY_OUTBOUND_BREAKER_FAILURES=2, PARLEY_OUTBOUND_BREAKER_RESET_SECONDS=30)
+def test_half_open_success_closes_and_failure_reopens(server, clock):
+    _fail(server, 2)
+    clock.now += 31
+    server.statuses = [500]  # the trial fails: open again for a full cool-down
+    with pytest.raises(outbound.OutboundError) as caught:
+        outbound.request("GET", _url(server), retries=0)
+    assert not isinstance(caught.value, outbound.CircuitOpen) and len(server.hits) == 3
+    with pytest.raises(outbound.CircuitOpen) as caught:
+        outbound.request("GET", _url(server), retries=0)
+    assert caught.value.retry_after == pytest.approx(30, abs=0.01)
+    clock.now += 31
+    assert outbound.request("GET", _url(server), retries=0).status == 200  # the trial succeeds
+    for _ in range(3):  # closed: everyone goes through
+        outbound.request("GET", _url(server), retries=0)
+    assert len(server.hits) == 7
+
+
+def test_half_open_lets_exactly_one_trial_through_across_racing_workers():
+    """Eight workers, each with its own Redis connection, race for the trial."""
+    destination = "https://racing.test:443"
+    now = 1_800_000_000.0
+    opener = outbound.CircuitBreaker(_client(), failures=1, reset_seconds=30)
+    assert opener.record(destination, failed=True, now=now)
+    barrier = threading.Barrier(8)
+    verdicts: list[object] = []
+    lock = threading.Lock()
+
+    def worker():
+        breaker = outbound.CircuitBreaker(_client(), failures=1, reset_seconds=30)
+        barrier.wait()
+        try:
+            verdict: object = breaker.admit(destination, now=now + 31, lease=25)
+        except outbound.CircuitOpen as exc:
+            verdict = exc
+        with lock:
+            verdicts.append(verdict)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert verdicts.count(True) == 1
+    refused = [v for v in verdicts if isinstance(v, outbound.CircuitOpen)]
+    assert len(refused) == 7
+    assert all(v.retry_after == pytest.approx(25, abs=0.01) for v in refused)
+    # The trial's worker died: after its lease another may try.
+    assert opener.admit(destination, now=now + 31 + 26, lease=25) is True
+
+
+def test_the_breaker_is_shared_between_workers_and_isolated_per_destination():
+    now = 1_800_000_000.0
+    worker_a = outbound.CircuitBreaker(_client(), failures=3, reset_seconds=30)
+    worker_b = outbound.CircuitBreaker(_client(), failures=3, reset_seconds=30)
+    down, up = "https://down.test:443", "https://up.test:443"
+    assert not worker_a.record(down, failed=True, now=now)
+    assert not worker_b.record(down, failed=True, now=now + 1)
+    assert worker_a.record(down, failed=True, now=now + 2)  # the third, counted across workers
+    with pytest.raises(outbound.CircuitOpen):
+        worker_b.admit(down, now=now + 3, lease=25)
+    assert worker_b.admit(up, now=now + 3, lease=25) is False  # another destination: closed
+    assert worker_b.admit("https://down.test:8443", now=now + 3, lease=25) is False  # other port
+
+
+def test_the_destination_is_scheme_host_and_port():
+    assert outbound.destination_of("https://Graph.Facebook.com/v21.0/x?y=1") == (
+        "https://graph.facebook.com:443"
+    )
+    assert outbound.destination_of("http://shop.test/hook") == "http://shop.test:80"
+    assert outbound.destination_of("https://shop.test:8443/") == "https://shop.test:8443"
+    assert outbound.destination_of("https://[2606:4700::1111]/") == "https://[2606:4700::1111]:443"
+
+
+def test_a_quiet_streak_is_forgotten():
+    breaker = outbound.CircuitBreaker(_client(), failures=2, reset_seconds=30)
+    breaker.record("https://quiet.test:443", failed=True, now=0)
+    key = outbound.CircuitBreaker.key("https://quiet.test:443")
+    assert 0 < _client().ttl(key) <= outbound.BREAKER_WINDOW_SECONDS
+
+
+@override_settings(REDIS_URL="redis://127.0.0.1:1/0", PARLEY_OUTBOUND_BREAKER_FAILURES=1)
+def test_redis_down_fails_open_with_one_warning(server, caplog):
+    server.statuses = [503, 503]
+    with caplog.at_level("WARNING", logger="parley.outbound"):
+        for _ in range(2):
+            with pytest.raises(outbound.OutboundError) as caught:
+                outbound.request("GET", _url(server), retries=0, rate_key="channel:1")
+            assert caught.value.status == 503
+        assert outbound.request("GET", _url(server), retries=0, rate_key="channel:1").status == 200
+    assert len(server.hits) == 3
+    assert sum("Redis unavailable" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_rate_limit_allows_its_rate_and_refuses_beyond_with_retry_after(server, clock):
+    for _ in range(5):
+        outbound.request("GET", _url(server), retries=0, rate_key="channel:7", rate_per_second=5)
+    with pytest.raises(outbound.RateLimited) as caught:
+        outbound.request("GET", _url(server), retries=0, rate_key="channel:7", rate_per_second=5)
+    assert caught.value.transient and caught.value.retry_after == pytest.approx(0.2, abs=0.001)
+    assert len(server.hits) == 5  # refused without a request
+    # Another channel has its own bucket.
+    outbound.request("GET", _url(server), retries=0, rate_key="channel:8", rate_per_second=5)
+    clock.now += 0.2
+    outbound.request("GET", _url(server), retries=0, rate_key="channel:7", rate_per_second=5)
+    assert len(server.hits) == 7
+
+
+@override_settings(PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND=2)
+def test_the_rate_defaults_to_the_setting(server, clock):
+    outbound.request("GET", _url(server), retries=0, rate_key="channel:9")
+    outbound.request("GET", _url(server), retries=0, rate_key="channel:9")
+    with pytest.raises(outbound.RateLimited):
+        outbound.request("GET", _url(server), retries=0, rate_key="channel:9")
+
+
+def test_the_rate_limit_is_shared_between_workers():
+    now = 1_800_000_000.0
+    worker_a, worker_b = outbound.RateLimiter(_client()), outbound.RateLimiter(_client())
+    for _ in range(3):
+        worker_a.take("channel:shared", rate_per_second=4, now=now)
+    worker_b.take("channel:shared", rate_per_second=4, now=now)
+    with pytest.raises(outbound.RateLimited) as caught:
+        worker_b.take("channel:shared", rate_per_second=4, now=now)
+    assert caught.value.retry_after == pytest.approx(0.25, abs=0.001)
+    with pytest.raises(outbound.RateLimited):
+        worker_a.take("channel:shared", rate_per_second=4, now=now + 0.1)
+    worker_a.take("channel:shared", rate_per_second=4, now=now + 0.25)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"rate_key": ""}, {"rate_key": "a\x00b"}, {"rate_key": "x" * 201}, {"rate_key": "ch²"}]
+    + [{"rate_key": "c", "rate_per_second": v} for v in (0, -1, float("nan"), float("inf"), True)],
+)
+def test_bad_rate_arguments_are_refused_before_any_request(server, bad):
+    with pytest.raises(ValueError):
+        outbound.request("GET", _url(server), retries=0, **bad)
+    assert server.hits == []
+
+
+def test_on_attempt_is_told_about_every_attempt(server):
+    seen: list[tuple] = []
+
+    def record(*, attempt, status, error, elapsed_ms):
+        seen.append((attempt, status, error, elapsed_ms >= 0))
+
+    server.statuses = [503, 502]
+    response = outbound.request("GET", _url(server), backoff=0, on_attempt=record)
+    assert response.status == 200
+    assert seen == [
+        (1, 503, "OutboundError", True),
+        (2, 502, "OutboundError", True),
+        (3, 200, None, True),
+    ]
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    seen.clear()
+    with pytest.raises(outbound.OutboundError):
+        outbound.request("GET", f"http://127.0.0.1:{port}/", retries=0, on_attempt=record)
+    assert seen == [(1, None, "ConnectionRefusedError", True)]
+
+
+def test_a_failing_on_attempt_does_not_fail_the_call(server):
+    def broken(**_kwargs):
+        raise RuntimeError("database down")
+
+    assert outbound.request("GET", _url(server), retries=0, on_attempt=broken).status == 200
     assert len(server.hits) == 1
