@@ -1,0 +1,107 @@
+"""The HTTP seam adapters send through.
+
+An adapter's ``send`` gets an ``http`` callable (:class:`HttpCall`) rather than
+calling a client itself: one attempt, an answer for every HTTP status (the
+adapter reads the vendor's error body to classify it), :class:`HttpTransportError`
+when no answer came. :func:`outbound_http` is the production one, built on
+``parley.outbound`` (the one module Parley calls other systems through).
+
+Gap, for the owner of ``parley.outbound``: its ``request`` raises ``OutboundError``
+for any status >= 300 (>= 400 on main) and keeps neither the response body nor
+its headers. Without the body, a Graph error is classified by HTTP status alone:
+WhatsApp 131047 (outside the 24-hour window) is then a plain permanent failure
+without ``outside_window``, a 130429 rate limit answered with HTTP 400 is taken
+for permanent, and ``Retry-After`` is unknown. :func:`outbound_http` already reads
+``OutboundError.body`` and ``OutboundError.headers`` when they exist, so adding
+them there (bounded, never logged) is all it takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from parley import outbound
+
+MAX_REPLY_BYTES = 64 * 1024  # an error or send answer is small; more is not read
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+class HttpTransportError(Exception):
+    """No HTTP answer: network failure, timeout, or a destination the guard refused.
+
+    ``transient`` is False when retrying cannot help (a refused destination).
+    """
+
+    def __init__(self, message: str, *, transient: bool = True):
+        super().__init__(message)
+        self.transient = transient
+
+
+class HttpCall(Protocol):
+    def __call__(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any,
+        headers: Mapping[str, str],
+        timeout: float,
+        purpose: str,
+    ) -> HttpReply: ...
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    if not headers:
+        return {}
+    try:
+        return {str(k).lower(): str(v) for k, v in dict(headers).items()}
+    except (TypeError, ValueError):
+        return {}
+
+
+def outbound_http(
+    method: str,
+    url: str,
+    *,
+    json_body: Any,
+    headers: Mapping[str, str],
+    timeout: float,
+    purpose: str,
+) -> HttpReply:
+    """One attempt through ``parley.outbound`` (retries=0: the delivery task retries
+    with backoff, without holding a worker). See the module docstring for the gap."""
+    try:
+        response = outbound.request(
+            method,
+            url,
+            json_body=json_body,
+            headers=dict(headers),
+            timeout=timeout,
+            retries=0,
+            purpose=purpose,
+        )
+    except outbound.OutboundError as exc:
+        if exc.status is None:
+            raise HttpTransportError(str(exc), transient=exc.transient) from None
+        body = getattr(exc, "body", b"") or b""
+        return HttpReply(
+            status=exc.status,
+            body=bytes(body[:MAX_REPLY_BYTES]) if isinstance(body, bytes | bytearray) else b"",
+            headers=_lower(getattr(exc, "headers", None)),
+        )
+    return HttpReply(
+        status=response.status,
+        body=response.body[:MAX_REPLY_BYTES],
+        headers=_lower(getattr(response, "headers", None)),
+    )
