@@ -34,6 +34,7 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.policy import Perm, user_has
 from audit.context import Actor
 from audit.services import record
+from connectors.adapters import registry
 from connectors.models import Channel, Credential
 from connectors.services import credential_replace, credential_set, credential_use
 from parley import outbound, validation
@@ -464,6 +465,14 @@ def delivery_fail(*, message_id: int, error: str, attempts: int, channel_id=None
     )
 
 
+def _pulls(kind: str) -> bool:
+    """Whether the kind's adapter leaves replies for the recipient to fetch (``PULL``)."""
+    try:
+        return bool(getattr(registry.get(kind), "PULL", False))
+    except registry.UnknownChannelKind:
+        return False
+
+
 @sensitive_variables("secret")
 def delivery_attempt(*, message_id: int) -> str:
     """One attempt at sending an outbound message through its API channel.
@@ -499,6 +508,11 @@ def delivery_attempt(*, message_id: int) -> str:
             if inbox.channel_id
             else None
         )
+        if channel is not None and _pulls(channel.kind):
+            # Web chat: the reply waits for the visitor's poll, which marks it
+            # delivered. Nothing to send, and no failure. (Minimal guard until
+            # the delivery task dispatches over the adapter registry.)
+            return "awaiting_visitor"
         problem = ""
         if channel is None:
             problem = "The inbox has no channel."

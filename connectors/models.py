@@ -57,20 +57,29 @@ class Channel(models.Model):
     JSON POSTed to ``/webhooks/api/<public_id>/`` on the tenant's host, signed
     with HMAC-SHA256 under the channel's signing secret (a write-only
     ``Credential``); replies are POSTed, signed the same way, to
-    ``outbound_url``. Meta and web chat kinds arrive with the channels issue.
+    ``outbound_url``. Meta kinds arrive with the channels issue.
+
+    ``webchat`` (the embeddable website widget, ``connectors.webchat``): no
+    signing secret (``signing_credential`` is empty); visitors authenticate with
+    short-lived tokens Parley signs, and replies wait for the visitor's poll.
+    ``settings`` holds the kind's non-secret configuration (web chat:
+    ``allowed_origins``).
     """
 
     class Kind(models.TextChoices):
         API = "api", "API channel"
+        WEBCHAT = "webchat", "Web chat"
 
     id = models.BigAutoField(primary_key=True)
     name = models.CharField(max_length=80, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.API)
     public_id = models.CharField(max_length=32, unique=True)
     outbound_url = models.URLField(max_length=500, blank=True)
+    # Empty for kinds that verify nothing with a shared secret (web chat).
     signing_credential = models.ForeignKey(
-        Credential, on_delete=models.PROTECT, related_name="channels"
+        Credential, on_delete=models.PROTECT, related_name="channels", null=True, blank=True
     )
+    settings = models.JSONField(default=dict, blank=True)  # per kind, never a secret
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,0 +1,361 @@
+"""Web chat endpoints: visitor tokens, CORS and frame-ancestors, limits, hostile input,
+the visitor's own conversation only, and replies delivered by the poll (never over HTTP)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test import override_settings
+from django_tenants.utils import tenant_context
+
+from audit.models import AuditEvent
+from connectors import channels
+from connectors.adapters import registry
+from connectors.models import Channel
+from connectors.webchat import services
+from conversations import access
+from conversations.models import Conversation, Message
+from conversations.services import body_of, note_add, reply_send
+from tests import support
+
+pytestmark = pytest.mark.django_db
+
+ORIGIN = "https://shop.example.com"
+
+
+def _user(email):
+    return get_user_model().objects.get(email=email)
+
+
+def _channel(tenant, origins=(ORIGIN,)) -> Channel:
+    with tenant_context(tenant):
+        admin = _user(f"admin@{tenant.slug}.test")
+        inbox = access.inbox_create(by=admin, name=f"Web {uuid.uuid4().hex[:6]}")
+        channel = services.webchat_channel_create(
+            by=admin,
+            name=f"Chat {uuid.uuid4().hex[:6]}",
+            allowed_origins=list(origins),
+            inbox_id=inbox.pk,
+        )
+    connection.set_schema_to_public()
+    return channel
+
+
+def _ip() -> str:
+    # Each test its own address: per-address limits do not leak between tests.
+    return f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+
+
+class Visitor:
+    def __init__(self, slug, channel, ip=None):
+        self.client = support.tenant_client(slug)
+        self.base = f"/webchat/{channel.public_id}/"
+        self.ip = ip or _ip()
+        self.token = None
+
+    def start(self, **extra):
+        response = self.client.post(self.base + "session/", REMOTE_ADDR=self.ip, **extra)
+        if response.status_code == 201:
+            self.token = response.json()["token"]
+        return response
+
+    def _auth(self, token):
+        token = self.token if token is None else token
+        return {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+
+    def send(self, text="Hello there", *, client_id=None, token=None, raw=None, **extra):
+        data = (
+            raw
+            if raw is not None
+            else json.dumps({"text": text, "client_id": client_id or uuid.uuid4().hex})
+        )
+        return self.client.post(
+            self.base + "messages/",
+            data=data,
+            content_type=extra.pop("content_type", "application/json"),
+            REMOTE_ADDR=self.ip,
+            **self._auth(token),
+            **extra,
+        )
+
+    def poll(self, after=0, *, token=None, **extra):
+        return self.client.get(
+            self.base + "messages/",
+            {"after": after},
+            REMOTE_ADDR=self.ip,
+            **self._auth(token),
+            **extra,
+        )
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def test_it_refuses_missing_forged_expired_and_foreign_tokens(acme, globex):
+    channel = _channel(acme)
+    other = _channel(acme)
+    foreign = _channel(globex)
+    visitor = Visitor("acme", channel)
+    assert visitor.start().status_code == 201
+    assert visitor.poll().status_code == 200
+
+    assert visitor.poll(token="").json()["code"] == "token_missing"
+    # A token for another channel of the same tenant, and one of another tenant.
+    on_other = Visitor("acme", other)
+    on_other.start()
+    abroad = Visitor("globex", foreign)
+    abroad.start()
+    forged = signing.dumps(
+        {"t": "t_acme", "c": channel.public_id, "v": "A" * 22}, salt="guessed", compress=False
+    )
+    tampered = visitor.token[:-3] + ("AAA" if not visitor.token.endswith("AAA") else "BBB")
+    for token in (on_other.token, abroad.token, forged, tampered, "x" * 600, "ünïcode"):
+        response = visitor.poll(token=token)
+        assert response.status_code == 401, token
+        assert response.json()["code"] == "token_invalid"
+        assert response["WWW-Authenticate"].startswith("Bearer")
+    # The other channel's visitor token at this channel's messages endpoint: refused too.
+    assert visitor.send(token=on_other.token).json()["code"] == "token_invalid"
+
+    # Expired: issued longer ago than the lifetime.
+    with override_settings(PARLEY_WEBCHAT_TOKEN_SECONDS=60):
+        real_time = time.time
+        signing.time.time = lambda: real_time() - 120
+        try:
+            with tenant_context(acme):
+                old, _ = services.token_issue(channel=channel)
+        finally:
+            signing.time.time = real_time
+        connection.set_schema_to_public()
+        response = visitor.poll(token=old)
+        assert response.status_code == 401
+        assert response.json()["code"] == "token_expired"
+
+
+def test_it_refreshes_a_valid_token_for_the_same_visitor(acme):
+    channel = _channel(acme)
+    visitor = Visitor("acme", channel)
+    visitor.start()
+    assert visitor.send("first").status_code == 201
+    response = visitor.client.post(
+        visitor.base + "session/",
+        REMOTE_ADDR=visitor.ip,
+        HTTP_AUTHORIZATION=f"Bearer {visitor.token}",
+    )
+    assert response.status_code == 200
+    fresh = response.json()["token"]
+    found = visitor.poll(token=fresh).json()["messages"]
+    assert [m["text"] for m in found] == ["first"]
+    # A refresh with a bad token is refused, not turned into a new visitor.
+    bad = visitor.client.post(
+        visitor.base + "session/", REMOTE_ADDR=visitor.ip, HTTP_AUTHORIZATION="Bearer nope"
+    )
+    assert bad.status_code == 401 and bad.json()["code"] == "token_invalid"
+
+
+def test_a_disabled_or_unknown_channel_answers_404(acme):
+    channel = _channel(acme)
+    with tenant_context(acme):
+        Channel.objects.filter(pk=channel.pk).update(enabled=False)
+    connection.set_schema_to_public()
+    visitor = Visitor("acme", channel)
+    assert visitor.start().json()["code"] == "unknown_channel"
+    assert support.tenant_client("acme").get(visitor.base).status_code == 404
+    # An API channel's public id is no web chat.
+    assert support.tenant_client("acme").post("/webchat/nope/session/").status_code == 404
+
+
+# --- the visitor's own conversation ----------------------------------------------------------
+
+
+def test_a_message_reaches_the_inbox_and_the_reply_comes_back_by_poll(acme):
+    channel = _channel(acme)
+    visitor = Visitor("acme", channel)
+    visitor.start()
+    sent = visitor.send("Where is my order?", client_id="c1")
+    assert sent.status_code == 201, sent.content
+    assert visitor.send("Where is my order?", client_id="c1").status_code == 200  # idempotent
+    with tenant_context(acme):
+        conversation = Conversation.objects.get(inbox__channel=channel)
+        stored = Message.objects.get(conversation=conversation)
+        assert body_of(stored) == "Where is my order?"
+        assert stored.direction == "in"
+        admin = _user("admin@acme.test")
+        reply = reply_send(
+            by=admin, conversation_id=conversation.pk, body="On its way <b>today</b>"
+        )
+        note_add(by=admin, conversation_id=conversation.pk, body="PRIVATE-NOTE-MARK")
+        # The delivery task leaves it for the visitor: not sent anywhere, not failed.
+        assert channels.delivery_attempt(message_id=reply.pk) == "awaiting_visitor"
+        reply.refresh_from_db()
+        assert reply.delivery == "queued"
+        assert not AuditEvent.objects.filter(
+            action="message.delivery_failed", target_id=str(reply.pk)
+        ).exists()
+    connection.set_schema_to_public()
+
+    answer = visitor.poll(after=sent.json()["message"]["id"]).json()
+    assert [(m["from"], m["text"]) for m in answer["messages"]] == [
+        ("agent", "On its way <b>today</b>")
+    ]
+    assert answer["cursor"] == reply.pk
+    assert "PRIVATE-NOTE-MARK" not in json.dumps(visitor.poll().json())
+    # After a reconnect from the cursor: nothing again (no duplicates).
+    assert visitor.poll(after=answer["cursor"]).json()["messages"] == []
+    read = visitor.client.post(
+        visitor.base + "read/",
+        data=json.dumps({"up_to": reply.pk}),
+        content_type="application/json",
+        REMOTE_ADDR=visitor.ip,
+        HTTP_AUTHORIZATION=f"Bearer {visitor.token}",
+    )
+    assert read.json() == {"read": 1}
+    with tenant_context(acme):
+        reply.refresh_from_db()
+        assert reply.delivery == "read"
+
+
+def test_a_visitor_sees_only_their_own_conversation(acme):
+    channel = _channel(acme)
+    first, second = Visitor("acme", channel), Visitor("acme", channel)
+    first.start()
+    second.start()
+    first.send("FIRST-VISITOR-SECRET")
+    assert second.poll().json()["messages"] == []
+    second.send("second's words")
+    texts = [m["text"] for m in second.poll().json()["messages"]]
+    assert texts == ["second's words"]
+
+
+def test_the_webchat_adapter_is_registered_and_sends_nothing():
+    adapter = registry.get("webchat")
+    assert adapter.PULL is True
+    assert adapter.verify({}, b"{}", {}) is False
+
+
+# --- origins ------------------------------------------------------------------------------
+
+
+def test_cors_and_frame_ancestors_name_only_configured_origins(acme):
+    channel = _channel(acme, origins=(ORIGIN, "http://localhost:3000"))
+    client = support.tenant_client("acme")
+    base = f"/webchat/{channel.public_id}/"
+    frame = client.get(base)
+    assert frame.status_code == 200
+    csp = frame["Content-Security-Policy"]
+    assert "frame-ancestors 'self' https://shop.example.com http://localhost:3000" in csp
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "X-Frame-Options" not in frame
+
+    preflight = client.options(base + "session/", HTTP_ORIGIN=ORIGIN)
+    assert preflight.status_code == 204
+    assert preflight["Access-Control-Allow-Origin"] == ORIGIN
+    allowed = client.post(base + "session/", HTTP_ORIGIN=ORIGIN, REMOTE_ADDR=_ip())
+    assert allowed.status_code == 201 and allowed["Access-Control-Allow-Origin"] == ORIGIN
+    for origin in ("https://evil.example", "https://shop.example.com.evil.example", "null"):
+        refused = client.post(base + "session/", HTTP_ORIGIN=origin, REMOTE_ADDR=_ip())
+        assert refused.status_code == 403 and refused.json()["code"] == "origin_not_allowed"
+        assert "Access-Control-Allow-Origin" not in refused
+        assert client.options(base + "session/", HTTP_ORIGIN=origin).status_code == 403
+
+
+def test_it_validates_allowed_origins(acme):
+    assert services.origins_clean(
+        "https://a.example\nhttp://b.example:8080, https://a.example"
+    ) == [
+        "https://a.example",
+        "http://b.example:8080",
+    ]
+    for bad in (
+        "https://a.example/path",
+        "ftp://a.example",
+        "https://*.example",
+        "https://u@a.example",
+        "https://a.example:99999",
+        "javascript:alert(1)",
+        "https://a.example\x00",
+        "ex\ud800",
+    ):
+        with pytest.raises(ValidationError):
+            services.origins_clean([bad])
+    with override_settings(PRODUCTION=True), pytest.raises(ValidationError):
+        services.origin_clean("http://a.example")
+
+
+# --- limits and hostile input -------------------------------------------------------------------
+
+
+def test_it_throttles_per_visitor_and_per_ip_with_retry_after(acme):
+    channel = _channel(acme)
+    with override_settings(PARLEY_RATE_WEBCHAT_MESSAGE_PER_VISITOR="2/min"):
+        visitor = Visitor("acme", channel)
+        visitor.start()
+        assert visitor.send("one").status_code == 201
+        assert visitor.send("two").status_code == 201
+        refused = visitor.send("three")
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "throttled"
+        assert int(refused["Retry-After"]) >= 1
+    with override_settings(PARLEY_RATE_WEBCHAT_SESSION_PER_IP="2/min"):
+        ip = _ip()
+        assert Visitor("acme", channel, ip).start().status_code == 201
+        assert Visitor("acme", channel, ip).start().status_code == 201
+        refused = Visitor("acme", channel, ip).start()
+        assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    with override_settings(PARLEY_RATE_WEBCHAT_PER_CHANNEL="1/min"):
+        busy = _channel(acme)
+        assert Visitor("acme", busy).start().status_code == 201
+        assert Visitor("acme", busy).start().status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (json.dumps({"text": "a\x00b", "client_id": "c"}), 400, "invalid"),
+        ('{"text": "\\ud800", "client_id": "c"}', 400, "invalid"),
+        (json.dumps({"text": "x" * 2001, "client_id": "c"}), 400, "invalid"),
+        (json.dumps({"text": "   ", "client_id": "c"}), 400, "invalid"),
+        (json.dumps({"text": ["list"], "client_id": "c"}), 400, "invalid"),
+        (json.dumps({"text": "hi", "client_id": "²"}), 400, "invalid"),
+        (json.dumps({"text": "hi"}), 400, "invalid"),
+        (json.dumps(["not", "an", "object"]), 400, "invalid_payload"),
+        ("{not json", 400, "invalid_json"),
+        ("[" * 500 + "]" * 500, 400, None),
+        (json.dumps({"text": "y" * 20000, "client_id": "c"}), 413, "payload_too_large"),
+        (json.dumps({"text": 10**400, "client_id": "c"}), 400, None),
+    ],
+)
+def test_hostile_input_is_refused_with_a_code_and_nothing_stored(acme, raw, status, code):
+    channel = _channel(acme)
+    visitor = Visitor("acme", channel)
+    visitor.start()
+    response = visitor.send(raw=raw)
+    assert response.status_code == status, response.content
+    assert "code" in response.json()
+    if code:
+        assert response.json()["code"] == code
+    with tenant_context(acme):
+        assert not Message.objects.filter(conversation__inbox__channel=channel).exists()
+
+
+def test_html_is_stored_and_returned_as_inert_text(acme):
+    channel = _channel(acme)
+    visitor = Visitor("acme", channel)
+    visitor.start()
+    hostile = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    assert visitor.send(hostile).status_code == 201
+    assert (
+        visitor.poll().json()["messages"][0]["text"] == hostile
+    )  # JSON text; the widget uses textContent
+    assert visitor.send(content_type="text/plain").json()["code"] == "unsupported_media_type"
+    assert visitor.poll(after="²").json()["code"] == "invalid"
+    assert visitor.poll(after="-1").json()["code"] == "invalid"
+    assert visitor.poll(after=str(2**70)).json()["code"] == "invalid"
