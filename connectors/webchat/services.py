@@ -317,3 +317,29 @@ def visitor_read(*, visitor: Visitor, up_to: int) -> int:
         message_delivery_update(message=message, status=Message.Delivery.READ)
         changed += 1
     return changed
+
+
+DEMO_INBOX = "Website chat"
+
+
+def webchat_demo_ensure(*, by, origin: str, members=()) -> Channel:
+    """The demo's web chat (development seed): an inbox "Website chat" with ``members``,
+    bound to a web chat channel that allows ``origin`` (the tenant's own host, where
+    the demo page lives). Idempotent; the allowed origin follows the current port."""
+    from conversations.access import inbox_create, inbox_member_add  # noqa: PLC0415 - seed only
+
+    origin = origin_clean(origin)
+    channel = Channel.objects.filter(kind=KIND, inbox__name=DEMO_INBOX).first()
+    if channel is None:
+        inbox = Inbox.objects.filter(name=DEMO_INBOX).first() or inbox_create(
+            by=by, name=DEMO_INBOX
+        )
+        channel = webchat_channel_create(
+            by=by, name=DEMO_INBOX, allowed_origins=[origin], inbox_id=inbox.pk
+        )
+        for user in members:
+            inbox_member_add(by=by, inbox=inbox, user=user)
+    elif origin not in allowed_origins(channel):
+        channel.settings = {**(channel.settings or {}), "allowed_origins": [origin]}
+        channel.save(update_fields=["settings"])
+    return channel
