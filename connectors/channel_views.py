@@ -79,6 +79,10 @@ def channel_list(request):
 @never_cache
 def channel_rotate(request, channel_id: int):
     channel = channels.channel_get(channel_id=channel_id)
+    if channel.signing_credential_id is None:
+        # Web chat has no signing secret (visitors hold tokens Parley signs).
+        messages.error(request, f"{channel.name} has no signing secret to rotate.")
+        return redirect("connectors:channels")
     secret = channels.channel_secret_rotate(by=request.user, channel=channel)
     messages.success(
         request, f"Signing secret of {channel.name} replaced; the old one no longer verifies."

@@ -359,3 +359,14 @@ def test_html_is_stored_and_returned_as_inert_text(acme):
     assert visitor.poll(after="²").json()["code"] == "invalid"
     assert visitor.poll(after="-1").json()["code"] == "invalid"
     assert visitor.poll(after=str(2**70)).json()["code"] == "invalid"
+
+
+def test_the_channels_page_lists_a_webchat_channel_and_refuses_to_rotate_it(acme):
+    channel = _channel(acme)
+    client = support.signed_in(acme, "integrator@acme.test")
+    page = client.get("/connectors/channels/")
+    assert page.status_code == 200
+    assert f'data-parley-channel="{channel.public_id}"' in page.content.decode()
+    assert ORIGIN in page.content.decode()
+    refused = client.post(f"/connectors/channels/{channel.pk}/rotate/")
+    assert refused.status_code == 302
