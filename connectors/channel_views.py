@@ -12,6 +12,7 @@ from accounts.permissions import permission_required, step_up_required
 from accounts.policy import Perm, user_has
 from connectors import channels
 from connectors.forms import ChannelForm
+from connectors.webchat.forms import WebchatChannelForm
 from parley.forms import add_validation_error
 
 
@@ -23,7 +24,15 @@ def _form(request, data=None) -> ChannelForm:
     )
 
 
-def _page(request, *, form=None, revealed=None, status=200):
+def webchat_form(request, data=None) -> WebchatChannelForm:
+    return WebchatChannelForm(
+        data,
+        inboxes=channels.inboxes_unbound(),
+        can_create_inbox=user_has(request.user, Perm.INBOXES_MANAGE),
+    )
+
+
+def _page(request, *, form=None, revealed=None, status=200, webchat=None):
     rows = [
         {
             "channel": channel,
@@ -42,6 +51,7 @@ def _page(request, *, form=None, revealed=None, status=200):
         {
             "rows": rows,
             "form": form or _form(request),
+            "webchat_form": webchat or webchat_form(request),
             "revealed": revealed,
             "signature_header": channels.SIGNATURE_HEADER,
         },

@@ -28,6 +28,7 @@ from django.db import IntegrityError, connection, transaction
 from accounts.policy import Perm, user_has
 from audit.services import record
 from connectors.models import Channel
+from conversations.access import inbox_create, inbox_member_add
 from conversations.models import ContactIdentity, Inbox, Message
 from conversations.services import body_of, message_delivery_update, message_receive
 from parley import validation
@@ -115,23 +116,33 @@ def _require(by) -> None:
 
 
 def webchat_channel_create(
-    *, by, name: str, allowed_origins: list[str] | str, inbox_id: int
+    *, by, name: str, allowed_origins: list[str] | str, inbox_id: int | None = None
 ) -> Channel:
-    """A web chat channel bound to ``inbox_id`` (an inbox without a channel), audited."""
+    """A web chat channel bound to ``inbox_id`` (an inbox without a channel), audited.
+
+    ``inbox_id`` None creates an inbox of the channel's name (``inboxes.manage``).
+    """
     _require(by)
     name = validation.clean_text(name, field="name", label="The name", max_length=80, required=True)
     origins = origins_clean(allowed_origins)
     if not origins:
         raise ValidationError({"allowed_origins": "Name at least one site that embeds the widget."})
+    if inbox_id is None and not user_has(by, Perm.INBOXES_MANAGE):
+        raise ValidationError(
+            {"inbox": "Pick an existing inbox: only owners and admins create inboxes."}
+        )
     try:
         with transaction.atomic():
-            inbox = Inbox.objects.select_for_update().filter(pk=inbox_id).first()
+            if Channel.objects.filter(name__iexact=name).exists():
+                raise ValidationError({"name": "A channel with this name exists."})
+            if inbox_id is None:
+                inbox = inbox_create(by=by, name=name)
+            else:
+                inbox = Inbox.objects.select_for_update().filter(pk=inbox_id).first()
             if inbox is None:
                 raise ValidationError({"inbox": "No such inbox."})
             if inbox.channel_id is not None:
                 raise ValidationError({"inbox": "This inbox already has a channel."})
-            if Channel.objects.filter(name__iexact=name).exists():
-                raise ValidationError({"name": "A channel with this name exists."})
             channel = Channel.objects.create(
                 name=name,
                 kind=KIND,
@@ -326,8 +337,6 @@ def webchat_demo_ensure(*, by, origin: str, members=()) -> Channel:
     """The demo's web chat (development seed): an inbox "Website chat" with ``members``,
     bound to a web chat channel that allows ``origin`` (the tenant's own host, where
     the demo page lives). Idempotent; the allowed origin follows the current port."""
-    from conversations.access import inbox_create, inbox_member_add  # noqa: PLC0415 - seed only
-
     origin = origin_clean(origin)
     channel = Channel.objects.filter(kind=KIND, inbox__name=DEMO_INBOX).first()
     if channel is None:

@@ -12,4 +12,5 @@ urlpatterns = [
     path("webchat/<str:public_id>/messages/", views.messages, name="messages"),
     path("webchat/<str:public_id>/read/", views.read, name="read"),
     path("demo/chat/", views.demo, name="demo"),
+    path("connectors/channels/webchat/", views.channel_create, name="create"),
 ]

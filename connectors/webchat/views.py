@@ -19,19 +19,25 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
+from django.contrib import messages as django_messages
 from django.core.exceptions import ValidationError
 from django.db import close_old_connections
 from django.http import Http404, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
+from accounts.permissions import permission_required, step_up_required
+from accounts.policy import Perm
 from accounts.throttles import Limit, hit_many
 from audit.context import client_ip
+from connectors import channel_views
 from connectors.models import Channel
 from connectors.webchat import services
 from parley import validation
+from parley.forms import add_validation_error
 
 MAX_BODY = 16 * 1024  # a JSON body: a message of MAX_TEXT characters fits with room
 POLL_STEP = 1.0  # seconds between looks while a poll waits
@@ -327,3 +333,30 @@ def demo(request):
     if channel is None:
         raise Http404("No web chat channel: run `python manage.py parley_demo`.")
     return render(request, "webchat/demo.html", {"channel": channel})
+
+
+# --- management (the channels page) -------------------------------------------------------------
+
+
+@permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
+@require_POST
+@never_cache
+def channel_create(request):
+    form = channel_views.webchat_form(request, request.POST)
+    if form.is_valid():
+        try:
+            channel = services.webchat_channel_create(
+                by=request.user,
+                name=form.cleaned_data["name"],
+                allowed_origins=form.cleaned_data["allowed_origins"],
+                inbox_id=form.cleaned_data["inbox"],
+            )
+        except ValidationError as exc:
+            add_validation_error(form, exc)
+        else:
+            django_messages.success(
+                request, f"Web chat {channel.name} created: add its script tag to your site."
+            )
+            return redirect("connectors:channels")
+    return channel_views._page(request, webchat=form, status=400)

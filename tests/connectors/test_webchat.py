@@ -370,3 +370,56 @@ def test_the_channels_page_lists_a_webchat_channel_and_refuses_to_rotate_it(acme
     assert ORIGIN in page.content.decode()
     refused = client.post(f"/connectors/channels/{channel.pk}/rotate/")
     assert refused.status_code == 302
+
+
+def test_an_integrator_creates_a_webchat_on_the_channels_page(acme):
+    with tenant_context(acme):
+        inbox = access.inbox_create(
+            by=_user("admin@acme.test"), name=f"Site {uuid.uuid4().hex[:6]}"
+        )
+    connection.set_schema_to_public()
+    client = support.signed_in(acme, "integrator@acme.test")
+    name = f"Shop chat {uuid.uuid4().hex[:6]}"
+    bad = client.post(
+        "/connectors/channels/webchat/",
+        {
+            "webchat-name": name,
+            "webchat-allowed_origins": "https://shop.example/path",
+            "webchat-inbox": inbox.pk,
+        },
+    )
+    assert bad.status_code == 400
+    assert "not an origin" in bad.content.decode()
+    # An integrator may not create inboxes: an inbox must be picked.
+    assert (
+        client.post(
+            "/connectors/channels/webchat/",
+            {"webchat-name": name, "webchat-allowed_origins": ORIGIN},
+        ).status_code
+        == 400
+    )
+    ok = client.post(
+        "/connectors/channels/webchat/",
+        {
+            "webchat-name": name,
+            "webchat-allowed_origins": f"{ORIGIN}\nhttp://localhost:3000",
+            "webchat-inbox": inbox.pk,
+        },
+    )
+    assert ok.status_code == 302
+    with tenant_context(acme):
+        channel = Channel.objects.get(name=name)
+        assert channel.kind == "webchat" and channel.signing_credential_id is None
+        assert channel.settings["allowed_origins"] == [ORIGIN, "http://localhost:3000"]
+        assert channel.inbox.pk == inbox.pk
+        event = AuditEvent.objects.filter(action="channel.created", target_id=str(channel.pk)).get()
+        assert event.details["kind"] == "webchat"
+    connection.set_schema_to_public()
+    agent = support.signed_in(acme, "agent@acme.test")
+    assert (
+        agent.post(
+            "/connectors/channels/webchat/",
+            {"webchat-name": "x", "webchat-allowed_origins": ORIGIN},
+        ).status_code
+        == 403
+    )
