@@ -21,7 +21,6 @@ import time
 from django.conf import settings
 from django.contrib import messages as django_messages
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -267,7 +266,6 @@ def messages(request, channel: Channel):
         if time.monotonic() >= deadline:
             return JsonResponse({"messages": [], "cursor": after})
         time.sleep(POLL_STEP)
-        close_old_connections()  # a connection dropped meanwhile is replaced, not reused
     found = services.visitor_messages(visitor=visitor, after=after)
     cursor = found[-1]["id"] if found else after
     return JsonResponse({"messages": found, "cursor": cursor})

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -19,6 +22,7 @@ from django_tenants.utils import tenant_context
 from audit.models import AuditEvent
 from connectors import channels
 from connectors.adapters import registry
+from connectors.adapters.base import OutboundMessage, PayloadInvalid
 from connectors.models import Channel
 from connectors.webchat import services
 from conversations import access
@@ -239,6 +243,62 @@ def test_the_webchat_adapter_is_registered_and_sends_nothing():
     adapter = registry.get("webchat")
     assert adapter.PULL is True
     assert adapter.verify({}, b"{}", {}) is False
+    with pytest.raises(PayloadInvalid) as caught:
+        adapter.parse(b'{"any": "thing"}')
+    assert caught.value.code == "webhook_unsupported"
+
+    def no_http(*args, **kwargs):
+        raise AssertionError("web chat never sends over HTTP")
+
+    result = adapter.send(OutboundMessage(recipient_id="web:x", text="hi"), {}, {}, no_http)
+    assert result.external_id == ""
+
+
+def test_the_webchat_adapter_is_a_leaf_like_every_adapter():
+    # Pure: importing it loads no model, no service, no tenant code.
+    code = (
+        "import sys, connectors.webchat.adapter; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('conversations', 'accounts', 'tenants', 'audit', 'bots') "
+        "or m.startswith(('connectors.models', 'connectors.channels', 'connectors.webchat.services', "
+        "'django.db.models'))); print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_poll_waits_for_news_and_answers_in_bounded_queries(acme, django_assert_max_num_queries):
+    channel = _channel(acme)
+    visitor = Visitor("acme", channel)
+    visitor.start()
+    first = visitor.send("hello").json()["message"]
+    started = time.monotonic()
+    with override_settings(PARLEY_WEBCHAT_POLL_SECONDS=2):
+        empty = visitor.client.get(
+            visitor.base + "messages/",
+            {"after": first["id"], "wait": "30"},  # clamped to the setting
+            REMOTE_ADDR=visitor.ip,
+            HTTP_AUTHORIZATION=f"Bearer {visitor.token}",
+        )
+    waited = time.monotonic() - started
+    assert empty.json() == {"messages": [], "cursor": first["id"]}
+    assert 1.5 <= waited < 6
+    with tenant_context(acme):
+        conversation = Conversation.objects.get(inbox__channel=channel)
+        for n in range(5):
+            reply_send(by=_user("admin@acme.test"), conversation_id=conversation.pk, body=f"r{n}")
+    connection.set_schema_to_public()
+    with django_assert_max_num_queries(40):
+        answer = visitor.poll(after=first["id"]).json()
+    assert [m["text"] for m in answer["messages"]] == [f"r{n}" for n in range(5)]
+    with django_assert_max_num_queries(12):
+        assert visitor.poll(after=answer["cursor"]).json()["messages"] == []
 
 
 # --- origins ------------------------------------------------------------------------------
