@@ -370,6 +370,17 @@ def test_it_throttles_per_visitor_and_per_ip_with_retry_after(acme):
         assert Visitor("acme", channel, ip).start().status_code == 201
         refused = Visitor("acme", channel, ip).start()
         assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    with override_settings(PARLEY_RATE_WEBCHAT_MESSAGE_PER_IP="2/min"):
+        ip = _ip()
+        for n in range(2):
+            each = Visitor("acme", channel, ip)
+            each.start()
+            assert each.send(f"ip {n}").status_code == 201
+        third = Visitor("acme", channel, ip)
+        third.start()
+        refused = third.send("ip 3")
+        assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+        assert Visitor("acme", channel).start().status_code == 201  # another address is fine
     with override_settings(PARLEY_RATE_WEBCHAT_PER_CHANNEL="1/min"):
         busy = _channel(acme)
         assert Visitor("acme", busy).start().status_code == 201
@@ -416,6 +427,9 @@ def test_html_is_stored_and_returned_as_inert_text(acme):
         visitor.poll().json()["messages"][0]["text"] == hostile
     )  # JSON text; the widget uses textContent
     assert visitor.send(content_type="text/plain").json()["code"] == "unsupported_media_type"
+    wrong = visitor.client.put(visitor.base + "messages/", REMOTE_ADDR=visitor.ip)
+    assert wrong.status_code == 405 and wrong.json()["code"] == "method_not_allowed"
+    assert wrong["Allow"] == "GET, POST"
     assert visitor.poll(after="²").json()["code"] == "invalid"
     assert visitor.poll(after="-1").json()["code"] == "invalid"
     assert visitor.poll(after=str(2**70)).json()["code"] == "invalid"
