@@ -43,7 +43,9 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 
 class InviteForm(forms.Form):
     email = forms.EmailField(max_length=254)
-    role = forms.ChoiceField(choices=Role.choices)
+    name = forms.CharField(max_length=150, required=False)
+    # The least-privileged role unless the inviter picks another.
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.AGENT)
 
 
 class GrantRequestForm(forms.Form):

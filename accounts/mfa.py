@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django_otp import devices_for_user, user_has_device
 
+from accounts import lockout
 from accounts.models import (
     BackupCode,
     BackupCodeDevice,
@@ -31,6 +32,9 @@ from accounts.models import (
     backup_code_new,
 )
 from accounts.policy import Role
+from audit.context import client_ip
+from audit.models import Outcome
+from audit.services import record
 
 ALWAYS_MFA_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 SESSION_OTP_AT = "parley_otp_at"
@@ -95,20 +99,69 @@ def verify_is_throttled(user) -> bool:
 
 
 def note_verified(request) -> None:
-    """Record that the session's user just proved an OTP (for step-up)."""
+    """Record that the session's user just proved an OTP (for step-up), under a new
+    session key: the id the session had before (seen while only the password was
+    proven, or by whoever could read it then) must not carry the new standing."""
     request.session[SESSION_OTP_AT] = int(time.time())
+    request.session.cycle_key()
+
+
+class CodesLocked(Exception):
+    """Too many wrong codes for this account or address: no code is checked now."""
+
+
+def _header_code_verified(request) -> bool:
+    """A code in ``X-Parley-OTP``: checked under the same lock as the code pages,
+    a wrong one counted towards it and audited (``auth.mfa.failed``)."""
+    code = request.META.get(OTP_HEADER)
+    if not code:
+        return False
+    user = request.user
+    username, ip = user.get_username(), client_ip(request)
+    if lockout.locked(username=username, ip=ip):
+        record(
+            "auth.mfa.failed",
+            outcome=Outcome.DENIED,
+            target_type="user",
+            target_id=user.pk,
+            details={"step": "step-up", "via": "X-Parley-OTP", "reason": "locked"},
+            request=request,
+        )
+        raise CodesLocked
+    if verify(user, code) is not None:
+        record(
+            "auth.mfa.step_up",
+            target_type="user",
+            target_id=user.pk,
+            details={"via": "X-Parley-OTP"},
+            request=request,
+        )
+        return True
+    lockout.register_failure(username=username, ip=ip)
+    record(
+        "auth.mfa.failed",
+        outcome=Outcome.DENIED,
+        target_type="user",
+        target_id=user.pk,
+        details={"step": "step-up", "via": "X-Parley-OTP"},
+        request=request,
+    )
+    return False
 
 
 def step_up_fresh(request) -> bool:
-    """True when the request's user verified an OTP within the step-up window."""
+    """True when the request's user verified an OTP within the step-up window.
+
+    Raises :class:`CodesLocked` when the request brings a code in
+    ``X-Parley-OTP`` while the account or address is locked.
+    """
     window = settings.PARLEY_STEP_UP_SECONDS
     auth = getattr(request, "auth", None)
     if auth is not None and hasattr(auth, "get"):
         mfa_at = auth.get("mfa_at")
         if mfa_at and time.time() - int(mfa_at) <= window:
             return True
-        code = request.META.get(OTP_HEADER)
-        return bool(code) and verify(request.user, code) is not None
+        return _header_code_verified(request)
     session = getattr(request, "session", None)
     if session is None:
         return False

@@ -18,6 +18,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -25,7 +26,7 @@ from django_otp import login as otp_login
 
 from accounts import lockout, mfa
 from accounts.models import BackupCodeDevice, TOTPDevice
-from accounts.permissions import step_up_required
+from accounts.permissions import step_up_pending_pop, step_up_required
 from audit.context import client_ip
 from audit.models import Outcome
 from audit.services import record
@@ -116,7 +117,7 @@ def enrol(request):
                 record("auth.mfa.enrolled", target_type="user", target_id=user.pk, request=request)
         if ok:
             otp_login(request, device)
-            mfa.note_verified(request)
+            mfa.note_verified(request)  # and a new session key
             lockout.clear(username=user.get_username())
             request.session[BACKUP_CODES_SESSION] = codes
             return redirect(f"/mfa/enrol/?next={_next(request)}")
@@ -157,9 +158,9 @@ def _code_page(request, *, step_up: bool, on_success):
             return _end_locked(request)
         device = mfa.verify(user, form.cleaned_data["code"])
         if device is not None:
-            mfa.note_verified(request)
-            on_success(device)
-            return redirect(_next(request))
+            mfa.note_verified(request)  # and a new session key
+            response = on_success(device)
+            return response if isinstance(response, HttpResponse) else redirect(_next(request))
         _refuse(request, user, "step-up" if step_up else "sign-in")
         if _locked_out(request, user):
             return _end_locked(request)
@@ -208,12 +209,63 @@ def step_up(request):
     if not mfa.has_device(user):
         messages.info(request, "Set up two-factor authentication first: this action needs it.")
         return redirect(f"/mfa/enrol/?next={_next(request)}")
-    return _code_page(
+
+    def stepped_up(device):
+        record("auth.mfa.step_up", target_type="user", target_id=user.pk, request=request)
+        return _resume(request)
+
+    return _code_page(request, step_up=True, on_success=stepped_up)
+
+
+# What the "finish" button says, per view that asks for step-up.
+_RESUME_LABELS = {
+    "accounts:user_invite": "Send the invitation",
+    "accounts:user_role": "Save the new role",
+    "accounts:user_active": "Change the user's status",
+    "accounts:user_mfa_reset": "Reset the user's two-factor devices",
+    "accounts:mfa_policy": "Save the MFA policy",
+    "accounts:access_decide": "Send your answer",
+    "audit:export": "Export the audit trail",
+    "connectors:channels": "Create the channel",
+    "connectors:channel_rotate": "Rotate the signing secret",
+    "connectors:channel_enabled": "Pause or resume the channel",
+    "connectors:credential_test": "Test the credential",
+    "connectors:credential_delete": "Delete the credential",
+    "keyring:rotate": "Rotate the encryption keys",
+    "break_glass:approve": "Approve the break-glass request",
+    "break_glass:deny": "Deny the break-glass request",
+    "console:tenant_suspend": "Suspend the tenant",
+    "console:tenant_offboard": "Offboard the tenant",
+    "mfa:backup_codes": "Make new backup codes",
+    "mfa:reset": "Remove your two-factor devices",
+}
+
+
+def _resume(request):
+    """After a step-up code: the form that asked for it, filled, one click from done.
+
+    Nothing secret was kept (see ``accounts.permissions._stash``): a form that
+    carried one comes back to its page, to be typed again.
+    """
+    pending = step_up_pending_pop(
+        request, request.GET.get("resume", ""), max_age=settings.PARLEY_STEP_UP_SECONDS
+    )
+    if pending is None:
+        return None
+    if pending["dropped"]:
+        messages.info(
+            request,
+            "Code confirmed. The secret you typed was not kept: enter it again to finish.",
+        )
+        return None
+    return render(
         request,
-        step_up=True,
-        on_success=lambda device: record(
-            "auth.mfa.step_up", target_type="user", target_id=user.pk, request=request
-        ),
+        "mfa/step_up_resume.html",
+        {
+            "pending": pending,
+            "label": _RESUME_LABELS.get(pending["view"], "Finish what you started"),
+            "next": _next(request),
+        },
     )
 
 

@@ -7,9 +7,12 @@ generated role-matrix test can check every URL against the table.
 
 from __future__ import annotations
 
+import secrets
+import time
 from functools import wraps
 from urllib.parse import quote, urlsplit
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, JsonResponse
@@ -87,10 +90,61 @@ def detour(request, target: str, *, code: str, detail: str, status: int):
     return redirect(target)
 
 
+# The form that met the step-up detour, kept in the session (one at a time, for
+# the step-up window) so the action can be finished right after the code.
+STEP_UP_PENDING = "parley_step_up_pending"
+# Never kept: the CSRF token (a fresh one is issued) and anything secret-like,
+# which the person types again (the session must not hold it in clear).
+_SECRET_WORDS = ("secret", "password", "token", "otp", "passphrase", "private", "key")
+
+
+def _stash(request) -> str | None:
+    """Keep a plain (non-htmx, no upload) POST's fields; return its one-time id."""
+    if request.method != "POST" or request.headers.get("HX-Request") or request.FILES:
+        return None
+    fields: list[list[str]] = []
+    dropped = False
+    for name, values in request.POST.lists():
+        if name == "csrfmiddlewaretoken":
+            continue
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            dropped = True
+            continue
+        fields += [[name, value] for value in values]
+    one_time = secrets.token_urlsafe(16)
+    match = getattr(request, "resolver_match", None)
+    request.session[STEP_UP_PENDING] = {
+        "id": one_time,
+        "path": request.path,
+        "view": match.view_name if match else "",
+        "fields": fields,
+        "dropped": dropped,
+        "at": time.time(),
+    }
+    return one_time
+
+
+def step_up_pending_pop(request, one_time: str, *, max_age: float) -> dict | None:
+    """The stashed form with this id, once; None when absent, stale or another id."""
+    pending = request.session.get(STEP_UP_PENDING)
+    if (
+        not pending
+        or not one_time
+        or not secrets.compare_digest(str(pending.get("id", "")), str(one_time))
+    ):
+        return None
+    del request.session[STEP_UP_PENDING]
+    if time.time() - float(pending.get("at", 0)) > max_age:
+        return None
+    return pending
+
+
 def step_up_response(request):
+    resume = "" if request.path.startswith("/api/") else _stash(request)
     return detour(
         request,
-        f"{reverse('mfa:step_up')}?next={quote(_return_path(request))}",
+        f"{reverse('mfa:step_up')}?next={quote(_return_path(request))}"
+        + (f"&resume={resume}" if resume else ""),
         code="step_up_required",
         detail="This action needs a one-time code verified in the last 5 minutes.",
         status=403,
@@ -128,12 +182,27 @@ class StepUpRequired(APIException):
     )
 
 
+class CodesLocked(APIException):
+    status_code = 429
+    default_code = "locked"
+    default_detail = (
+        "Too many wrong one-time codes for this account or network; try again later, "
+        "or ask an administrator to lift the lock."
+    )
+
+
 class StepUpFresh(BasePermission):
     """DRF permission for unsafe methods: step-up (GET and HEAD pass)."""
 
     def has_permission(self, request, view) -> bool:
         if request.method in _SAFE_METHODS:
             return True
-        if not mfa.step_up_fresh(request):
+        try:
+            fresh = mfa.step_up_fresh(request)
+        except mfa.CodesLocked:
+            locked = CodesLocked()
+            locked.wait = settings.PARLEY_LOGIN_LOCK_SECONDS  # Retry-After
+            raise locked from None
+        if not fresh:
             raise StepUpRequired
         return True

@@ -40,6 +40,14 @@ def current(user_id) -> int:
     return int(value)
 
 
+def current_for_issue(user_id) -> int:
+    """The epoch to write into a new session or token, and keep it in Redis for
+    ``_TTL`` more: a lost epoch key would read 0 and end what carries the old one."""
+    value = current(user_id)
+    cache.touch(_key(user_id), _TTL)
+    return value
+
+
 def bump(user_id) -> int:
     """Invalidate everything issued to this user so far; returns the new epoch."""
     epoch = time.time_ns()
@@ -52,7 +60,7 @@ STARTED, LAST_SEEN = "parley_session_started", "parley_session_seen"
 
 def remember(request, user) -> None:
     now = int(time.time())
-    request.session[SESSION_KEY] = current(user.pk)
+    request.session[SESSION_KEY] = current_for_issue(user.pk)
     request.session[STARTED] = request.session[LAST_SEEN] = now
 
 

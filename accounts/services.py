@@ -4,18 +4,24 @@ Every function takes the acting user (``by``); the caller has already checked
 sign-in, the policy table and step-up where the view needs them, and these
 functions check the rules that depend on the people involved:
 
-* nobody grants a role ranked above their own, or changes someone ranked above them;
+* nobody grants a role ranked above their own, or changes someone ranked above them,
+  where "their own" is the standing role: a just-in-time grant lets its holder
+  use the access, never pass it on or turn it into standing access;
+* nobody changes their own role;
 * the last active owner can be neither demoted nor deactivated;
 * just-in-time grants are approved by someone who could grant that access
   outright, last at most ``PARLEY_JIT_MAX_HOURS`` and end by themselves.
 
 Audit events for user fields (role, active, password) are written by the
-model signals in ``audit``; the grant events here.
+model signals in ``audit``; the grant events here; a refusal by these rules
+is recorded as ``access.denied`` (with the rule and what was asked) before
+``PermissionDenied`` is raised.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NoReturn
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,6 +34,8 @@ from django.utils import timezone
 from accounts import revocation
 from accounts.models import AccessGrant, SecurityPolicy
 from accounts.policy import Perm, Role, effective_roles, rank, user_has
+from audit.context import current_request
+from audit.models import Outcome
 from audit.services import record
 
 User = get_user_model()
@@ -37,12 +45,53 @@ def _forget_roles(user) -> None:
     user.__dict__.pop("_parley_roles", None)
 
 
+def _deny(by, *, rule: str, message: str, target=None, role: str = "") -> NoReturn:
+    """Record the refusal (its own transaction: nothing else happens), then refuse."""
+    request = current_request()
+    details = {
+        "rule": rule,
+        "standing_role": by.role,
+        "elevated_roles": sorted(effective_roles(by) - {by.role}),
+    }
+    if target is not None:
+        details["user"] = target.get_username()
+    if role:
+        details["role"] = role
+    if request is not None:
+        details.update(method=request.method, path=request.path[:300])
+    with transaction.atomic():
+        record(
+            "access.denied",
+            outcome=Outcome.DENIED,
+            target_type="user" if target is not None else "",
+            target_id=target.pk if target is not None else "",
+            details=details,
+        )
+    if request is not None:
+        request._audit_denial_recorded = True  # the middleware adds no second, vaguer one
+    raise PermissionDenied(message)
+
+
 def _check_rank(by, *, role: str | None = None, target=None) -> None:
-    by_rank = max(rank(r) for r in effective_roles(by))
+    # The standing role only: rank from a just-in-time grant would let its
+    # holder hand the grant's role out (to themselves, or an accomplice) for good.
+    by_rank = rank(by.role)
     if role is not None and rank(role) > by_rank:
-        raise PermissionDenied("You cannot grant a role above your own.")
+        _deny(
+            by,
+            rule="role_above_own",
+            message="You cannot grant a role above your own.",
+            target=target,
+            role=role,
+        )
     if target is not None and rank(target.role) > by_rank:
-        raise PermissionDenied("You cannot change a user whose role is above your own.")
+        _deny(
+            by,
+            rule="user_above_own",
+            message="You cannot change a user whose role is above your own.",
+            target=target,
+            role=role or "",
+        )
 
 
 def _other_active_owners(user) -> bool:
@@ -57,10 +106,8 @@ def _lock_owners() -> None:
 # --- users -------------------------------------------------------------------------------------
 
 
-def user_invite(*, by, email: str, role: str, request=None):
+def user_invite(*, by, email: str, role: str, name: str = "", request=None):
     """Create a user who sets their password through a one-time link sent by e-mail."""
-    from tenants.services import invite_url_for
-
     if not user_has(by, Perm.USERS_MANAGE):
         raise PermissionDenied
     email = (email or "").strip().lower()
@@ -72,13 +119,22 @@ def user_invite(*, by, email: str, role: str, request=None):
         or User.objects.filter(username__iexact=email).exists()
     ):
         raise ValidationError({"email": "A user with this e-mail already exists."})
+    first, _, last = " ".join((name or "").split()).partition(" ")
     with transaction.atomic():
-        user = User(username=email, email=email, role=role)
+        user = User(username=email, email=email, role=role, first_name=first, last_name=last)
         user.full_clean(exclude=["password"])
         user.set_unusable_password()
         user.save()
+    _send_invitation(user)
+    return user
+
+
+def _send_invitation(user) -> None:
+    from tenants.services import invite_url_for
+
     tenant = connection.tenant
     link = invite_url_for(tenant, user)
+    email = user.email
     transaction.on_commit(
         lambda: send_mail(
             f"You are invited to {tenant.name} on Parley",
@@ -88,7 +144,44 @@ def user_invite(*, by, email: str, role: str, request=None):
             [email],
         )
     )
+
+
+def invitation_pending(user) -> bool:
+    """Invited, and the link not used yet: no password chosen, never signed in."""
+    return user.is_active and user.last_login is None and not user.has_usable_password()
+
+
+def _pending_for_update(by, user):
+    if not user_has(by, Perm.USERS_MANAGE):
+        raise PermissionDenied
+    _check_rank(by, target=user)
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if not invitation_pending(user):
+        raise ValidationError(f"{user.email} has already accepted the invitation.")
     return user
+
+
+def user_invite_resend(*, by, user, request=None):
+    """A new one-time link for a pending invitation (the old link stays valid until it expires)."""
+    with transaction.atomic():
+        user = _pending_for_update(by, user)
+        record("user.invite_resent", target_type="user", target_id=user.pk, request=request)
+        _send_invitation(user)
+    return user
+
+
+def user_invite_cancel(*, by, user, request=None) -> None:
+    """Withdraw a pending invitation: the user is removed before ever signing in."""
+    with transaction.atomic():
+        user = _pending_for_update(by, user)
+        record(
+            "user.invite_cancelled",
+            target_type="user",
+            target_id=user.pk,
+            details={"username": user.username, "role": user.role},
+            request=request,
+        )
+        user.delete()
 
 
 def user_set_role(*, by, user, role: str):
@@ -96,6 +189,12 @@ def user_set_role(*, by, user, role: str):
         raise PermissionDenied
     if role not in Role.values:
         raise ValidationError({"role": "Unknown role."})
+    if user.pk == by.pk:
+        # Not even down: someone else (who may) changes it, so no elevation can
+        # ever be written into one's own standing role.
+        _deny(
+            by, rule="own_role", message="You cannot change your own role.", target=user, role=role
+        )
     _check_rank(by, role=role, target=user)
     with transaction.atomic():
         _lock_owners()

@@ -1,10 +1,13 @@
 """API tokens: tenant-bound JWTs, rotating refresh tokens in families, revocation.
 
 * **Bound to the tenant.** Every token is signed (HS256, nothing else is
-  accepted) with a key of its tenant, ``HMAC-SHA256(SECRET_KEY, "parley-jwt|" +
-  schema)``, and names it in ``aud`` (``parley:<schema>``). A token of tenant A
-  fails the signature *and* the audience check at tenant B. There is no
-  platform-wide token: in the public schema nothing verifies.
+  accepted) with its tenant's token-signing key from the keyring
+  (:mod:`parley.keyring.signing`: random, wrapped by the KEK, versioned,
+  rotatable), names that key's version in its ``kid`` header and names the
+  tenant in ``aud`` (``parley:<schema>``). Nothing is derived from
+  ``SECRET_KEY``. A token of tenant A fails the signature *and* the audience
+  check at tenant B. There is no platform-wide token: in the public schema
+  nothing verifies.
 * **Families.** Each sign-in (``POST /api/v1/auth/token/``) opens a
   :class:`~accounts.models.TokenFamily` whose ``expires_at`` is the absolute
   end of that sign-in (``REFRESH_TOKEN_LIFETIME``, 12 h). Every refresh token
@@ -18,23 +21,31 @@
   the next request) and the event is audited. Two refreshes racing with one
   token: the lock orders them, the second is reuse.
 * **Epoch.** Tokens carry the user's revocation epoch (``epc``, see
-  :mod:`accounts.revocation`). A request whose token is behind the current
-  epoch is refused: deactivation, a role change, a password change or an
-  automated revocation work on the very next request. The epoch and the
-  family's revoked flag are read in one Redis round trip.
+  :mod:`accounts.revocation`). A request whose token does not carry exactly
+  the current epoch is refused: deactivation, a role change, a password change
+  or an automated revocation work on the very next request (and an epoch
+  ahead of the current one, which only a forger can make, never outlives the
+  next one either).
+* **Family.** Each request also checks that the token's family exists, belongs
+  to the token's user, is not revoked and has not ended. The epoch, the
+  family's revoked flag and a "family is live" marker are read in one Redis
+  round trip; the database is asked only when the marker is missing.
 * **MFA.** ``mfa_at`` (unix seconds) is set when the sign-in verified a
   one-time code and copied unchanged on refresh, so step-up
-  (:func:`accounts.mfa.step_up_fresh`) sees when the code was really given.
+  (:func:`accounts.mfa.step_up_fresh`) sees when the code was really given. A
+  token whose ``mfa_at`` is later than its ``iat`` is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
+import binascii
+import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 import jwt
@@ -42,7 +53,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 from rest_framework_simplejwt import settings as simplejwt_settings
@@ -63,6 +74,7 @@ from accounts.throttles import delete_raw, get_raw, set_raw
 from audit.context import Actor, actor_for_user, client_ip
 from audit.models import Outcome
 from audit.services import record
+from parley.keyring import signing
 
 ALGORITHM = "HS256"
 ISSUER = "parley"
@@ -88,31 +100,35 @@ _REVOKED = "The token was revoked; sign in again."
 # --- keys and tokens -------------------------------------------------------------------------------
 
 
-def signing_key(schema: str) -> bytes:
-    return hmac.new(
-        settings.SECRET_KEY.encode(), b"parley-jwt|" + schema.encode(), hashlib.sha256
-    ).digest()
-
-
 def audience(schema: str) -> str:
     return f"parley:{schema}"
 
 
 class TenantTokenBackend(TokenBackend):
-    """simplejwt's backend with one key and audience per tenant and a strict decode."""
+    """simplejwt's backend with the tenant's keyring keys and audience and a strict decode."""
 
     def __init__(self, schema: str) -> None:
-        super().__init__(
-            ALGORITHM, signing_key(schema), audience=audience(schema), issuer=ISSUER, leeway=0
-        )
+        # No key here: each encode and decode asks the keyring (cached in memory).
+        super().__init__(ALGORITHM, None, audience=audience(schema), issuer=ISSUER, leeway=0)
+        self.schema = schema
+
+    def encode(self, payload: dict) -> str:
+        kid, key = signing.signing_key(self.schema)
+        claims = {**payload, "aud": self.audience, "iss": self.issuer}
+        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
 
     def decode(self, token, verify: bool = True) -> dict:
         if not verify:
             raise TokenBackendError("Tokens are always verified.")
         try:
+            # The header is read unverified only to pick the key; the signature
+            # made with that key then covers it.
+            key = signing.verification_key(self.schema, _kid_of(token))
+            if key is None:
+                raise TokenBackendError(INVALID_DETAIL)
             return jwt.decode(
                 token,
-                self.prepared_signing_key,
+                key,
                 algorithms=[ALGORITHM],  # the header's alg is checked against this list
                 audience=self.audience,
                 issuer=self.issuer,
@@ -124,7 +140,30 @@ class TenantTokenBackend(TokenBackend):
             raise TokenBackendError(INVALID_DETAIL) from exc
 
 
-_backends: dict[tuple[str, str], TenantTokenBackend] = {}
+_B64URL = re.compile(r"[A-Za-z0-9_-]{1,512}")
+
+
+def _kid_of(raw) -> object:
+    """The ``kid`` of a token's header, unverified (it only picks the key), or None.
+
+    Read here rather than with ``jwt.get_unverified_header``, which decodes and
+    checks the whole token and would double the cost of every verification.
+    """
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", errors="replace")
+    if not isinstance(raw, str):
+        return None
+    head, dot, _ = raw.partition(".")
+    if not dot or not _B64URL.fullmatch(head):
+        return None
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        return None
+    return header.get("kid") if isinstance(header, dict) else None
+
+
+_backends: dict[str, TenantTokenBackend] = {}
 
 
 def backend() -> TenantTokenBackend:
@@ -132,10 +171,9 @@ def backend() -> TenantTokenBackend:
     schema = connection.schema_name
     if not schema or schema == get_public_schema_name():
         raise TokenError("API tokens exist only in a tenant.")
-    cache_key = (schema, settings.SECRET_KEY)
-    found = _backends.get(cache_key)
+    found = _backends.get(schema)
     if found is None:
-        found = _backends[cache_key] = TenantTokenBackend(schema)
+        found = _backends[schema] = TenantTokenBackend(schema)
     return found
 
 
@@ -155,13 +193,22 @@ class TenantRefreshToken(_TenantToken):
     lifetime = timedelta(hours=12)  # replaced at issue by the family's absolute end
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _decode(cls: type[_TenantToken], raw: str) -> _TenantToken:
     try:
         token = cls(raw)
         # Signed by us, but be strict about shapes before anything reads them.
         int(token["user_id"])
-        int(token[EPOCH_CLAIM])
+        if not _is_int(token[EPOCH_CLAIM]) or not _is_int(token["iat"]):
+            raise TypeError
         if not isinstance(token[FAMILY_CLAIM], str):
+            raise TypeError
+        mfa_at = token.get(MFA_CLAIM)
+        # A code cannot have been verified after the token was issued.
+        if mfa_at is not None and (not _is_int(mfa_at) or not 0 < mfa_at <= token["iat"]):
             raise TypeError
     except ExpiredTokenError:
         raise TokenRefused("token_expired", _EXPIRED) from None
@@ -215,6 +262,32 @@ def family_revoked_key(family_id: str) -> str:
     return f"jwt-family-revoked:{family_id}"
 
 
+def family_live_key(family_id: str) -> str:
+    """Set while the family is live, to its user's id: spares a query per request."""
+    return f"jwt-family-live:{family_id}"
+
+
+def _family_mark_live(family: TokenFamily) -> None:
+    ttl = int((family.expires_at - timezone.now()).total_seconds())
+    if ttl > 0:
+        set_raw(family_live_key(family.id), str(family.user_id).encode(), ttl)
+
+
+def _family_check(family_id: str, user_id: int) -> None:
+    """The database's word when Redis has no marker: the family exists, is the
+    user's, is not revoked and has not ended (a well-signed token is not enough)."""
+    family = (
+        TokenFamily.objects.filter(pk=family_id, user_id=user_id)
+        .only("id", "user_id", "expires_at", "revoked_at")
+        .first()
+    )
+    if family is None:
+        raise TokenRefused("token_invalid", INVALID_DETAIL)
+    if family.revoked_at is not None or family.expires_at <= timezone.now():
+        raise TokenRefused("token_revoked", _REVOKED)
+    _family_mark_live(family)
+
+
 def _family_revoke(family: TokenFamily, *, reason: str) -> None:
     """Revoke in the caller's transaction; refuse the family's access tokens once it commits."""
     family.revoked_at = timezone.now()
@@ -223,7 +296,12 @@ def _family_revoke(family: TokenFamily, *, reason: str) -> None:
     key = family_revoked_key(family.id)
     # Its access tokens never outlive the family, so the key need not either.
     ttl = max(60, int((family.expires_at - family.revoked_at).total_seconds()) + 60)
-    transaction.on_commit(lambda: cache.set(key, 1, ttl))
+
+    def refuse_from_now() -> None:
+        cache.set(key, 1, ttl)
+        delete_raw(family_live_key(family.id))
+
+    transaction.on_commit(refuse_from_now)
 
 
 # --- sign-in, refresh, sign-out -----------------------------------------------------------------------
@@ -303,7 +381,7 @@ def token_obtain(*, request, username: str, password: str, otp: str | None) -> T
             status=403,
         )
     lockout.clear(username=username)
-    epoch = revocation.current(user.pk)
+    epoch = revocation.current_for_issue(user.pk)
     now = timezone.now()
     with transaction.atomic():
         family = TokenFamily.objects.create(
@@ -320,6 +398,7 @@ def token_obtain(*, request, username: str, password: str, otp: str | None) -> T
             details={"family": family.id, "mfa": mfa_at is not None},
             request=request,
         )
+        transaction.on_commit(lambda: _family_mark_live(family))
     return _pair(user_id=user.pk, family=family, epoch=epoch, mfa_at=mfa_at)
 
 
@@ -327,9 +406,11 @@ def token_refresh(*, request, raw: str) -> TokenPair:
     """A new pair for a refresh token used for the first time; reuse revokes the family."""
     refresh = _decode(TenantRefreshToken, raw)
     user_id, family_id, jti = int(refresh["user_id"]), refresh[FAMILY_CLAIM], refresh["jti"]
+    if cache.get(signing.destroyed_key(str(_kid_of(raw)))):
+        raise TokenRefused("token_invalid", INVALID_DETAIL)
     # Read before the transaction (no network call while holding the row lock).
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-    epoch = revocation.current(user_id)
+    epoch = revocation.current_for_issue(user_id)
     reused = False
     with transaction.atomic():
         family = (
@@ -354,7 +435,7 @@ def token_refresh(*, request, raw: str) -> TokenPair:
                 request=request,
             )
         else:
-            if user is None or int(refresh[EPOCH_CLAIM]) < epoch:
+            if user is None or refresh[EPOCH_CLAIM] != epoch:
                 raise TokenRefused("token_revoked", _REVOKED)
             try:
                 with transaction.atomic():  # the unique jti backs up the row lock
@@ -416,17 +497,25 @@ def authenticate_access(raw: str):
     save of the user drops it, and it lives at most ``SNAPSHOT_TTL`` seconds.
     """
     token = _decode(TenantAccessToken, raw)
-    user_id = int(token["user_id"])
-    epoch_raw, revoked, snapshot = get_raw(  # one round trip
+    user_id, family_id = int(token["user_id"]), token[FAMILY_CLAIM]
+    epoch_raw, revoked, live, snapshot, key_destroyed = get_raw(  # one round trip
         [
             revocation.epoch_key(user_id),
-            family_revoked_key(token[FAMILY_CLAIM]),
+            family_revoked_key(family_id),
+            family_live_key(family_id),
             snapshot_key(user_id),
+            signing.destroyed_key(str(_kid_of(raw))),
         ]
     )
+    if key_destroyed:  # destroyed at once, before this process re-read its keys
+        raise TokenRefused("token_invalid", INVALID_DETAIL)
     epoch = int(epoch_raw) if epoch_raw is not None else 0
-    if revoked or int(token[EPOCH_CLAIM]) < epoch:
+    # Exactly the current epoch: one from the future (only a forger makes
+    # those) must not outlive the next revocation either.
+    if revoked or token[EPOCH_CLAIM] != epoch:
         raise TokenRefused("token_revoked", _REVOKED)
+    if live != str(user_id).encode():
+        _family_check(family_id, user_id)
     user = _from_snapshot(snapshot, epoch)
     if user is None:
         user = user_by_id(user_id)
@@ -457,8 +546,6 @@ def _snapshot_fields():
 
 
 def _store_snapshot(user, epoch: int) -> None:
-    import json
-
     values = []
     for field in _snapshot_fields():
         value = getattr(user, field.attname)
@@ -468,11 +555,6 @@ def _store_snapshot(user, epoch: int) -> None:
 
 def _from_snapshot(raw: bytes | None, epoch: int):
     """A user instance (password deferred) from a snapshot taken at ``epoch``, else None."""
-    import json
-    from datetime import datetime
-
-    from django.db import models
-
     if not raw:
         return None
     try:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts import lockout, mfa, services
+from accounts.dashboard import dashboard_for
 from accounts.forms import GrantRequestForm, InviteForm, ThrottledAuthenticationForm
 from accounts.mfa import ALWAYS_MFA_ROLES
 from accounts.models import AccessGrant
@@ -61,7 +62,12 @@ def home(request):
         from connectors.selectors import credentials_due
 
         due = credentials_due().count()
-    return render(request, "accounts/home.html", {"permissions": perms, "credentials_due": due})
+    board = dashboard_for(request.user, tenant=request.tenant)
+    return render(
+        request,
+        "accounts/home.html",
+        {"permissions": perms, "credentials_due": due, "board": board},
+    )
 
 
 @login_required
@@ -91,7 +97,9 @@ def _users_page(request, *, status=200, invite_form=None):
             "users": rows,
             "locked": locked,
             "manage": manage,
-            "grantable_roles": [r for r in Role if rank(r) <= my_rank],
+            # Least privileged first: the invitation form starts with the smallest role.
+            "grantable_roles": sorted((r for r in Role if rank(r) <= my_rank), key=rank),
+            "pending": {u.pk for u in rows if services.invitation_pending(u)},
             "my_rank": my_rank,
             "invite_form": invite_form or InviteForm(),
         },
@@ -146,10 +154,45 @@ def user_role(request, user_id: int):
 
     target = _user_or_404(user_id)
     role = request.POST.get("role", "")
+    was = target.get_role_display()
+    label = Role(role).label if role in Role.values else role
     return _service_call(
         request,
         lambda: services.user_set_role(by=request.user, user=target, role=role),
-        f"{target.email} is now {services.role_label(role)}.",
+        f"{_person(target)} is now {_article(label)} {label} (was {was}).",
+    )
+
+
+def _person(user) -> str:
+    name = user.get_full_name()
+    return f"{name} ({user.email})" if name else user.email
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+@require_POST
+@permission_required(Perm.USERS_MANAGE)
+@step_up_required
+def user_invite_resend(request, invited_id: int):
+    target = _user_or_404(invited_id)
+    return _service_call(
+        request,
+        lambda: services.user_invite_resend(by=request.user, user=target, request=request),
+        f"A new invitation is on its way to {target.email}.",
+    )
+
+
+@require_POST
+@permission_required(Perm.USERS_MANAGE)
+@step_up_required
+def user_invite_cancel(request, invited_id: int):
+    target = _user_or_404(invited_id)
+    return _service_call(
+        request,
+        lambda: services.user_invite_cancel(by=request.user, user=target, request=request),
+        f"The invitation of {target.email} was withdrawn.",
     )
 
 

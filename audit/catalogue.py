@@ -30,6 +30,8 @@ ACTIONS: dict[str, str] = {
     "tenant.phone_region_changed": "A tenant's default phone region changed (its contacts' phones were re-indexed).",
     # users and roles (tenant chain, public chain for operators)
     "user.created": "A user was created.",
+    "user.invite_resent": "A pending invitation was sent again.",
+    "user.invite_cancelled": "A pending invitation was withdrawn (the user never signed in).",
     "user.updated": "A user's profile fields changed.",
     "user.role_changed": "A user's role changed.",
     "user.deactivated": "A user was deactivated.",
@@ -42,6 +44,7 @@ ACTIONS: dict[str, str] = {
     "audit.sink.deleted": "A SIEM sink was removed.",
     # keyring and credentials
     "key.rotated": "A tenant data-encryption key was rotated.",
+    "key.token_signing_rotated": "A tenant's API token-signing key was rotated (new `kid`).",
     "credential.set": "A connector credential was stored.",
     "credential.replaced": "A connector credential's secret was replaced (rotated).",
     "credential.deleted": "A connector credential was deleted.",
@@ -50,6 +53,7 @@ ACTIONS: dict[str, str] = {
     "tenant.offboarded": "A tenant's schema was dropped and its keys destroyed (crypto-shredding).",
     # inboxes
     "inbox.created": "An inbox was created.",
+    "inbox.updated": "An inbox's channel, assignment, hours or auto-reply changed.",
     "inbox.member_added": "A user became a member of an inbox.",
     "inbox.member_removed": "A user stopped being a member of an inbox.",
     # conversations

@@ -13,7 +13,12 @@ class AuditContextMiddleware:
         token = bind_request(request)
         try:
             response = self.get_response(request)
-            if response.status_code == 403 and not getattr(response, "_audit_recorded", False):
+            if (
+                response.status_code == 403
+                and not getattr(response, "_audit_recorded", False)
+                # A service that refused recorded its own, more precise access.denied.
+                and not getattr(request, "_audit_denial_recorded", False)
+            ):
                 from audit.services import record_denied
 
                 record_denied(request)

@@ -19,6 +19,7 @@ from accounts.signals import WATCHED_FIELDS
 from audit.context import Actor, actor_for_user
 from audit.models import Outcome
 from audit.services import record, record_per_source
+from parley import faults
 
 User = get_user_model()
 _TRACKED = tuple(f for f in WATCHED_FIELDS if f != "password")
@@ -102,9 +103,11 @@ def _unhandled_error(sender, request=None, **kwargs):
     is written in a transaction of its own, bounded per address and minute like
     bad tokens (a client that found a failing request can repeat it at will).
     """
-    if request is None:
-        return
     error = sys.exc_info()[1]
+    if request is None or faults.unavailable_service(error) is not None:
+        # An outage is answered 503 (parley.middleware), not a failure of ours, and
+        # the chain it would be written to may be the service that is down.
+        return
     record_per_source(
         "error.unhandled",
         request=request,

@@ -127,6 +127,7 @@ def _components(raw: str, user_id: int, rounds: int) -> dict:
     keys = [
         revocation.epoch_key(user_id),
         tokens.family_revoked_key(family),
+        tokens.family_live_key(family),
         tokens.snapshot_key(user_id),
     ]
     from django.db import connection

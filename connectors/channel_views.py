@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import permission_required, step_up_required
-from accounts.policy import Perm, user_has
+from accounts.policy import POLICY, Perm, user_has
 from connectors import channels
 from connectors.forms import ChannelForm
 from connectors.webchat.forms import WebchatChannelForm
@@ -54,9 +55,17 @@ def _page(request, *, form=None, revealed=None, status=200, webchat=None):
             "webchat_form": webchat or webchat_form(request),
             "revealed": revealed,
             "signature_header": channels.SIGNATURE_HEADER,
+            "inbox_creators": _inbox_creators,
         },
         status=status,
     )
+
+
+def _inbox_creators() -> list[str]:
+    """Who can create an inbox (named when every inbox has a channel: no dead end)."""
+    roles = [role for role, perms in POLICY.items() if Perm.INBOXES_MANAGE in perms]
+    people = get_user_model().objects.filter(is_active=True, role__in=roles).order_by("email")
+    return [u.get_full_name() or u.email for u in people[:5]]
 
 
 @permission_required(Perm.CONNECTORS_MANAGE)

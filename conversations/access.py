@@ -13,6 +13,9 @@ exist (404), so ids of other inboxes reveal nothing. Visibility:
 
 from __future__ import annotations
 
+import re
+from zoneinfo import available_timezones
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import QuerySet
@@ -162,3 +165,94 @@ def inbox_member_remove(*, by, inbox: Inbox, user) -> None:
             target_id=inbox.pk,
             details={"user": user.get_username()},
         )
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # ASCII digits only
+
+
+def parse_business_hours(text_by_day: dict[str, str]) -> dict[str, list[list[str]]]:
+    """``{"mon": "09:00-12:00, 13:00-17:00", ...}`` → the model's JSON.
+
+    An empty day is closed; every day empty means always open (``{}``).
+    """
+    from django.core.exceptions import ValidationError
+
+    hours: dict[str, list[list[str]]] = {}
+    errors = {}
+    for day in DAYS:
+        text = (text_by_day.get(day) or "").strip()
+        if not text:
+            continue
+        ranges = []
+        for part in text.split(","):
+            start, _, end = (p.strip() for p in part.partition("-"))
+            if not (_HHMM.match(start) and _HHMM.match(end)) or start >= end:
+                errors[day] = "Use 24-hour ranges such as 09:00-17:00, separated by commas."
+                break
+            ranges.append([start, end])
+        hours[day] = ranges
+    if errors:
+        raise ValidationError(errors)
+    return hours if any(hours.values()) else {}
+
+
+def inbox_settings_set(
+    *,
+    by,
+    inbox: Inbox,
+    assignment: str,
+    timezone_name: str,
+    business_hours: dict[str, list[list[str]]],
+    auto_reply: str,
+    channel_id: int | None,
+) -> Inbox:
+    """Change how an inbox works: its channel, assignment mode, hours and auto-reply."""
+    from django.core.exceptions import ValidationError
+
+    _require_manage(by)
+    if assignment not in Inbox.Assignment.values:
+        raise ValidationError({"assignment": "Choose manual or round-robin assignment."})
+    if timezone_name not in available_timezones():
+        raise ValidationError({"timezone": "Choose a time zone from the list."})
+    auto_reply = (auto_reply or "").strip()
+    if len(auto_reply) > 1000 or "\x00" in auto_reply:
+        raise ValidationError({"auto_reply": "The auto-reply is at most 1,000 characters."})
+    with transaction.atomic():
+        inbox = Inbox.objects.select_for_update().get(pk=inbox.pk)
+        if channel_id is not None and channel_id != inbox.channel_id:
+            # The channel model is the FK's target: no import of the channel layer here.
+            channels = Inbox._meta.get_field("channel").related_model.objects
+            if not channels.filter(pk=channel_id).exists() or (
+                Inbox.objects.filter(channel_id=channel_id).exclude(pk=inbox.pk).exists()
+            ):
+                raise ValidationError({"channel": "Choose a channel no other inbox uses."})
+        before = {
+            "assignment": inbox.assignment,
+            "timezone": inbox.timezone,
+            "business_hours": inbox.business_hours,
+            "auto_reply_set": bool(inbox.auto_reply),
+            "channel": inbox.channel_id,
+        }
+        inbox.assignment = assignment
+        inbox.timezone = timezone_name
+        inbox.business_hours = business_hours
+        inbox.auto_reply = auto_reply
+        inbox.channel_id = channel_id
+        inbox.save(
+            update_fields=["assignment", "timezone", "business_hours", "auto_reply", "channel"]
+        )
+        after = {
+            "assignment": assignment,
+            "timezone": timezone_name,
+            "business_hours": business_hours,
+            "auto_reply_set": bool(auto_reply),
+            "channel": channel_id,
+        }
+        record(
+            "inbox.updated",
+            target_type="inbox",
+            target_id=inbox.pk,
+            details={"changed": sorted(k for k in after if after[k] != before[k])},
+        )
+    return inbox

@@ -58,6 +58,8 @@ def _list_context(request, flt):
     return {
         "rows": rows,
         "names": names,
+        "previews": selectors.last_message_previews(rows),
+        "now_day": timezone.localdate().strftime("%Y%m%d"),
         "next_cursor": next_cursor,
         "flt": flt,
         # An older page stops the list's refresh (it would jump back to the newest);

@@ -128,3 +128,35 @@ def thread_messages(
     if after:
         return list(qs.filter(pk__gt=after).order_by("id")[:limit])
     return list(reversed(qs.order_by("-id")[:limit]))
+
+
+PREVIEW_CHARS = 90
+
+
+def last_message_previews(conversations) -> dict[int, str]:
+    """The start of each conversation's latest message, for the inbox list.
+
+    One query for the page (PostgreSQL ``DISTINCT ON``), then one decryption per
+    row; the caller already holds only conversations this user may read.
+    """
+    from conversations.services import body_of
+
+    ids = [c.pk for c in conversations]
+    if not ids:
+        return {}
+    latest = (
+        Message.objects.filter(conversation_id__in=ids)
+        .order_by("conversation_id", "-id")
+        .distinct("conversation_id")
+    )
+    previews = {}
+    for message in latest:
+        text = " ".join(body_of(message).split())
+        if message.kind == Message.Kind.NOTE:
+            text = f"Note: {text}"
+        elif message.direction == Message.Direction.OUT:
+            text = f"Reply: {text}"
+        previews[message.conversation_id] = (
+            text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+        )
+    return previews

@@ -14,4 +14,5 @@ urlpatterns = [
     path("inboxes/canned/", views.canned_create, name="canned_create"),
     path("inboxes/<int:inbox_id>/", views.inbox, name="inbox"),
     path("inboxes/<int:inbox_id>/members/", views.inbox_members, name="inbox_members"),
+    path("inboxes/<int:inbox_id>/settings/", views.inbox_settings, name="inbox_settings"),
 ]

@@ -5,12 +5,16 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import permission_required
 from accounts.policy import Perm, user_has
 from conversations import access
+from conversations.forms import InboxSettingsForm
+from conversations.models import Inbox
+from parley.forms import add_validation_error
 
 
 @permission_required(Perm.INBOX_USE)
@@ -81,7 +85,72 @@ def inbox(request, inbox_id: int):
     return render(
         request,
         "conversations/inbox.html",
-        {"inbox": box, "members": members, "candidates": candidates, "manage": manage},
+        {
+            "inbox": box,
+            "members": members,
+            "candidates": candidates,
+            "manage": manage,
+            "settings_form": _settings_form(box) if manage else None,
+        },
+    )
+
+
+def _settings_form(box, data=None) -> InboxSettingsForm:
+    # The channel model is the FK's target: no import of the channel layer here.
+    channels = Inbox._meta.get_field("channel").related_model.objects.filter(
+        Q(inbox__isnull=True) | Q(pk=box.channel_id or 0)
+    )
+    initial = {
+        "channel": box.channel_id or "",
+        "assignment": box.assignment,
+        "timezone": box.timezone,
+        "auto_reply": box.auto_reply,
+        **{
+            f"hours_{day}": ", ".join(f"{a}-{b}" for a, b in box.business_hours.get(day, []))
+            for day in access.DAYS
+        },
+    }
+    return InboxSettingsForm(data, initial=initial, channels=channels.order_by("name"))
+
+
+@require_POST
+@permission_required(Perm.INBOXES_MANAGE)
+def inbox_settings(request, inbox_id: int):
+    box = access.inbox_get_for_user(request.user, inbox_id)
+    form = _settings_form(box, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            hours = access.parse_business_hours({day: data[f"hours_{day}"] for day in access.DAYS})
+        except ValidationError as exc:
+            for day, errors in exc.message_dict.items():
+                for error in errors:
+                    form.add_error(f"hours_{day}", error)
+            hours = None
+        try:
+            if hours is None:
+                raise ValidationError([])
+            access.inbox_settings_set(
+                by=request.user,
+                inbox=box,
+                assignment=data["assignment"],
+                timezone_name=data["timezone"],
+                business_hours=hours,
+                auto_reply=data["auto_reply"],
+                channel_id=int(data["channel"]) if data["channel"] else None,
+            )
+        except ValidationError as exc:
+            if hours is not None:
+                add_validation_error(form, exc)
+        else:
+            messages.success(request, f"Settings of {box.name} saved.")
+            return redirect("conversations:inbox", inbox_id=box.pk)
+    members = access.inbox_members(box)
+    return render(
+        request,
+        "conversations/inbox.html",
+        {"inbox": box, "members": members, "candidates": [], "manage": True, "settings_form": form},
+        status=400,
     )
 
 

@@ -216,6 +216,7 @@ def up() -> dict[str, str]:
         env.update(start_redis())
     env.setdefault("PARLEY_AUDIT_SIGNING_KEY_FILE", str(ensure_signing_key()))
     env.setdefault("PARLEY_LOCAL_KEK_FILE", str(ensure_local_kek()))
+    env.setdefault("PARLEY_SECRET_KEY_FILE", str(ensure_secret_key()))
     lines = ["# written by parley.devstack; safe to delete (it is rewritten on start)"]
     lines += [f"{k}={v}" for k, v in sorted(env.items())]
     services_env_path().write_text("\n".join(lines) + "\n")
@@ -250,6 +251,38 @@ def ensure_local_kek() -> Path:
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return path
+
+
+def ensure_secret_key() -> Path:
+    """Django's SECRET_KEY for development and tests: random, made once, kept in the
+    state folder (never a default in code: one would be the same on every machine)."""
+    import secrets
+
+    path = state_dir() / "secrets" / "secret-key"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        # Created with its final mode: two processes starting at once may both
+        # write, and then both read back one of the two values.
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50))
+    return path
+
+
+def ensure_demo_password() -> str:
+    """The demo logins' password: random, made once, kept in the state folder (the
+    demo seed prints it), so no two checkouts share it and none is in the code."""
+    import secrets
+
+    path = state_dir() / "secrets" / "demo-password"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(12))
+    return path.read_text().strip()
 
 
 def down() -> None:

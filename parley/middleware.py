@@ -58,11 +58,29 @@ class ContentSecurityPolicyMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
+        if settings.DEBUG and _is_debug_404(response):
+            # Django's DEBUG 404 page styles itself inline, which this policy
+            # refuses: show Parley's own page (the server log names the path).
+            from parley.views import not_found
+
+            response = not_found(request)
         response.setdefault("Content-Security-Policy", settings.PARLEY_CSP)
         response.setdefault(
             "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
         )
         return response
+
+
+_DEBUG_404_MARK = b"seeing this error because you have <code>DEBUG = True</code>"
+
+
+def _is_debug_404(response) -> bool:
+    return (
+        response.status_code == 404
+        and not getattr(response, "streaming", False)
+        and response.get("Content-Type", "").startswith("text/html")
+        and _DEBUG_404_MARK in response.content
+    )
 
 
 # --- a dependency is down: 503 with Retry-After, never 500 -------------------------

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 
 class WrappedKey(models.Model):
-    """A tenant's data-encryption key, stored only wrapped by the KEK.
+    """A tenant's data-encryption or token-signing key, stored only wrapped by the KEK.
 
     Keys are per tenant schema and purpose, versioned; exactly one version per
     (schema, purpose) is active (used to encrypt); older versions stay to
@@ -19,6 +19,8 @@ class WrappedKey(models.Model):
         DATA = "data", "Field encryption"
         BLIND = "blind", "Blind indexes"
         CREDENTIAL = "credential", "Connector credentials"
+        # HMAC-SHA256 key that signs the tenant's API tokens (kid = "v<version>").
+        TOKEN = "token", "API token signing"
 
     class State(models.TextChoices):
         ACTIVE = "active", "Active"

@@ -41,10 +41,41 @@ _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated; includes :: and ::1
 
 
+# How much of an error answer is kept for the caller to classify (a vendor's JSON error).
+ERROR_BODY_LIMIT = 16 * 1024
+# The longest Retry-After honoured between two attempts of one call; a longer one
+# ends the call, and the caller's own schedule (a task retry) takes over.
+RETRY_AFTER_LIMIT = 30.0
+
+
 class OutboundError(Exception):
-    def __init__(self, message: str, *, status: int | None = None, transient: bool = False):
+    """A refused or failed outbound call.
+
+    ``body`` (at most ``ERROR_BODY_LIMIT`` bytes) and ``headers`` (names lower-cased)
+    are the error answer's, so a channel adapter can read the vendor's error code;
+    they are never put into the message, and callers must not log them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        transient: bool = False,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.transient = status, transient
+        self.body, self.headers = body, headers or {}
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds from a numeric ``Retry-After`` header, when there is one."""
+        raw = self.headers.get("retry-after", "").strip()
+        if raw.isascii() and raw.isdigit() and len(raw) <= 6:
+            return float(raw)
+        return None
 
 
 @dataclass
@@ -263,6 +294,8 @@ def request(
                     f"HTTP {status} from {_safe(url)}",
                     status=status,
                     transient=status in TRANSIENT_STATUSES,
+                    body=bytes(body[:ERROR_BODY_LIMIT]),
+                    headers={k.lower(): v for k, v in resp.headers.items()},
                 )
             except OutboundError as exc:  # the guard, at connect time
                 error = exc
@@ -279,7 +312,12 @@ def request(
             )
             if not error.transient or attempt > retries:
                 raise error
-            time.sleep(backoff * (2 ** (attempt - 1)))
+            wait = backoff * (2 ** (attempt - 1))
+            if error.retry_after is not None:
+                if error.retry_after > RETRY_AFTER_LIMIT:
+                    raise error
+                wait = max(wait, error.retry_after)
+            time.sleep(wait)
     finally:
         pool.close()
 

@@ -13,6 +13,7 @@ the typed helpers in ``parley.env``. ``PARLEY_ENV`` is one of:
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +33,13 @@ DEBUG = env_bool("PARLEY_DEBUG", default=PARLEY_ENV == "development") and not PR
 
 # --- secrets ------------------------------------------------------------------------
 
-_DEV_SECRET_KEY = "parley-development-only-secret-key-never-use-it-in-production-0123456789"  # noqa: S105
+# No secret has a default in code. Outside production, a missing secret is
+# generated once into the state folder (``.state/secrets/``, like the
+# development KEK) and read from there on every later start.
+# The development key that earlier versions shipped in code is public: refuse it.
+_PUBLISHED_SECRET_KEYS = frozenset(
+    {"parley-development-only-secret-key-never-use-it-in-production-0123456789"}
+)
 SECRET_KEY = env_secret("PARLEY_SECRET_KEY") or ""
 if PRODUCTION:
     if not SECRET_KEY:
@@ -40,7 +47,7 @@ if PRODUCTION:
             "PARLEY_SECRET_KEY (or PARLEY_SECRET_KEY_FILE) must be set in production."
         )
     if (
-        SECRET_KEY == _DEV_SECRET_KEY
+        SECRET_KEY in _PUBLISHED_SECRET_KEYS
         or SECRET_KEY.startswith("django-insecure")
         or len(SECRET_KEY) < 50
     ):
@@ -48,8 +55,12 @@ if PRODUCTION:
             "PARLEY_SECRET_KEY is a default or too short: use at least 50 random characters, e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
         )
+elif not SECRET_KEY and PARLEY_ENV == "build":
+    # collectstatic in an image build signs nothing: a throw-away key, never
+    # written into the image.
+    SECRET_KEY = secrets.token_urlsafe(50)
 elif not SECRET_KEY:
-    SECRET_KEY = _DEV_SECRET_KEY
+    SECRET_KEY = devstack.ensure_secret_key().read_text().strip()
 
 # --- hosts ----------------------------------------------------------------------------
 
@@ -315,9 +326,10 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 
-# API tokens (accounts/tokens.py, docs/api-auth.md): signed with a key per tenant
-# derived from SECRET_KEY and bound to it by `aud`. simplejwt's own backend has no
-# key on purpose, so nothing can sign a token that is valid in every tenant.
+# API tokens (accounts/tokens.py, docs/api-auth.md): signed with the tenant's own
+# token-signing key from the keyring (parley/keyring/signing.py, `kid` header) and
+# bound to it by `aud`. simplejwt's own backend has no key on purpose, so nothing
+# can sign a token that is valid in every tenant.
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=5),
     # Absolute: counted from the sign-in; rotating a refresh token never extends it.
@@ -329,6 +341,14 @@ SIMPLE_JWT = {
     "AUTH_TOKEN_CLASSES": ("accounts.tokens.TenantAccessToken",),
     "UPDATE_LAST_LOGIN": False,  # the token endpoint does it
 }
+# After a rotation, the previous token-signing key still verifies this long
+# (default: the refresh-token lifetime, so a planned rotation signs nobody out).
+PARLEY_TOKEN_KEY_GRACE_SECONDS = env_int(
+    "PARLEY_TOKEN_KEY_GRACE_SECONDS",
+    int(SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].total_seconds()),
+    minimum=0,
+    maximum=7 * 24 * 3600,
+)
 
 # --- API ------------------------------------------------------------------------------------------
 

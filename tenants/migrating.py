@@ -67,13 +67,13 @@ def ensure_platform_rows() -> None:
 
 
 def _ensure_tenant_keys(schemas: list[str]) -> None:
-    """Schemas created before the keyring existed (or before they held a sealed column) get their keys."""
+    """Tenants created before the keyring (or one of its key purposes) existed get their keys."""
     from parley.keyring.keys import ensure_keys
     from parley.models import WrappedKey
 
-    with_keys = set(WrappedKey.objects.filter(state="active").values_list("schema_name", flat=True))
+    active = set(WrappedKey.objects.filter(state="active").values_list("schema_name", "purpose"))
     for schema in schemas:
-        if schema not in with_keys:
+        if any((schema, purpose) not in active for purpose in WrappedKey.Purpose.values):
             ensure_keys(schema)
 
 

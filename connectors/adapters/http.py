@@ -6,14 +6,10 @@ adapter reads the vendor's error body to classify it), :class:`HttpTransportErro
 when no answer came. :func:`outbound_http` is the production one, built on
 ``parley.outbound`` (the one module Parley calls other systems through).
 
-Gap, for the owner of ``parley.outbound``: its ``request`` raises ``OutboundError``
-for any status >= 300 (>= 400 on main) and keeps neither the response body nor
-its headers. Without the body, a Graph error is classified by HTTP status alone:
-WhatsApp 131047 (outside the 24-hour window) is then a plain permanent failure
-without ``outside_window``, a 130429 rate limit answered with HTTP 400 is taken
-for permanent, and ``Retry-After`` is unknown. :func:`outbound_http` already reads
-``OutboundError.body`` and ``OutboundError.headers`` when they exist, so adding
-them there (bounded, never logged) is all it takes.
+``parley.outbound`` raises ``OutboundError`` for an error answer and keeps its
+body (bounded) and headers on it, so a Graph error answered with HTTP 400 is
+still told apart by its code (131047 outside the window, 130429 rate limit) and
+``Retry-After`` is known.
 """
 
 from __future__ import annotations

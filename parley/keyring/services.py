@@ -6,6 +6,7 @@ from django.db import connection, transaction
 
 from audit.context import Actor
 from audit.services import record
+from parley.keyring import signing
 from parley.keyring.rekey import rotate_and_schedule
 from parley.models import RekeyJob
 
@@ -35,3 +36,29 @@ def keys_rotate(*, actor: Actor | None = None) -> list[RekeyJob]:
         ids = [job.pk for job in jobs]
         transaction.on_commit(lambda: [rekey.delay(job_id) for job_id in ids])
     return jobs
+
+
+def token_key_rotate(*, actor: Actor | None = None, immediately: bool = False) -> signing.Rotation:
+    """Rotate the current tenant's API token-signing key, audited in the same transaction.
+
+    Tokens signed with the previous key keep working through the grace window
+    (``PARLEY_TOKEN_KEY_GRACE_SECONDS``), or stop at once with ``immediately``
+    (a key believed leaked: everyone signs in again).
+    """
+    schema = connection.schema_name
+    with transaction.atomic():
+        rotation = signing.rotate(schema, immediately=immediately)
+        record(
+            "key.token_signing_rotated",
+            actor=actor,
+            target_type="keyring",
+            target_id=schema,
+            details={
+                "kid": signing.kid_for(rotation.version),
+                "previous_kid": rotation.previous and signing.kid_for(rotation.previous),
+                "previous_valid_until": rotation.previous_valid_until
+                and rotation.previous_valid_until.isoformat(),
+                "immediately": immediately,
+            },
+        )
+    return rotation

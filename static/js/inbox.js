@@ -23,6 +23,16 @@
     }
   });
 
+  document.addEventListener("click", (event) => {
+    const back = event.target.closest(".back-to-list");
+    const app = document.getElementById("inbox-app");
+    if (!back || !app) return;
+    event.preventDefault();
+    app.classList.remove("has-thread");
+    history.pushState({}, "", back.getAttribute("href"));
+    document.querySelector("#conversation-items .conv-item.active a")?.focus();
+  });
+
   document.addEventListener("htmx:afterRequest", (event) => {
     const form = event.detail.elt;
     if (form && form.id === "reply-form" && event.detail.successful) form.reset();
@@ -38,6 +48,8 @@
       event.detail.target.scrollTop = event.detail.target.scrollHeight;
     }
     if (event.detail.target && event.detail.target.id === "thread") {
+      // On a phone the open thread replaces the list (CSS); "All conversations" brings it back.
+      document.getElementById("inbox-app")?.classList.add("has-thread");
       const id = current();
       document.querySelectorAll("#conversation-items .conv-item").forEach((li) => {
         li.classList.toggle("active", li.dataset.conversation === id);

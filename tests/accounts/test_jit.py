@@ -227,3 +227,109 @@ def test_approvers_and_holders_see_inbox_names(acme):
     holder = support.signed_in(acme, "agent@acme.test").get("/access/").content.decode()
     for page in (approver, holder):
         assert "inbox Wholesale JIT" in page and f"#{box.pk}" not in page
+
+
+def _elevate(acme, email: str, role: str):
+    """``email`` holds an approved just-in-time grant of ``role`` (its standing role unchanged)."""
+    with tenant_context(acme):
+        user = User.objects.get(email=email)
+        grant = services.grant_request(
+            by=user, kind="role", role=role, hours=1, reason="Covering for the admin this hour"
+        )
+        services.grant_decide(
+            by=User.objects.get(email="owner@acme.test"), grant=grant, approve=True
+        )
+    return user, grant
+
+
+def _denials(acme, **details) -> list[AuditEvent]:
+    with tenant_context(acme):
+        return list(
+            AuditEvent.objects.filter(
+                action="access.denied", **{f"details__{k}": v for k, v in details.items()}
+            )
+        )
+
+
+def test_a_jit_admin_cannot_make_the_grant_standing_through_the_api(acme):
+    agent, grant = _elevate(acme, "agent@acme.test", "admin")
+    client = support.signed_in(acme, agent)
+    assert client.get("/api/v1/users/").status_code == 200  # the grant itself works
+    own = client.patch(
+        f"/api/v1/users/{agent.pk}/", {"role": "admin"}, content_type="application/json"
+    )
+    assert own.status_code == 403 and own.json()["code"] == "permission_denied"
+    (denied,) = _denials(acme, path=f"/api/v1/users/{agent.pk}/")  # one event, the precise one
+    assert denied.outcome == "denied" and denied.actor_name == "agent@acme.test"
+    assert denied.target_type == "user" and denied.target_id == str(agent.pk)
+    assert denied.details["rule"] == "own_role" and denied.details["role"] == "admin"
+    assert denied.details["standing_role"] == "agent"
+    assert denied.details["elevated_roles"] == ["admin"]
+
+    # Nor through someone else (an accomplice, or a fresh invitation): rank is the standing role's.
+    with tenant_context(acme):
+        agent2 = User.objects.get(email="agent2@acme.test")
+    assert (
+        client.patch(
+            f"/api/v1/users/{agent2.pk}/", {"role": "admin"}, content_type="application/json"
+        ).status_code
+        == 403
+    )
+    assert _denials(acme, rule="role_above_own", user="agent2@acme.test")
+    invite = client.post(
+        "/api/v1/users/",
+        {"email": "accomplice@acme.test", "role": "admin"},
+        content_type="application/json",
+    )
+    assert invite.status_code == 403
+
+    # When the grant ends, nothing of it stays.
+    with tenant_context(acme):
+        services.grant_revoke(by=User.objects.get(email="owner@acme.test"), grant=grant)
+        assert User.objects.get(pk=agent.pk).role == "agent"
+        assert User.objects.get(pk=agent2.pk).role == "agent"
+        assert not User.objects.filter(email="accomplice@acme.test").exists()
+        assert not user_has(_fresh(agent), Perm.USERS_MANAGE)
+
+
+def test_a_jit_admin_cannot_make_the_grant_standing_through_the_users_page(acme):
+    agent, _ = _elevate(acme, "agent@acme.test", "admin")
+    client = support.signed_in(acme, agent)
+    assert client.get("/users/").status_code == 200
+    assert client.post(f"/users/{agent.pk}/role/", {"role": "admin"}).status_code == 403
+    (denied,) = _denials(acme, path=f"/users/{agent.pk}/role/")
+    assert denied.details["rule"] == "own_role" and denied.details["elevated_roles"] == ["admin"]
+    with tenant_context(acme):
+        assert User.objects.get(pk=agent.pk).role == "agent"
+
+
+def test_a_jit_admin_cannot_pass_the_grant_on(acme):
+    agent, _ = _elevate(acme, "agent@acme.test", "admin")
+    with tenant_context(acme):
+        agent = _fresh(agent)
+        marketer = User.objects.get(email="marketer@acme.test")
+        ask = services.grant_request(
+            by=marketer, kind="role", role="admin", hours=1, reason="Let me in too, please"
+        )
+        with pytest.raises(PermissionDenied):  # approving needs the rank standing
+            services.grant_decide(by=agent, grant=ask, approve=True)
+        with pytest.raises(PermissionDenied):  # nor the integrator, ranked above the standing agent
+            services.user_set_active(
+                by=agent, user=User.objects.get(email="integrator@acme.test"), active=False
+            )
+        assert AccessGrant.objects.get(pk=ask.pk).status == AccessGrant.Status.PENDING
+        rules = set(
+            AuditEvent.objects.filter(action="access.denied").values_list(
+                "details__rule", flat=True
+            )
+        )
+        assert {"role_above_own", "user_above_own"} <= rules
+
+
+def test_nobody_changes_their_own_role_not_even_an_owner(acme):
+    with tenant_context(acme):
+        owner = User.objects.get(email="owner@acme.test")
+        with pytest.raises(PermissionDenied):
+            services.user_set_role(by=owner, user=owner, role="admin")
+        assert User.objects.get(pk=owner.pk).role == "owner"
+        assert _denials(acme, rule="own_role", user="owner@acme.test")

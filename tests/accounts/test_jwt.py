@@ -4,6 +4,8 @@ rotation with reuse detection, absolute expiry, revocation by epoch and sign-out
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -18,9 +20,11 @@ from django.test import override_settings
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from accounts import tokens
+from accounts import revocation, tokens
 from accounts.models import SecurityPolicy, TokenFamily, TOTPDevice
+from accounts.throttles import delete_raw
 from audit.models import AuditEvent
+from parley.keyring import signing
 from tests import support
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_counters")]
@@ -206,10 +210,12 @@ def test_it_keeps_a_token_at_its_own_tenant(acme, globex, no_mfa):
     claims = _claims(acme, pair["access"])
     # globex's key with acme's audience, and acme's key with globex's audience: both refused at globex.
     for key_of, aud_of in ((globex, acme), (acme, globex)):
+        kid, key = _tenant_key(key_of)
         forged = jwt.encode(
             {**claims, "aud": tokens.audience(aud_of.schema_name)},
-            tokens.signing_key(key_of.schema_name),
+            key,
             algorithm="HS256",
+            headers={"kid": kid},
         )
         _refused(_me("globex", forged), "token_invalid")
     # A session cookie of acme opens nothing at globex either; the token still works at home.
@@ -240,27 +246,61 @@ def _b64(data: dict | bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def _tenant_key(tenant) -> tuple[str, bytes]:
+    """The kid and key that sign ``tenant``'s tokens (from the keyring)."""
+    with tenant_context(tenant):
+        found = signing.signing_key(tenant.schema_name)
+    connection.set_schema_to_public()
+    return found
+
+
+def _old_derivation(schema: str) -> bytes:
+    """How tokens were signed before the keyring held the keys: from SECRET_KEY."""
+    return hmac.new(
+        settings.SECRET_KEY.encode(), b"parley-jwt|" + schema.encode(), hashlib.sha256
+    ).digest()
+
+
+def _sign(claims: dict, key, *, kid="", alg="HS256") -> str:
+    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid} if kid else None)
+
+
+def _sign_raw(header: dict, claims: dict, key: bytes) -> str:
+    """HS256 over any header, even one PyJWT would not write."""
+    signing_input = f"{_b64(header)}.{_b64(claims)}"
+    mac = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(mac)}"
+
+
 def _forgeries(acme, pair) -> dict[str, str]:
     claims = _claims(acme, pair["access"])
-    key = tokens.signing_key(acme.schema_name)
+    kid, key = _tenant_key(acme)
     header, body, signature = pair["access"].split(".")
     flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
     without_epoch = {k: v for k, v in claims.items() if k != "epc"}
+    old = _old_derivation(acme.schema_name)
     return {
-        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
-        "alg None, signature kept": f"{_b64({'alg': 'None'})}.{body}.{signature}",
-        "HS512 with the right key": jwt.encode(claims, key, algorithm="HS512"),
-        "RS256 header on an HMAC signature": f"{_b64({'alg': 'RS256', 'typ': 'JWT'})}.{body}.{signature}",
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{_b64(claims)}.",
+        "alg None, signature kept": f"{_b64({'alg': 'None', 'kid': kid})}.{body}.{signature}",
+        "HS512 with the right key": _sign(claims, key, kid=kid, alg="HS512"),
+        "RS256 header on an HMAC signature": f"{_b64({'alg': 'RS256', 'typ': 'JWT', 'kid': kid})}.{body}.{signature}",
         "tampered signature": f"{header}.{body}.{flipped}",
         "tampered claims": f"{header}.{_b64({**claims, 'user_id': '1'})}.{signature}",
-        "platform key instead of the tenant's": jwt.encode(
-            claims, settings.SECRET_KEY, algorithm="HS256"
-        ),
+        "platform key instead of the tenant's": _sign(claims, settings.SECRET_KEY, kid=kid),
+        "platform key without a kid": _sign(claims, settings.SECRET_KEY),
+        "old SECRET_KEY derivation": _sign(claims, old),
+        "old SECRET_KEY derivation with the tenant's kid": _sign(claims, old, kid=kid),
+        "the right key without a kid": _sign(claims, key),
+        "the right key under an unknown kid": _sign(claims, key, kid="v999"),
+        "the right key under a kid that is no version": _sign(claims, key, kid="../v1"),
+        "the right key under a number kid": _sign_raw({"alg": "HS256", "kid": 1}, claims, key),
+        "the right key under a kid with a NUL": _sign(claims, key, kid=kid + "\x00"),
+        "a header that is a list": f"{_b64([{'alg': 'HS256', 'kid': kid}])}.{body}.{signature}",
+        "a huge header": f"{_b64({'alg': 'HS256', 'kid': kid, 'x': 'y' * 5000})}.{body}.{signature}",
         "refresh token as access": pair["refresh"],
-        "no epoch claim": jwt.encode(without_epoch, key, algorithm="HS256"),
-        "no audience": jwt.encode(
-            {k: v for k, v in claims.items() if k != "aud"}, key, algorithm="HS256"
-        ),
+        "no epoch claim": _sign(without_epoch, key, kid=kid),
+        "epoch claim as a string": _sign({**claims, "epc": str(claims["epc"])}, key, kid=kid),
+        "no audience": _sign({k: v for k, v in claims.items() if k != "aud"}, key, kid=kid),
         "garbage": "not.a.token",
     }
 
@@ -276,8 +316,19 @@ def _forgeries(acme, pair) -> dict[str, str]:
         "tampered signature",
         "tampered claims",
         "platform key instead of the tenant's",
+        "platform key without a kid",
+        "old SECRET_KEY derivation",
+        "old SECRET_KEY derivation with the tenant's kid",
+        "the right key without a kid",
+        "the right key under an unknown kid",
+        "the right key under a kid that is no version",
+        "the right key under a number kid",
+        "the right key under a kid with a NUL",
+        "a header that is a list",
+        "a huge header",
         "refresh token as access",
         "no epoch claim",
+        "epoch claim as a string",
         "no audience",
         "garbage",
     ],
@@ -287,6 +338,68 @@ def test_it_refuses_forged_and_misused_tokens(acme, no_mfa, kind):
     response = _me("acme", _forgeries(acme, pair)[kind])
     _refused(response, "token_invalid")
     assert _me("acme", pair["access"]).status_code == 200  # the genuine one still works
+
+
+def _well_signed(acme, claims: dict) -> str:
+    """A token signed with acme's real key: what someone holding the key could make."""
+    kid, key = _tenant_key(acme)
+    return _sign(claims, key, kid=kid)
+
+
+def test_it_refuses_a_well_signed_token_whose_epoch_is_ahead(acme, no_mfa):
+    pair = _pair("acme", "agent@acme.test")
+    claims = _claims(acme, pair["access"])
+    ahead = _well_signed(acme, {**claims, "epc": claims["epc"] + 1})
+    _refused(_me("acme", ahead), "token_revoked")
+    huge = _well_signed(acme, {**claims, "epc": 2**62})
+    _refused(_me("acme", huge), "token_revoked")
+    # and after the next revocation neither the genuine nor the huge one works
+    with tenant_context(acme):
+        revocation.bump(get_user_model().objects.get(email="agent@acme.test").pk)
+    connection.set_schema_to_public()
+    _refused(_me("acme", huge), "token_revoked")
+    _refused(_me("acme", pair["access"]), "token_revoked")
+
+
+def test_it_refuses_a_well_signed_refresh_token_whose_epoch_is_ahead(acme, no_mfa):
+    pair = _pair("acme", "agent@acme.test")
+    claims = _claims(acme, pair["refresh"], tokens.TenantRefreshToken)
+    ahead = _well_signed(acme, {**claims, "epc": claims["epc"] + 10**12})
+    _refused(_post("acme", REFRESH, ahead), "token_revoked")
+
+
+def test_it_refuses_a_well_signed_token_whose_mfa_at_is_after_its_iat(acme, no_mfa):
+    pair = _pair("acme", "agent@acme.test")
+    claims = _claims(acme, pair["access"])
+    later = _well_signed(acme, {**claims, "mfa_at": claims["iat"] + 3600})
+    _refused(_me("acme", later), "token_invalid")
+    for bad in ("1", True, 0, -5, 1.5):
+        _refused(_me("acme", _well_signed(acme, {**claims, "mfa_at": bad})), "token_invalid")
+    at_issue = _well_signed(acme, {**claims, "mfa_at": claims["iat"]})
+    assert _me("acme", at_issue).status_code == 200
+
+
+def test_it_refuses_a_well_signed_token_of_an_unknown_or_foreign_family(acme, no_mfa):
+    pair = _pair("acme", "agent@acme.test")
+    other = _pair("acme", "agent2@acme.test")
+    claims = _claims(acme, pair["access"])
+    unknown = _well_signed(acme, {**claims, "fam": "f" * 32})
+    _refused(_me("acme", unknown), "token_invalid")
+    foreign = _well_signed(acme, {**claims, "fam": _claims(acme, other["access"])["fam"]})
+    _refused(_me("acme", foreign), "token_invalid")
+    assert _me("acme", pair["access"]).status_code == 200
+
+
+def test_it_asks_the_database_when_redis_forgot_a_family(acme, no_mfa):
+    pair = _pair("acme", "agent@acme.test")
+    family_id = _claims(acme, pair["access"])["fam"]
+    with tenant_context(acme):
+        TokenFamily.objects.filter(pk=family_id).update(revoked_at=timezone.now())
+        # Redis lost what it knew (flushed, evicted): only the database is left.
+        delete_raw(tokens.family_live_key(family_id))
+        delete_raw(tokens.family_revoked_key(family_id))
+    connection.set_schema_to_public()
+    _refused(_me("acme", pair["access"]), "token_revoked")
 
 
 def test_it_refuses_an_access_token_as_a_refresh_token(acme, no_mfa):

@@ -198,7 +198,7 @@ def test_step_up_asks_for_a_fresh_code_then_returns(acme):
     client = support.signed_in(acme, "owner@acme.test", step_up=False)
     referer = {"HTTP_REFERER": "http://acme.localhost/settings/mfa/"}
     detour = client.post("/settings/mfa/", {"mfa_roles": ["agent"]}, **referer)
-    assert detour["Location"] == "/mfa/step-up/?next=/settings/mfa/"
+    assert re.fullmatch(r"/mfa/step-up/\?next=/settings/mfa/&resume=[\w-]+", detour["Location"])
     with tenant_context(acme):
         device = TOTPDevice.objects.get(user__email="owner@acme.test")
     connection.set_schema_to_public()
@@ -249,3 +249,122 @@ def test_resetting_my_device_needs_step_up_and_ends_my_other_sessions(
     connection.set_schema_to_public()
     assert other.get("/")["Location"].startswith("/login/")  # the other session ended
     assert me.get("/")["Location"].startswith("/mfa/enrol/")  # this one must enrol again
+
+
+def _with_session(tenant, session_key):
+    """A fresh client that presents only ``session_key`` (as whoever saw that id would)."""
+    client = support.tenant_client(tenant.slug)
+    client.cookies["sessionid"] = session_key
+    return client
+
+
+def test_verifying_the_second_factor_gives_the_session_a_new_key(acme):
+    device = _device(acme, "admin@acme.test")
+    client = _password_login(acme, "admin@acme.test")
+    pre_mfa = client.cookies["sessionid"].value
+    assert _with_session(acme, pre_mfa).get("/")["Location"].startswith("/mfa/verify/")
+
+    assert client.post("/mfa/verify/", {"code": _code_at(device)})["Location"] == "/"
+    signed_in = client.cookies["sessionid"].value
+    assert signed_in != pre_mfa
+    assert client.get("/").status_code == 200
+    # The pre-MFA id is gone: it opens nothing, not even the code page.
+    stale = _with_session(acme, pre_mfa)
+    assert stale.get("/")["Location"].startswith("/login/")
+    assert stale.get("/users/")["Location"].startswith("/login/")
+
+
+def test_enrolling_gives_the_session_a_new_key(acme):
+    client = _password_login(acme, "owner@acme.test")
+    pre_mfa = client.cookies["sessionid"].value
+    client.get("/mfa/enrol/")
+    with tenant_context(acme):
+        device = TOTPDevice.objects.get(user__email="owner@acme.test", confirmed=False)
+    connection.set_schema_to_public()
+    assert client.post("/mfa/enrol/", {"code": _code_at(device)}).status_code == 302
+    assert client.cookies["sessionid"].value != pre_mfa
+    assert _with_session(acme, pre_mfa).get("/")["Location"].startswith("/login/")
+
+
+def test_step_up_gives_the_session_a_new_key(acme):
+    client = support.signed_in(acme, "owner@acme.test", step_up=False)
+    before = client.cookies["sessionid"].value
+    with tenant_context(acme):
+        device = TOTPDevice.objects.get(user__email="owner@acme.test")
+    connection.set_schema_to_public()
+    ok = client.post("/mfa/step-up/", {"code": _code_at(device), "next": "/settings/mfa/"})
+    assert ok["Location"] == "/settings/mfa/"
+    assert client.cookies["sessionid"].value != before
+    assert client.get("/settings/mfa/").status_code == 200
+    # The old id neither carries the fresh step-up nor stays signed in.
+    stale = _with_session(acme, before)
+    response = stale.post("/settings/mfa/", {"mfa_roles": ["agent"]})
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def _stale_token(tenant, email) -> str:
+    """An access token whose one-time code was given ten minutes ago: step-up is stale."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts import revocation, tokens
+    from accounts.models import TokenFamily
+
+    with tenant_context(tenant):
+        user = get_user_model().objects.get(email=email)
+        family = TokenFamily.objects.create(
+            id=f"stale{user.pk:027d}", user=user, expires_at=timezone.now() + timedelta(hours=1)
+        )
+        pair = tokens._pair(
+            user_id=user.pk,
+            family=family,
+            epoch=revocation.current(user.pk),
+            mfa_at=int(time.time()) - 600,
+        )
+    connection.set_schema_to_public()
+    return pair.access
+
+
+@pytest.mark.usefixtures("fresh_counters")
+def test_codes_in_the_otp_header_count_towards_the_lock_and_are_audited(acme, settings):
+    settings.PARLEY_LOGIN_MAX_FAILURES = 3
+    device = _device(acme, "owner@acme.test")
+    access = _stale_token(acme, "owner@acme.test")
+    with tenant_context(acme):
+        target = get_user_model().objects.get(email="agent@acme.test").pk
+    connection.set_schema_to_public()
+    client = support.tenant_client("acme")
+
+    def patch(code):
+        return client.patch(
+            f"/api/v1/users/{target}/",
+            {"is_active": True},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {access}",
+            HTTP_X_PARLEY_OTP=code,
+        )
+
+    ok = patch(_code_at(device))
+    assert ok.status_code == 200, ok.content
+    bad = "000000" if _code_at(device) != "000000" else "111111"
+    for _ in range(3):
+        wrong = patch(bad)
+        assert wrong.status_code == 403 and wrong.json()["code"] == "step_up_required"
+    # Locked now, like the code pages: not even the right code is checked.
+    time.sleep(1.1)
+    locked = patch(_code_at(device, offset_steps=1))
+    assert locked.status_code == 429 and locked.json()["code"] == "locked"
+    assert int(locked["Retry-After"]) == settings.PARLEY_LOGIN_LOCK_SECONDS
+    page = support.tenant_client("acme").post(
+        "/login/", {"username": "owner@acme.test", "password": support.PASSWORD}
+    )
+    assert page.status_code == 200 and "Too many failed sign-ins" in page.content.decode()
+    with tenant_context(acme):
+        failed = list(AuditEvent.objects.filter(action="auth.mfa.failed").order_by("id"))
+        step_ups = AuditEvent.objects.filter(action="auth.mfa.step_up")
+        assert [e.details.get("via") for e in failed] == ["X-Parley-OTP"] * 4
+        assert [e.details.get("reason") for e in failed] == [None, None, None, "locked"]
+        assert all(e.outcome == "denied" for e in failed)
+        assert step_ups.filter(details__via="X-Parley-OTP").count() == 1
+        assert bad not in str([e.details for e in failed])  # never the code itself

@@ -29,7 +29,9 @@ def test_an_admin_changes_a_role_from_the_page_and_it_is_audited(acme):
     changed = admin.post(f"/users/{target.pk}/role/", {"role": "analyst"}, follow=True)
     assert changed.redirect_chain[0][1] == 302
     # People read the role's label, never the internal value.
-    assert "agent2@acme.test is now Analyst / auditor." in changed.content.decode()
+    assert "agent2@acme.test is now an Analyst / auditor (was Support agent)." in (
+        changed.content.decode()
+    )
     with tenant_context(acme):
         assert User.objects.get(pk=target.pk).role == "analyst"
         event = AuditEvent.objects.filter(action="user.role_changed").latest("id")
@@ -55,12 +57,12 @@ def test_an_admin_cannot_grant_owner_or_touch_an_owner(acme):
 def test_the_last_owner_can_be_neither_demoted_nor_deactivated(acme):
     with tenant_context(acme):
         owner = User.objects.get(email="owner@acme.test")
-        with pytest.raises(ValidationError, match="last owner"):
+        with pytest.raises(PermissionDenied):  # nobody changes their own role, not even down
             services.user_set_role(by=owner, user=owner, role="admin")
         second = User.objects.get(email="admin@acme.test")
         services.user_set_role(by=owner, user=second, role="owner")
-        # Now there are two: the first may step down.
-        services.user_set_role(by=owner, user=owner, role="admin")
+        # Now there are two: the other one may let the first step down.
+        services.user_set_role(by=User.objects.get(pk=second.pk), user=owner, role="admin")
         assert User.objects.filter(role="owner", is_active=True).count() == 1
         with pytest.raises(PermissionDenied):  # an admin now: the owner is above them
             services.user_set_active(
@@ -90,7 +92,7 @@ def test_role_changes_need_step_up(acme):
         f"/users/{agent.pk}/role/", {"role": "analyst"}, HTTP_REFERER="http://acme.localhost/users/"
     )
     assert response.status_code == 302
-    assert response["Location"] == "/mfa/step-up/?next=/users/"
+    assert response["Location"].startswith("/mfa/step-up/?next=/users/&resume=")
     assert _user(acme, "agent2@acme.test").role == "agent"
 
 

@@ -294,9 +294,12 @@ def test_message_bodies_appear_only_inside_their_thread(acme, setup):
     cid = setup["conversation"].pk
     for url in (f"/inbox/?c={cid}", f"/inbox/?c={cid}&status=any"):
         html = agent.get(url).content.decode()
-        assert html.count("My order is late") == 1
+        # Once in the thread, once as the list row's preview; nowhere else.
+        assert html.count("My order is late") == 2
         thread = html[html.index('<div class="messages" id="messages">') :]
         assert "My order is late" in thread
+        listed = html[html.index('id="conversation-items"') : html.index('id="thread"')]
+        assert '<span class="preview">My order is late</span>' in listed
         assert "<Message:" not in html and "&lt;Message:" not in html
 
 

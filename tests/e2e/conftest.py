@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
 E2E_USERS = {
     "acme": [
         "owner@acme.test",
+        "admin@acme.test",
         "agent@acme.test",
         "agent2@acme.test",
         "analyst@acme.test",
@@ -78,7 +79,7 @@ def channel_receiver():
 def e2e_data(django_db_setup, django_db_blocker, channel_receiver):
     """Committed: backup codes for E2E_USERS; inboxes "E2E Support" (agent) and "E2E Sales" (agent2)."""
     from django.contrib.auth import get_user_model
-    from django_tenants.utils import schema_context
+    from django_tenants.utils import schema_context, tenant_context
 
     from accounts import mfa
     from conversations import access
@@ -120,6 +121,34 @@ def e2e_data(django_db_setup, django_db_blocker, channel_receiver):
             access.inbox_member_add(
                 by=admin, inbox=live, user=User.objects.get(email="agent@acme.test")
             )
+            # A conversation waiting in "E2E Support" (the phone-sized inbox test).
+            from django.db import connection
+
+            from conversations import services as conversation_services
+            from tenants.models import Tenant
+
+            with tenant_context(Tenant.objects.get(schema_name=connection.schema_name)):
+                support_box = access.inbox_list_for_user(admin).get(name="E2E Support")
+                # Its own channel, replying to a closed port: nothing reaches the receiver above.
+                support_box.channel = Channel.objects.create(
+                    name="E2E Support channel",
+                    public_id="e2e-support-channel-0001",
+                    outbound_url="http://127.0.0.1:9/closed",
+                    signing_credential=connector_services.credential_set(
+                        name="e2e-support-secret",
+                        kind="webhook_secret",
+                        connector="api-channel",
+                        secret=CHANNEL_SECRET + "-support",
+                    ),
+                )
+                support_box.save()
+                conversation_services.message_receive(
+                    inbox=support_box,
+                    contact_external_id="e2e-phone-1",
+                    contact_name="Petra Phone",
+                    body="Can I change the delivery address of my order?",
+                    external_id="e2e-phone-m-1",
+                )
             # An admin who has never signed in (first-login enrolment).
             User.objects.create_user(
                 username=NEW_ADMIN, email=NEW_ADMIN, password=support.PASSWORD, role="admin"
@@ -198,9 +227,26 @@ def browser():
         browser.close()
 
 
+AXE_JS = support.BASE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+# Recorded before any page script runs: a CSP refusal fires this event (and a
+# console message, but the event names the directive and the blocked thing).
+_CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  (window.__cspViolations = window.__cspViolations || []).push(
+    `${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`
+  );
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`);
+});
+"""
+
+
 @pytest.fixture
 def page(browser):
-    context = browser.new_context()
+    """A fresh browser context; the test fails on any console error or warning,
+    CSP violation or failed asset on any page it visited."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_init_script(_CSP_LISTENER)
     page = context.new_page()
     # Script errors, CSP refusals and failed assets (a 4xx document is a page
     # answering as designed; a 4xx stylesheet or script is a bug).
@@ -210,9 +256,10 @@ def page(browser):
         lambda m: (
             m.type in ("error", "warning")
             and not m.text.startswith("Failed to load resource")
-            and page.console_problems.append(m.text)
+            and page.console_problems.append(f"{page.url}: {m.text}")
         ),
     )
+    page.on("pageerror", lambda e: page.console_problems.append(f"{page.url}: {e}"))
     page.on(
         "response",
         lambda r: (
@@ -222,4 +269,61 @@ def page(browser):
         ),
     )
     yield page
+    problems = list(page.console_problems)
     context.close()
+    if problems:
+        pytest.fail("console errors or CSP violations:\n" + "\n".join(problems), pytrace=False)
+
+
+def axe_problems(page, *, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Serious and critical axe-core violations of the page as it is now.
+
+    axe is evaluated through the DevTools protocol, which the page's CSP does
+    not govern; nothing is added to the page's own scripts.
+    """
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE_JS.read_text())
+    result = page.evaluate(
+        """async (exclude) => {
+          const context = exclude.length ? {exclude: exclude.map((sel) => [sel])} : document;
+          const r = await axe.run(context, {resultTypes: ["violations"]});
+          if (!r.passes.length && !r.incomplete.length && !r.inapplicable.length)
+            return ["axe ran no rule at all"];
+          return r.violations
+            .filter((v) => v.impact === "serious" || v.impact === "critical")
+            .map((v) => `${v.id} (${v.impact}): ${v.help} — ` +
+                 v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | "));
+        }""",
+        list(exclude),
+    )
+    return [f"{page.url}: {line}" for line in result]
+
+
+def sideways_scroll(page) -> str | None:
+    """None when the page fits its viewport's width and no visible control sits
+    outside it (e.g. in a table scrolled sideways inside a card); else a description."""
+    found = page.evaluate(
+        """() => {
+          const inner = window.innerWidth;
+          const scroll = document.documentElement.scrollWidth;
+          const outside = Array.from(document.querySelectorAll("button, a[href], input, select, textarea"))
+            .filter((el) => el.offsetParent !== null && el.getClientRects().length)
+            .filter((el) => el.getBoundingClientRect().right > inner + 1)
+            .map((el) => (el.textContent || el.getAttribute("aria-label") || el.name || el.tagName).trim().slice(0, 30));
+          return {inner, scroll, outside};
+        }"""
+    )
+    problems = []
+    if found["scroll"] > found["inner"]:
+        problems.append(f"scrollWidth {found['scroll']} > innerWidth {found['inner']}")
+    if found["outside"]:
+        problems.append(f"controls beyond the right edge: {found['outside'][:5]}")
+    return f"{page.url}: {'; '.join(problems)}" if problems else None
+
+
+def settings_link(page, name: str):
+    """A link of the "Settings" menu, with the menu opened like a person would."""
+    menu = page.locator("#settings-menu")
+    if menu.get_attribute("open") is None:
+        menu.locator("summary").click()
+    return menu.get_by_role("link", name=name, exact=True)

@@ -12,7 +12,7 @@ from django_otp.oath import TOTP
 from playwright.sync_api import expect
 
 from tests import support
-from tests.e2e.conftest import NEW_ADMIN, sign_in
+from tests.e2e.conftest import NEW_ADMIN, settings_link, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -58,7 +58,7 @@ def test_an_admins_first_login_enrols_totp_and_refuses_a_wrong_code(live_url, pa
 def test_an_agent_sees_only_their_own_inboxes(live_url, page):
     base = live_url("acme.localhost")
     sign_in(page, base, "agent@acme.test")
-    page.get_by_role("link", name="Inboxes").click()
+    settings_link(page, "Inboxes").click()
     expect(page.get_by_role("heading", name="Your inboxes")).to_be_visible()
     inboxes = page.locator("#inbox-list")
     expect(inboxes.get_by_role("link", name="E2E Support")).to_be_visible()

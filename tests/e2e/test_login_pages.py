@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import support
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import settings_link, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -25,7 +25,7 @@ def test_it_signs_an_owner_in_and_keeps_the_other_tenant_out(live_url, page, e2e
     page.get_by_label("Code").fill(e2e_data[("acme", "owner@acme.test")].pop())
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_text("as Owner")).to_be_visible()
-    page.get_by_role("link", name="Users").click()
+    settings_link(page, "Users").click()
     expect(page.get_by_role("cell", name="agent2@acme.test")).to_be_visible()
     assert "globex" not in page.content()
 

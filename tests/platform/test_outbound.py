@@ -9,6 +9,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -84,11 +85,15 @@ class Recorder(BaseHTTPRequestHandler):
 
     def _answer(self):
         self.server.hits.append(self.headers["Host"])
+        self.server.times.append(time.monotonic())
         status = self.server.statuses.pop(0) if self.server.statuses else 200
+        body = self.server.bodies.pop(0) if self.server.bodies else b"{}"
         self.send_response(status)
-        self.send_header("Content-Length", "2")
+        for name, value in self.server.extra_headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"{}")
+        self.wfile.write(body)
 
     do_GET = do_POST = _answer  # noqa: N815
 
@@ -96,10 +101,15 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
+def _reset(httpd: ThreadingHTTPServer) -> None:
+    """What the next requests get (statuses, bodies, headers) and what they left (hits, times)."""
+    httpd.hits, httpd.statuses, httpd.times, httpd.bodies, httpd.extra_headers = [], [], [], [], []
+
+
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    httpd.hits, httpd.statuses = [], []
+    _reset(httpd)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield httpd
     httpd.shutdown()
@@ -196,7 +206,7 @@ def test_tls_and_the_host_header_keep_the_host_name(dns, tmp_path):
     cert, key, ca_pem = make_tls_files(tmp_path, host="crm.test")
     seen_sni: list[str | None] = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    httpd.hits, httpd.statuses = [], []
+    _reset(httpd)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     context.sni_callback = lambda sock, name, ctx: seen_sni.append(name)
@@ -254,3 +264,35 @@ def test_allowed_networks_must_be_cidrs(monkeypatch):
         monkeypatch.setenv("PARLEY_OUTBOUND_ALLOWED_NETWORKS", bad)
         with pytest.raises(ImproperlyConfigured):
             env_networks("PARLEY_OUTBOUND_ALLOWED_NETWORKS")
+
+
+def test_an_error_answer_keeps_a_bounded_body_and_its_headers(server):
+    # A vendor's error code is in the body (Graph answers 131047 with HTTP 400).
+    server.statuses = [400]
+    server.bodies = [b'{"error": {"code": 131047}}' + b" " * 40_000]
+    server.extra_headers = [("X-Vendor", "yes")]
+    with pytest.raises(outbound.OutboundError) as caught:
+        outbound.request("POST", f"http://127.0.0.1:{server.server_port}/x", json_body={})
+    error = caught.value
+    assert error.status == 400 and not error.transient
+    assert error.body.startswith(b'{"error": {"code": 131047}}')
+    assert len(error.body) == outbound.ERROR_BODY_LIMIT
+    assert error.headers["x-vendor"] == "yes"
+    assert "131047" not in str(error)  # the body is for the caller, never the message
+
+
+def test_a_transient_answer_waits_for_its_retry_after(server):
+    server.statuses = [429]
+    server.extra_headers = [("Retry-After", "1")]
+    response = outbound.request("GET", f"http://127.0.0.1:{server.server_port}/", backoff=0)
+    assert response.status == 200 and response.attempts == 2
+    assert server.times[1] - server.times[0] >= 0.95
+
+
+def test_a_retry_after_beyond_the_limit_ends_the_call(server):
+    server.statuses = [503]
+    server.extra_headers = [("Retry-After", "3600")]
+    with pytest.raises(outbound.OutboundError) as caught:
+        outbound.request("GET", f"http://127.0.0.1:{server.server_port}/", backoff=0)
+    assert caught.value.transient and caught.value.retry_after == 3600
+    assert len(server.hits) == 1

@@ -150,3 +150,62 @@ def test_it_refuses_an_unknown_default_phone_region(region):
     )
     assert result.returncode != 0
     assert "is not a region phonenumbers knows" in result.stderr
+
+
+def _development(state_dir, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PARLEY_ENV": "development",
+        "DJANGO_SETTINGS_MODULE": "parley.settings",
+        "PARLEY_STATE_DIR": str(state_dir),
+        "DATABASE_URL": "postgres://parley_app@db.invalid:5432/parley",
+        "REDIS_URL": "redis://redis.invalid:6379/0",
+        **extra,
+    }
+
+
+def _secret_key_of(environment: dict[str, str]) -> str:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.SECRET_KEY)",
+        ],
+        cwd=BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_it_generates_the_development_secret_key_into_the_state_folder(tmp_path):
+    """No secret key has a default in code: each development state folder makes its own."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    key = _secret_key_of(_development(first))
+    stored = first / "secrets" / "secret-key"
+    assert key == stored.read_text().strip() and len(key) >= 50
+    assert stored.stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert _secret_key_of(_development(first)) == key  # kept between starts
+    assert _secret_key_of(_development(second)) != key
+    published = "parley-development-only-secret-key-never-use-it-in-production-0123456789"
+    assert key != published
+    # What the environment gives still wins.
+    assert _secret_key_of(_development(first, PARLEY_SECRET_KEY=STRONG_SECRET)) == STRONG_SECRET
+
+
+def test_the_demo_password_is_generated_into_the_state_folder(monkeypatch, tmp_path):
+    from parley import devstack
+
+    monkeypatch.setenv("PARLEY_STATE_DIR", str(tmp_path / "one"))
+    first = devstack.ensure_demo_password()
+    stored = tmp_path / "one" / "secrets" / "demo-password"
+    assert first == stored.read_text().strip() and len(first) >= 16
+    assert stored.stat().st_mode & 0o077 == 0
+    assert devstack.ensure_demo_password() == first  # kept between runs
+    monkeypatch.setenv("PARLEY_STATE_DIR", str(tmp_path / "two"))
+    assert devstack.ensure_demo_password() != first
+    assert first != "parley-demo-password"  # the one earlier versions had in code

@@ -28,12 +28,12 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection
 from django.urls import Resolver404, resolve
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import tenant_context
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
+from accounts.models import TOTPDevice
 from connectors.channels import channel_create
 from connectors.services import credential_set
 from conversations.access import inbox_member_add

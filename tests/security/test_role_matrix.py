@@ -42,6 +42,8 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "accounts:users": ("GET", "policy", {}),
     "accounts:user_invite": ("POST", "policy", {"email": "@new", "role": "agent"}),
     "accounts:user_role": ("POST", "policy", {"role": "agent"}),
+    "accounts:user_invite_resend": ("POST", "policy", {}),
+    "accounts:user_invite_cancel": ("POST", "policy", {}),
     "accounts:user_active": ("POST", "policy", {"active": "1"}),
     "accounts:user_mfa_reset": ("POST", "policy", {}),
     "accounts:user_unlock": ("POST", "policy", {}),
@@ -105,8 +107,14 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     ),
     "conversations:inbox": ("GET", "policy", {}),
     "conversations:inbox_members": ("POST", "policy", {"user": "@agent2", "action": "add"}),
+    "conversations:inbox_settings": (
+        "POST",
+        "policy",
+        {"assignment": "manual", "timezone": "UTC", "channel": "", "auto_reply": ""},
+    ),
     "keyring:security": ("GET", "policy", {}),
     "keyring:rotate": ("POST", "policy", {}),
+    "keyring:rotate_token_key": ("POST", "policy", {}),
     "api:token": ("POST", "public", {}),
     "api:token-refresh": ("POST", "public", {}),
     "api:token-revoke": ("POST", "public", {}),
@@ -176,6 +184,10 @@ def _objects(acme) -> dict:
         access.inbox_member_add(
             by=admin, inbox=inbox, user=User.objects.get(email="agent@acme.test")
         )
+        invited = User(username=f"matrix-{uuid.uuid4().hex[:8]}@acme.test", role="agent")
+        invited.email = invited.username
+        invited.set_unusable_password()
+        invited.save()
         grant = AccessGrant.objects.create(
             user=agent2, kind="role", role="analyst", hours=1, reason="matrix test request"
         )
@@ -208,6 +220,7 @@ def _objects(acme) -> dict:
     connection.set_schema_to_public()
     return {
         "user_id": agent2.pk,
+        "invited_id": invited.pk,
         "inbox_id": inbox.pk,
         "grant_id": {"accounts": grant.pk, "break_glass": bg.pk},
         "credential_id": credential.pk,

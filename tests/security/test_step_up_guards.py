@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 TENANT_ACTIONS = [
     ("owner", "/audit/export/", {"format": "jsonl"}, "audit.exported"),
     ("owner", "/settings/security/rotate/", {}, "key.rotated"),
+    ("owner", "/settings/security/rotate-token-key/", {}, "key.token_signing_rotated"),
     (
         "integrator",
         "/connectors/credentials/",

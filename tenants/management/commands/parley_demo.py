@@ -13,7 +13,6 @@ from parley import devstack
 from tenants.models import Tenant
 from tenants.services import tenant_base_url, tenant_create
 
-DEMO_PASSWORD = "parley-demo-password"  # noqa: S105 - development demo only, refused in production
 _BASE32 = set("abcdefghijklmnopqrstuvwxyz234567")
 DEMO_TENANTS = [
     ("acme", "Acme Inc.", "acme"),
@@ -30,6 +29,8 @@ class Command(BaseCommand):
         if settings.PARLEY_DB_ROLE != "owner":
             raise CommandError("Run the demo seed with PARLEY_DB_ROLE=owner (it creates schemas).")
         User = get_user_model()
+        # Generated into the state folder on the first seed: no password in code.
+        DEMO_PASSWORD = devstack.ensure_demo_password()  # noqa: N806
         path = devstack.state_dir() / "demo-mfa-codes.txt"
         # Only digests of the codes are in the database: the previous file is
         # where their text is; the database says which are still unused.

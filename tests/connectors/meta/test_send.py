@@ -521,13 +521,6 @@ def test_outbound_http_classes_by_status(graph, caplog, failure, code, permanent
     assert TOKEN not in caplog.text
 
 
-GAP = (
-    "parley.outbound keeps no error body or headers yet, so Graph codes answered with "
-    "HTTP 400 cannot be told apart (see connectors/adapters/http.py)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=GAP)
 @pytest.mark.usefixtures("private_allowed")
 def test_outbound_http_sees_the_24_hour_window(graph):
     graph.fail("outside_window")
@@ -535,7 +528,6 @@ def test_outbound_http_sees_the_24_hour_window(graph):
     assert error.outside_window and error.code == "outside_window"
 
 
-@pytest.mark.xfail(strict=True, reason=GAP)
 @pytest.mark.usefixtures("private_allowed")
 def test_outbound_http_sees_a_rate_limit_answered_with_400(graph):
     graph.fail("rate_limit")
