@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import sign_in
+from tests.e2e.conftest import axe_problems, sideways_scroll, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -111,3 +111,21 @@ def test_the_widget_goes_full_screen_on_a_phone_and_closes_with_escape(webchat, 
     expect(chat.get_by_role("button", name="Chat with us")).to_be_focused()
     assert phone.locator("iframe[data-parley-webchat]").evaluate("e => e.offsetWidth") < 375
     context.close()
+
+
+def test_the_demo_page_and_the_open_chat_are_accessible_and_fit(webchat, page):
+    page.goto(webchat + "/demo/chat/")
+    assert axe_problems(page) == []
+    src = page.locator("iframe[data-parley-webchat]").get_attribute("src")
+    # The chat itself, opened and holding a message (axe runs in the frame's own page).
+    page.goto(src)
+    page.get_by_role("button", name="Chat with us").click()
+    page.get_by_label("Your message").fill("An accessible hello")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("log")).to_contain_text("An accessible hello")
+    problems = axe_problems(page)
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 700})
+        problems += [p for p in [sideways_scroll(page)] if p]
+    assert problems == []
+    assert page.console_problems == []
