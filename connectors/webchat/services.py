@@ -99,7 +99,7 @@ def origins_clean(values) -> list[str]:
     return cleaned
 
 
-def allowed_origins(channel: Channel) -> list[str]:
+def allowed_origins_of(channel: Channel) -> list[str]:
     """The channel's configured origins, re-validated (a hand-edited row fails closed)."""
     stored = (channel.settings or {}).get("allowed_origins") or []
     try:
@@ -164,6 +164,27 @@ def webchat_channel_create(
             )
     except IntegrityError:
         raise ValidationError({"name": "This name or inbox was just taken; try again."}) from None
+    return channel
+
+
+def webchat_origins_set(*, by, channel: Channel, allowed_origins: list[str] | str) -> Channel:
+    """Replace the sites that may embed the chat (CORS and ``frame-ancestors`` follow at once)."""
+    _require(by)
+    origins = origins_clean(allowed_origins)
+    if not origins:
+        raise ValidationError({"allowed_origins": "Name at least one site that embeds the widget."})
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().get(pk=channel.pk, kind=KIND)
+        before = allowed_origins_of(channel)
+        if before != origins:
+            channel.settings = {**(channel.settings or {}), "allowed_origins": origins}
+            channel.save(update_fields=["settings"])
+            record(
+                "channel.origins_changed",
+                target_type="channel",
+                target_id=channel.pk,
+                details={"name": channel.name, "before": before, "after": origins},
+            )
     return channel
 
 
@@ -348,7 +369,7 @@ def webchat_demo_ensure(*, by, origin: str, members=()) -> Channel:
         )
         for user in members:
             inbox_member_add(by=by, inbox=inbox, user=user)
-    elif origin not in allowed_origins(channel):
+    elif origin not in allowed_origins_of(channel):
         channel.settings = {**(channel.settings or {}), "allowed_origins": [origin]}
         channel.save(update_fields=["settings"])
     return channel

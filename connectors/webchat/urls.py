@@ -13,4 +13,5 @@ urlpatterns = [
     path("webchat/<str:public_id>/read/", views.read, name="read"),
     path("demo/chat/", views.demo, name="demo"),
     path("connectors/channels/webchat/", views.channel_create, name="create"),
+    path("connectors/channels/<int:channel_id>/origins/", views.origins_set, name="origins"),
 ]

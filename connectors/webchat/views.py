@@ -56,12 +56,12 @@ def _origin_allowed(request, channel: Channel) -> bool:
     if origin is None:
         return True  # not a cross-origin browser request (same-origin GET, a server)
     origin = origin.strip().lower()
-    return origin == _own_origin(request) or origin in services.allowed_origins(channel)
+    return origin == _own_origin(request) or origin in services.allowed_origins_of(channel)
 
 
 def _cors(request, channel: Channel, response):
     origin = request.headers.get("Origin")
-    if origin and origin.strip().lower() in services.allowed_origins(channel):
+    if origin and origin.strip().lower() in services.allowed_origins_of(channel):
         response["Access-Control-Allow-Origin"] = origin.strip().lower()
         response["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
         response["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
@@ -173,7 +173,7 @@ def frame(request, public_id: str):
             "refresh_seconds": max(30, settings.PARLEY_WEBCHAT_TOKEN_SECONDS // 2),
         },
     )
-    ancestors = " ".join(["'self'", *services.allowed_origins(channel)])
+    ancestors = " ".join(["'self'", *services.allowed_origins_of(channel)])
     response["Content-Security-Policy"] = settings.PARLEY_CSP.replace(
         "frame-ancestors 'none'", f"frame-ancestors {ancestors}"
     )
@@ -358,3 +358,27 @@ def channel_create(request):
             )
             return redirect("connectors:channels")
     return channel_views._page(request, webchat=form, status=400)
+
+
+@permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
+@require_POST
+@never_cache
+def origins_set(request, channel_id: int):
+    channel = channel_views.channels.channel_get(channel_id=channel_id)
+    if channel.kind != services.KIND:
+        django_messages.error(
+            request, f"{channel.name} is not a web chat: it has no allowed sites."
+        )
+        return redirect("connectors:channels")
+    try:
+        services.webchat_origins_set(
+            by=request.user,
+            channel=channel,
+            allowed_origins=request.POST.get("allowed_origins", "")[:6000],
+        )
+    except ValidationError as exc:
+        django_messages.error(request, " ".join(exc.messages)[:300])
+    else:
+        django_messages.success(request, f"Allowed sites of {channel.name} saved.")
+    return redirect("connectors:channels")

@@ -497,3 +497,40 @@ def test_an_integrator_creates_a_webchat_on_the_channels_page(acme):
         ).status_code
         == 403
     )
+
+
+def test_an_integrator_changes_the_allowed_sites_and_framing_follows(acme):
+    channel = _channel(acme)
+    client = support.signed_in(acme, "integrator@acme.test")
+    url = f"/connectors/channels/{channel.pk}/origins/"
+    assert (
+        client.post(
+            url, {"allowed_origins": "https://new.example https://b.example:8443"}
+        ).status_code
+        == 302
+    )
+    frame = support.tenant_client("acme").get(f"/webchat/{channel.public_id}/")
+    assert (
+        "frame-ancestors 'self' https://new.example https://b.example:8443"
+        in frame["Content-Security-Policy"]
+    )
+    assert ORIGIN not in frame["Content-Security-Policy"]
+    refused = support.tenant_client("acme").post(
+        f"/webchat/{channel.public_id}/session/", HTTP_ORIGIN=ORIGIN, REMOTE_ADDR=_ip()
+    )
+    assert refused.status_code == 403
+    # A bad list changes nothing.
+    assert client.post(url, {"allowed_origins": "https://x.example/path"}).status_code == 302
+    with tenant_context(acme):
+        channel.refresh_from_db()
+        assert channel.settings["allowed_origins"] == [
+            "https://new.example",
+            "https://b.example:8443",
+        ]
+        event = AuditEvent.objects.filter(
+            action="channel.origins_changed", target_id=str(channel.pk)
+        ).get()
+        assert event.details["before"] == [ORIGIN]
+    connection.set_schema_to_public()
+    agent = support.signed_in(acme, "agent@acme.test")
+    assert agent.post(url, {"allowed_origins": "https://evil.example"}).status_code == 403

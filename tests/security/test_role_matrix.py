@@ -83,6 +83,7 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "webchat:messages": ("GET", "public", {}),
     "webchat:read": ("POST", "public", {}),
     "webchat:demo": ("GET", "public", {}),
+    "webchat:origins": ("POST", "policy", {"allowed_origins": "https://shop.example"}),
     "webchat:create": (
         "POST",
         "policy",
