@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from playwright.sync_api import expect
 
@@ -17,23 +19,40 @@ from tests.e2e.conftest import axe_problems, sideways_scroll, sign_in
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-# Session scope: set up before Playwright starts its event loop (see conftest).
 @pytest.fixture(scope="session")
 def webchat(live_url, django_db_blocker):
     """The demo's web chat channel, allowing the live server's tenant origin."""
-    from django.contrib.auth import get_user_model
-    from django_tenants.utils import schema_context
-
-    from connectors.webchat.services import webchat_demo_ensure
-
-    User = get_user_model()
     base = live_url("acme.localhost")
-    with django_db_blocker.unblock(), schema_context("t_acme"):
-        webchat_demo_ensure(
-            by=User.objects.get(email="owner@acme.test"),
-            origin=base,
-            members=[User.objects.get(email="agent@acme.test")],
-        )
+    failures: list[BaseException] = []
+
+    def setup():
+        from django.contrib.auth import get_user_model
+        from django.db import connection
+        from django_tenants.utils import schema_context
+
+        from connectors.webchat.services import webchat_demo_ensure
+
+        User = get_user_model()
+        try:
+            with schema_context("t_acme"):
+                webchat_demo_ensure(
+                    by=User.objects.get(email="owner@acme.test"),
+                    origin=base,
+                    members=[User.objects.get(email="agent@acme.test")],
+                )
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    # In a thread of its own: Playwright's event loop may already run in this one
+    # (the browser is package-scoped), and Django refuses database calls there.
+    with django_db_blocker.unblock():
+        worker = threading.Thread(target=setup)
+        worker.start()
+        worker.join(60)
+    if failures:
+        raise failures[0]
     return base
 
 
