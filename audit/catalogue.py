@@ -73,7 +73,8 @@ ACTIONS: dict[str, str] = {
     "contact.phones_reindexed": "Every contact's phone was re-normalised (E.164) and re-indexed for a phone region.",
     "contact.searched": "Someone searched contacts (kind of query and result count only).",
     # channels
-    "channel.created": "An API channel was created and bound to an inbox (its signing secret shown once).",
+    "channel.created": "A channel was created and bound to an inbox (an API channel's signing secret shown once; a web chat's allowed sites recorded).",
+    "channel.origins_changed": "The sites allowed to embed a web chat were changed (before and after recorded).",
     "channel.enabled": "A paused channel was resumed.",
     "channel.disabled": "A channel was paused (its webhook refuses events).",
     "channel.secret_rotated": "An API channel's signing secret was replaced (the new one shown once).",

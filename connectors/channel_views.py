@@ -13,6 +13,7 @@ from accounts.permissions import permission_required, step_up_required
 from accounts.policy import POLICY, Perm, user_has
 from connectors import channels
 from connectors.forms import ChannelForm
+from connectors.webchat.forms import WebchatChannelForm
 from parley.forms import add_validation_error
 
 
@@ -24,7 +25,15 @@ def _form(request, data=None) -> ChannelForm:
     )
 
 
-def _page(request, *, form=None, revealed=None, status=200):
+def webchat_form(request, data=None) -> WebchatChannelForm:
+    return WebchatChannelForm(
+        data,
+        inboxes=channels.inboxes_unbound(),
+        can_create_inbox=user_has(request.user, Perm.INBOXES_MANAGE),
+    )
+
+
+def _page(request, *, form=None, revealed=None, status=200, webchat=None):
     rows = [
         {
             "channel": channel,
@@ -43,6 +52,7 @@ def _page(request, *, form=None, revealed=None, status=200):
         {
             "rows": rows,
             "form": form or _form(request),
+            "webchat_form": webchat or webchat_form(request),
             "revealed": revealed,
             "signature_header": channels.SIGNATURE_HEADER,
             "inbox_creators": _inbox_creators,
@@ -88,6 +98,10 @@ def channel_list(request):
 @never_cache
 def channel_rotate(request, channel_id: int):
     channel = channels.channel_get(channel_id=channel_id)
+    if channel.signing_credential_id is None:
+        # Web chat has no signing secret (visitors hold tokens Parley signs).
+        messages.error(request, f"{channel.name} has no signing secret to rotate.")
+        return redirect("connectors:channels")
     secret = channels.channel_secret_rotate(by=request.user, channel=channel)
     messages.success(
         request, f"Signing secret of {channel.name} replaced; the old one no longer verifies."

@@ -3,8 +3,8 @@
 Generic over the channel kinds of ``connectors.adapters.registry``: a kind's
 settings are checked by the validator registered for it here
 (:data:`SETTINGS_CLEANERS`), its secrets are ``Credential`` rows linked by role
-(``ChannelCredential``). Only the API kind can be created here so far (the
-Meta kinds need the tenant's app credentials, see docs/connectors.md).
+(``ChannelCredential``). The API and Meta kinds are created here; a web chat
+(no secrets) by ``connectors.webchat.services.webchat_channel_create``.
 
 The API channel's signature helpers live in ``connectors.api_channel.adapter``
 and are re-exported here for the callers that sign test events with them.
@@ -42,6 +42,7 @@ from connectors.api_channel.adapter import (  # noqa: F401 - re-exported
 from connectors.meta import common as meta_common
 from connectors.models import Channel, ChannelCredential, Credential
 from connectors.services import credential_replace, credential_set, credential_use
+from connectors.webchat.services import webchat_settings_clean
 from conversations.access import inbox_create
 from conversations.models import Inbox
 from parley import outbound
@@ -229,6 +230,7 @@ SETTINGS_CLEANERS: dict[str, Callable[[dict], dict]] = {
     "whatsapp": _meta_settings_clean("phone_number_id"),
     "messenger": _meta_settings_clean("page_id"),
     "instagram": _meta_settings_clean("account_id"),
+    "webchat": webchat_settings_clean,
 }
 
 
@@ -275,6 +277,9 @@ def channel_create(
         raise ValidationError({"name": "Give the channel a name of 1 to 80 characters."})
     if Channel.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": "A channel with this name exists."})
+    if kind == "webchat":
+        # No secrets and its own audit details: connectors.webchat.services.webchat_channel_create.
+        raise ValidationError({"kind": "Create a web chat with the web chat form."})
     if kind == "api":
         channel_settings = channel_settings_clean(kind=kind, values={"outbound_url": outbound_url})
         outbound_url = channel_settings["outbound_url"]

@@ -45,6 +45,7 @@ LEASE_SECONDS = 60  # one sender per message at a time (longer than an attempt)
 OUTSIDE_WINDOW = (
     "This customer last wrote more than 24 hours ago: WhatsApp only allows a template message now."
 )
+AWAITING_RECIPIENT = "awaiting_visitor"  # the outcome for a PULL kind's reply
 # Codes that say something about the channel rather than the message.
 CHANNEL_CODES = {"auth_failed", "credentials_missing", "credentials_invalid", "settings_invalid"}
 
@@ -91,6 +92,18 @@ def delivery_fail(*, message_id: int, error: str, attempts: int, channel_id=None
     logger.warning("channel delivery failed for good: message=%s attempts=%s", message_id, attempts)
 
 
+def pull_kinds() -> tuple[str, ...]:
+    """Kinds whose adapter leaves replies for the recipient to fetch (``PULL``)."""
+    return tuple(kind for kind in registry.kinds() if registry.get(kind).PULL)
+
+
+def _pulled(message: Message) -> bool:
+    channel_id = message.conversation.inbox.channel_id
+    return (
+        bool(channel_id) and Channel.objects.filter(pk=channel_id, kind__in=pull_kinds()).exists()
+    )
+
+
 def _problem(message: Message) -> tuple[Channel | None, str, str]:
     """(channel, recipient id, problem); an empty problem means go."""
     inbox = message.conversation.inbox
@@ -123,7 +136,8 @@ def _problem(message: Message) -> tuple[Channel | None, str, str]:
 def delivery_attempt(*, message_id: int) -> str:
     """One attempt at sending an outbound message through its channel's adapter.
 
-    Returns the outcome (``sent``, ``failed``, or why nothing was done) or
+    Returns the outcome (``sent``, ``failed``, ``awaiting_visitor`` for a PULL
+    kind's reply, or why nothing was done) or
     raises :class:`TransientDeliveryError` for the task to retry later. Safe to
     run twice: a message already sent (or being sent by another worker, under a
     short Redis lease) is left alone.
@@ -134,6 +148,11 @@ def delivery_attempt(*, message_id: int) -> str:
     message = base.select_related("conversation__inbox").first()
     if message is None:
         return "missing"
+    if _pulled(message):
+        # Web chat: the reply waits for the visitor's poll, which marks it
+        # delivered. No attempt is counted, nothing fails or retries, and the
+        # channel's health is not touched.
+        return AWAITING_RECIPIENT
     lease_key, lease = f"channel-deliver:{message_id}", uuid.uuid4().hex
     if not cache.add(lease_key, lease, LEASE_SECONDS):
         return "busy"

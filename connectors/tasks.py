@@ -130,7 +130,10 @@ def deliveries_resume(older_than_seconds: int = 120) -> int:
         delivery=Message.Delivery.QUEUED,
         delivery_attempts=0,
         created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds),
-    ).values_list("id", flat=True)[:500]
+    )
+    # A PULL kind's replies stay queued until the recipient fetches them: not lost.
+    stale = stale.exclude(conversation__inbox__channel__kind__in=delivery.pull_kinds())
+    stale = stale.values_list("id", flat=True)[:500]
     ids = list(stale)
     for message_id in ids:
         message_deliver.delay(message_id)

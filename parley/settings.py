@@ -374,6 +374,17 @@ PARLEY_RATE_CHANNEL_WEBHOOK = _env_rate("PARLEY_RATE_CHANNEL_WEBHOOK", "600/min"
 PARLEY_INBOUND_EVENT_RETENTION_DAYS = env_int(
     "PARLEY_INBOUND_EVENT_RETENTION_DAYS", 7, minimum=1, maximum=365
 )
+# Web chat visitors (connectors/webchat): new sessions and messages, counted per visitor,
+# per address and per channel; polls per visitor.
+PARLEY_RATE_WEBCHAT_SESSION_PER_IP = _env_rate("PARLEY_RATE_WEBCHAT_SESSION_PER_IP", "20/min")
+PARLEY_RATE_WEBCHAT_MESSAGE_PER_VISITOR = _env_rate("PARLEY_RATE_WEBCHAT_MESSAGE_PER_VISITOR", "20/min")
+PARLEY_RATE_WEBCHAT_MESSAGE_PER_IP = _env_rate("PARLEY_RATE_WEBCHAT_MESSAGE_PER_IP", "60/min")
+PARLEY_RATE_WEBCHAT_PER_CHANNEL = _env_rate("PARLEY_RATE_WEBCHAT_PER_CHANNEL", "1200/min")
+PARLEY_RATE_WEBCHAT_POLL_PER_VISITOR = _env_rate("PARLEY_RATE_WEBCHAT_POLL_PER_VISITOR", "120/min")
+# Visitor tokens live this long and are refreshed by the open widget at half-life.
+PARLEY_WEBCHAT_TOKEN_SECONDS = env_int("PARLEY_WEBCHAT_TOKEN_SECONDS", 600, minimum=60, maximum=3600)
+# A poll waits at most this long for a new message (long polling; 0 = answer at once).
+PARLEY_WEBCHAT_POLL_SECONDS = env_int("PARLEY_WEBCHAT_POLL_SECONDS", 20, minimum=0, maximum=55)
 
 REST_FRAMEWORK = {
     # Bearer tokens first: a bad one is a 401 (WWW-Authenticate), never a fall-back to the session.

@@ -77,6 +77,7 @@ urlpatterns = [
     path("", include("conversations.urls")),
     path("", include("parley.keyring.urls")),
     path("webhooks/", include("connectors.webhook_urls")),
+    path("", include("connectors.webchat.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

@@ -416,6 +416,10 @@ class ChannelAdapter(ABC):
     answers_inline: bool = False
     # True: status updates name our own message id, not the channel's.
     status_names_our_id: bool = False
+    # True: nothing is pushed; the recipient fetches replies (web chat's poll, which
+    # marks them delivered). The delivery seam leaves such a reply queued: not
+    # sent, not failed, not retried, and the channel's health untouched.
+    PULL: bool = False
 
     def refusal(
         self, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]

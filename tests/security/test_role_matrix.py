@@ -85,6 +85,21 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "connectors:channel_rotate": ("POST", "policy", {}),
     "connectors:channel_enabled": ("POST", "policy", {"enabled": "1"}),
     "webhooks:channel": ("POST", "public", {}),
+    "webchat:frame": ("GET", "public", {}),
+    "webchat:session": ("POST", "public", {}),
+    "webchat:messages": ("GET", "public", {}),
+    "webchat:read": ("POST", "public", {}),
+    "webchat:demo": ("GET", "public", {}),
+    "webchat:origins": ("POST", "policy", {"allowed_origins": "https://shop.example"}),
+    "webchat:create": (
+        "POST",
+        "policy",
+        {
+            "webchat-name": "@newslug",
+            "webchat-allowed_origins": "https://shop.example",
+            "webchat-inbox": "@inbox",
+        },
+    ),
     "api:channels": ("GET", "policy", {}),
     "api:channel-rotate": ("POST", "policy", {}),
     "conversations:inbox_app": ("GET", "policy", {}),
@@ -215,6 +230,7 @@ def _objects(acme) -> dict:
         "token": "set-password",
         "@agent2": str(agent2.pk),
         "@agent": str(agent.pk),
+        "@inbox": str(inbox.pk),
         "conversation_id": conversation.pk,
     }
 

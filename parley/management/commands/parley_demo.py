@@ -8,6 +8,7 @@ from django_tenants.utils import schema_context, tenant_context
 from accounts import mfa
 from accounts.models import BackupCodeDevice
 from accounts.policy import Role
+from connectors.webchat.services import webchat_demo_ensure
 from parley import devstack
 from parley.base_url import tenant_base_url
 from tenants.models import Tenant
@@ -67,10 +68,21 @@ class Command(BaseCommand):
                     user.role = role.value
                     user.save()
                     self._demo_codes(user, f"{slug}: {email}", codes, known)
+                # A web chat on the tenant's demo page (/demo/chat/), answered by agent@.
+                webchat_demo_ensure(
+                    by=User.objects.get(email=f"owner@{slug}.test"),
+                    origin=tenant_base_url(tenant),
+                    members=[User.objects.get(email=f"agent@{slug}.test")],
+                )
             lines.append(
                 f"Tenant {slug:<8}   {tenant_base_url(tenant)}/  <role>@{slug}.test / {DEMO_PASSWORD}"
                 f"  (roles: {', '.join(r.value for r in Role)})"
             )
+        lines.append(
+            "Web chat demo     "
+            f"{tenant_base_url(Tenant.objects.get(slug='acme'))}/demo/chat/  "
+            "(chat as a customer; answer in the Website chat inbox as agent@acme.test)"
+        )
         path.write_text("\n".join(codes) + "\n")
         path.chmod(0o600)
         lines.append(
