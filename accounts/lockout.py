@@ -8,14 +8,20 @@ tenant means nothing in another. A lock ends by itself after
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.core.cache import cache
 
-_USER, _IP = "login-fail:user:", "login-fail:ip:"
+_IP = "login-fail:ip:"
 
 
-def _norm(username: str) -> str:
-    return (username or "").strip().lower()[:150]
+def _user_key(username: str) -> str:
+    """The account's counter key: a digest of the typed name, so whatever was typed
+    (spaces, any length, an e-mail address) never reaches a cache key as text."""
+    typed = (username or "").strip().lower()[:150]
+    digest = hashlib.sha256(typed.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"login-fail:user:{digest}"
 
 
 def _is_locked(key: str, limit: int) -> bool:
@@ -23,14 +29,14 @@ def _is_locked(key: str, limit: int) -> bool:
 
 
 def locked(*, username: str, ip: str | None) -> bool:
-    if _is_locked(_USER + _norm(username), settings.PARLEY_LOGIN_MAX_FAILURES):
+    if _is_locked(_user_key(username), settings.PARLEY_LOGIN_MAX_FAILURES):
         return True
     return bool(ip) and _is_locked(_IP + ip, settings.PARLEY_LOGIN_MAX_FAILURES_PER_IP)
 
 
 def register_failure(*, username: str, ip: str | None) -> None:
     ttl = settings.PARLEY_LOGIN_LOCK_SECONDS
-    for key in [_USER + _norm(username)] + ([_IP + ip] if ip else []):
+    for key in [_user_key(username)] + ([_IP + ip] if ip else []):
         if cache.add(key, 1, ttl):
             continue
         try:
@@ -41,6 +47,6 @@ def register_failure(*, username: str, ip: str | None) -> None:
 
 def clear(*, username: str | None = None, ip: str | None = None) -> None:
     if username:
-        cache.delete(_USER + _norm(username))
+        cache.delete(_user_key(username))
     if ip:
         cache.delete(_IP + ip)

@@ -120,3 +120,20 @@ def test_it_records_a_console_lock_lifted_from_the_command_line():
     event = AuditEvent.objects.filter(action="auth.lock_lifted").latest("id")
     assert event.target_type == "ip" and event.target_id == "10.5.5.5"
     assert event.details["via"] == "cli"
+
+
+@override_settings(PARLEY_LOGIN_MAX_FAILURES=2)
+def test_the_counter_key_holds_no_typed_name(acme):
+    """Whatever was typed (an e-mail, spaces, NUL, 5,000 characters) counts against one
+    digest key: the name itself never reaches Redis, and any text is safe to count."""
+    client = support.tenant_client("acme")
+    for typed in ("Agent@Acme.test ", "superuser status", "a\x00b", "x" * 5000):
+        _attempt(client, typed, "wrong")
+    _attempt(client, "agent@acme.test", "wrong")
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    keys = [k.decode("utf-8", "replace") for k in store.scan_iter("*login-fail:user:*")]
+    assert keys and all("@" not in k and " " not in k for k in keys)
+    assert all(len(k.rsplit(":", 1)[1]) == 64 for k in keys)
+    # "Agent@Acme.test " and "agent@acme.test" are one account: locked after those two.
+    refused = _attempt(client, "agent@acme.test", support.PASSWORD, ip="10.9.9.9")
+    assert "Too many failed sign-ins" in refused.content.decode()
