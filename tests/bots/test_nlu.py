@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bots.nlu import IntentModel, NLUError
+from bots.text import clean
 
 DATA = json.loads((Path(__file__).parent / "data" / "intents_heldout.json").read_text())
 
@@ -164,3 +165,15 @@ def test_bad_training_data_is_refused_with_a_stable_code(intents, code):
     with pytest.raises(NLUError) as err:
         IntentModel.train(intents)
     assert err.value.code == code
+
+
+def test_fast_char_scores_equal_scikit_learn_transform(model):
+    # predict() bypasses TfidfVectorizer.transform for speed; it must compute the same thing.
+    vectorizer, matrix = model._vectorizer, model._char_matrix
+    probes = [h["text"] for h in DATA["heldout"]] + DATA["gibberish"] + ["zzzz", "order order"]
+    for text in probes:
+        cleaned = clean(text)
+        similarities = (matrix @ vectorizer.transform([cleaned]).T).toarray().ravel()
+        expected = np.zeros(len(model.intents))
+        np.maximum.at(expected, model.labels, similarities)
+        assert np.allclose(model.char_scores(cleaned), expected, atol=1e-5), text
