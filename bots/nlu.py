@@ -35,6 +35,21 @@ MAX_EXAMPLES_PER_INTENT = 200
 MAX_EXAMPLE_CHARS = 500
 MAX_INTENT_NAME = 64
 MAX_MODEL_BYTES = 64 * 1024 * 1024
+# Uncompressed, summed over the archive's members: a small blob must not inflate unbounded.
+MAX_MODEL_UNPACKED_BYTES = 256 * 1024 * 1024
+# Names end up in flow graphs, JSON and logs: letters of any script, ASCII digits and
+# " _.:-" only; no NUL, surrogates, control characters or look-alike digits such as "²".
+_NAME_PUNCTUATION = frozenset("0123456789 _.:-")
+
+
+def _valid_intent_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_INTENT_NAME
+        and (name[0].isalpha() or name[0].isascii() and name[0].isdigit())
+        and all(ch.isalpha() or ch in _NAME_PUNCTUATION for ch in name)
+    )
+
 
 # Chosen on the held-out set (docs/bots.md, "NLU"): the char signal carries typos, the
 # embedding adds meaning; an even mix routed 40/40 paraphrases where either alone missed
@@ -78,10 +93,11 @@ def _validate_intents(intents: object) -> dict[str, list[str]]:
         raise NLUError("nlu_too_many_intents", f"at most {MAX_INTENTS} intents")
     out: dict[str, list[str]] = {}
     for name, examples in intents.items():
-        if not isinstance(name, str) or not name or len(name) > MAX_INTENT_NAME:
-            raise NLUError("nlu_bad_intent_name", "intent names are 1-64 character strings")
-        if clean(name, limit=MAX_INTENT_NAME) == "" or "\x00" in name:
-            raise NLUError("nlu_bad_intent_name", "intent names are 1-64 character strings")
+        if not _valid_intent_name(name):
+            raise NLUError(
+                "nlu_bad_intent_name",
+                "intent names are 1-64 letters, digits, spaces, '_', '-', '.' or ':'",
+            )
         if not isinstance(examples, list | tuple) or not examples:
             raise NLUError("nlu_no_examples", f"intent {name!r} needs at least one example")
         if len(examples) > MAX_EXAMPLES_PER_INTENT:
@@ -262,7 +278,7 @@ class IntentModel:
             ngrams = meta["ngrams"]
             char_weight = float(meta["char_weight"])
             threshold = float(meta["threshold"])
-            if not (isinstance(intents, list) and all(isinstance(i, str) for i in intents)):
+            if not (isinstance(intents, list) and all(_valid_intent_name(i) for i in intents)):
                 raise NLUError("nlu_bad_model", "intents")
             if not (isinstance(ngrams, list) and all(isinstance(g, str) for g in ngrams)):
                 raise NLUError("nlu_bad_model", "ngrams")
@@ -331,6 +347,10 @@ class IntentModel:
             # Only an .npz archive; a bare .npy (or anything else) is not a stored model.
             raise NLUError("nlu_bad_model", "stored model is unreadable")
         try:
+            with zipfile.ZipFile(io.BytesIO(bytes(blob))) as archive:
+                unpacked = sum(member.file_size for member in archive.infolist())
+            if unpacked > MAX_MODEL_UNPACKED_BYTES:
+                raise NLUError("nlu_bad_model", "stored model is too large")
             with np.load(io.BytesIO(bytes(blob)), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
             meta = json.loads(arrays.pop("meta").tobytes().decode())

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bots import nlu
 from bots.nlu import IntentModel, NLUError
 from bots.text import clean
 
+ROOT = Path(__file__).resolve().parents[2]
 DATA = json.loads((Path(__file__).parent / "data" / "intents_heldout.json").read_text())
 
 
@@ -156,6 +161,11 @@ def test_non_string_input_falls_back(model):
         ({"n" * 65: ["hello"]}, "nlu_bad_intent_name"),
         ({"a\x00": ["hello"]}, "nlu_bad_intent_name"),
         ({5: ["hello"]}, "nlu_bad_intent_name"),
+        ({"²": ["hello"]}, "nlu_bad_intent_name"),
+        ({"order\ud800": ["hello"]}, "nlu_bad_intent_name"),
+        ({"order\n": ["hello"]}, "nlu_bad_intent_name"),
+        ({" order": ["hello"]}, "nlu_bad_intent_name"),
+        ({"order\u202e": ["hello"]}, "nlu_bad_intent_name"),
         ({"a": "hello"}, "nlu_no_examples"),
         ({f"i{n}": ["hello"] for n in range(501)}, "nlu_too_many_intents"),
         ({"a": ["hello"] * 201}, "nlu_too_many_examples"),
@@ -177,3 +187,39 @@ def test_fast_char_scores_equal_scikit_learn_transform(model):
         expected = np.zeros(len(model.intents))
         np.maximum.at(expected, model.labels, similarities)
         assert np.allclose(model.char_scores(cleaned), expected, atol=1e-5), text
+
+
+def test_intent_names_of_any_script_are_accepted():
+    model = IntentModel.train(
+        {"Bestellung prüfen": ["wo ist meine bestellung"], "返品": ["返品したい"]}
+    )
+    assert model.predict("wo ist meine bestelung").intent == "Bestellung prüfen"
+
+
+def test_model_that_inflates_beyond_the_limit_is_refused(model, monkeypatch):
+    blob = model.to_bytes()
+    monkeypatch.setattr(nlu, "MAX_MODEL_UNPACKED_BYTES", len(blob))  # compressed < unpacked
+    with pytest.raises(NLUError) as err:
+        IntentModel.from_bytes(blob)
+    assert err.value.code == "nlu_bad_model"
+
+
+def test_embedder_loads_from_the_wheel_without_network(tmp_path):
+    # A fresh interpreter where every socket connect fails and HOME is empty: loading and
+    # embedding must still work, and nothing is written to a download cache.
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('network used')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "from bots.text import embed\n"
+        "v = embed(['where is my order'])\n"
+        "assert v.shape == (1, 256) and abs(float((v * v).sum()) - 1) < 1e-4\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "HF_HUB_OFFLINE": "0"}
+    env.pop("XDG_CACHE_HOME", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
