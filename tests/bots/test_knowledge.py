@@ -84,21 +84,21 @@ def globex_index() -> KnowledgeIndex:
 
 
 @pytest.mark.parametrize(("question", "article_id"), QUESTIONS)
-def test_questions_with_typos_find_the_right_article(acme_index, question, article_id):
+def test_it_questions_with_typos_find_the_right_article(acme_index, question, article_id):
     answer = acme_index.answer(question)
     assert answer.known, (question, answer)
     assert answer.article_id == article_id
 
 
 @pytest.mark.parametrize("question", UNRELATED)
-def test_unrelated_questions_get_i_dont_know(acme_index, question):
+def test_it_unrelated_questions_get_i_dont_know(acme_index, question):
     answer = acme_index.answer(question)
     assert not answer.known, (question, answer)
     assert answer.article_id is None
     assert answer.score < acme_index.threshold
 
 
-def test_indexes_never_mix_tenants(acme_index, globex_index):
+def test_it_indexes_never_mix_tenants(acme_index, globex_index):
     acme_ids = {a.id for a in ACME}
     globex_ids = {a.id for a in GLOBEX}
     probes = (
@@ -122,7 +122,7 @@ def test_indexes_never_mix_tenants(acme_index, globex_index):
     assert [h.score for h in acme_index.retrieve("refund", k=4)] == before
 
 
-def test_retrieve_orders_hits_and_bounds_k(acme_index):
+def test_it_retrieve_orders_hits_and_bounds_k(acme_index):
     hits = acme_index.retrieve("refund for my return", k=4)
     assert [h.article_id for h in hits][0] == 2
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -133,7 +133,7 @@ def test_retrieve_orders_hits_and_bounds_k(acme_index):
         assert err.value.code == "kb_bad_k"
 
 
-def test_empty_knowledge_base_never_knows():
+def test_it_empty_knowledge_base_never_knows():
     index = KnowledgeIndex.build([])
     assert index.retrieve("refund") == []
     assert not index.answer("refund").known
@@ -143,12 +143,12 @@ def test_empty_knowledge_base_never_knows():
     "query",
     ["", "\x00", "\ud800\udfff", "\u202e\u200b", "x" * 1_000_000, None, 7, ["refund"], b"refund"],
 )
-def test_hostile_queries_never_raise(acme_index, query):
+def test_it_hostile_queries_never_raise(acme_index, query):
     answer = acme_index.answer(query)
     assert answer.article_id is None or answer.article_id in {a.id for a in ACME}
 
 
-def test_hostile_article_text_is_indexed_safely():
+def test_it_hostile_article_text_is_indexed_safely():
     index = KnowledgeIndex.build(
         [
             Article(
@@ -180,7 +180,7 @@ def test_hostile_article_text_is_indexed_safely():
         ([Article(1, "t", "b", "tags")], "kb_bad_tags"),
     ],
 )
-def test_bad_articles_are_refused_with_a_stable_code(articles, code):
+def test_it_bad_articles_are_refused_with_a_stable_code(articles, code):
     with pytest.raises(KnowledgeError) as err:
         KnowledgeIndex.build(articles)
     assert err.value.code == code

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ def model() -> IntentModel:
     return IntentModel.train(DATA["train"])
 
 
-def test_heldout_paraphrases_with_typos_route_at_least_90_percent(model):
+def test_it_heldout_paraphrases_with_typos_route_at_least_90_percent(model):
     assert len(DATA["heldout"]) >= 30
     misses = [
         (item["text"], item["intent"], model.predict(item["text"]).intent)
@@ -36,7 +37,7 @@ def test_heldout_paraphrases_with_typos_route_at_least_90_percent(model):
     assert accuracy >= 0.90, misses
 
 
-def test_gibberish_falls_back(model):
+def test_it_gibberish_falls_back(model):
     assert len(DATA["gibberish"]) >= 10
     for text in DATA["gibberish"]:
         intent, confidence, scores = model.predict(text)
@@ -45,13 +46,13 @@ def test_gibberish_falls_back(model):
         assert set(scores) == set(DATA["train"])
 
 
-def test_training_examples_route_to_themselves(model):
+def test_it_training_examples_route_to_themselves(model):
     for name, examples in DATA["train"].items():
         for example in examples:
             assert model.predict(example).intent == name
 
 
-def test_combination_beats_or_matches_each_signal_alone():
+def test_it_combination_beats_or_matches_each_signal_alone():
     # The reason for paying for two signals: keep it honest if defaults change.
     def accuracy(m: IntentModel) -> float:
         hits = sum(m.predict(h["text"]).intent == h["intent"] for h in DATA["heldout"])
@@ -63,7 +64,7 @@ def test_combination_beats_or_matches_each_signal_alone():
     assert combined >= max(char_only, embed_only)
 
 
-def test_persistence_round_trip_gives_identical_predictions(model):
+def test_it_persistence_round_trip_gives_identical_predictions(model):
     probes = [h["text"] for h in DATA["heldout"]] + DATA["gibberish"] + ["", "x" * 5000]
     restored = IntentModel.from_bytes(model.to_bytes())
     arrays, meta = model.to_arrays()
@@ -74,7 +75,7 @@ def test_persistence_round_trip_gives_identical_predictions(model):
         assert rebuilt.predict(text) == original
 
 
-def test_stored_model_is_never_unpickled(model):
+def test_it_stored_model_is_never_unpickled(model):
     # An .npz holding an object array (what pickle would smuggle in) is refused.
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.array([{"format": 1}], dtype=object))
@@ -97,7 +98,7 @@ def test_stored_model_is_never_unpickled(model):
         lambda a, m: a.pop("char_indptr"),
     ],
 )
-def test_tampered_model_is_refused(model, mutate):
+def test_it_tampered_model_is_refused(model, mutate):
     arrays, meta = model.to_arrays()
     mutate(arrays, meta)
     with pytest.raises(NLUError) as err:
@@ -106,7 +107,7 @@ def test_tampered_model_is_refused(model, mutate):
 
 
 @pytest.mark.parametrize("blob", [b"", b"not an npz", b"PK\x03\x04" + b"\x00" * 50, "text"])
-def test_garbage_blob_is_refused(blob):
+def test_it_garbage_blob_is_refused(blob):
     with pytest.raises(NLUError):
         IntentModel.from_bytes(blob)
 
@@ -128,14 +129,14 @@ def test_garbage_blob_is_refused(blob):
         b"where is my order",
     ],
 )
-def test_hostile_input_never_raises(model, text):
+def test_it_hostile_input_never_raises(model, text):
     intent, confidence, scores = model.predict(text)
     assert intent is None or intent in DATA["train"]
     assert 0.0 <= confidence <= 1.0 + 1e-6
     assert set(scores) == set(DATA["train"])
 
 
-def test_hostile_input_still_matches_when_meaning_survives(model):
+def test_it_hostile_input_still_matches_when_meaning_survives(model):
     assert model.predict("where is my\x00 order").intent == "order_status"
     assert model.predict("ｗｈｅｒｅ ｉｓ ｍｙ ｏｒｄｅｒ").intent == "order_status"
     assert model.predict("\ud800reset my password\udfff").intent == "reset_password"
@@ -143,7 +144,7 @@ def test_hostile_input_still_matches_when_meaning_survives(model):
     assert model.predict("reset my password " + "a" * 1_000_000).intent == "reset_password"
 
 
-def test_non_string_input_falls_back(model):
+def test_it_non_string_input_falls_back(model):
     for value in (None, 12345, ["where is my order"], b"where is my order"):
         assert model.predict(value).intent is None
 
@@ -171,13 +172,13 @@ def test_non_string_input_falls_back(model):
         ({"a": ["hello"] * 201}, "nlu_too_many_examples"),
     ],
 )
-def test_bad_training_data_is_refused_with_a_stable_code(intents, code):
+def test_it_bad_training_data_is_refused_with_a_stable_code(intents, code):
     with pytest.raises(NLUError) as err:
         IntentModel.train(intents)
     assert err.value.code == code
 
 
-def test_fast_char_scores_equal_scikit_learn_transform(model):
+def test_it_fast_char_scores_equal_scikit_learn_transform(model):
     # predict() bypasses TfidfVectorizer.transform for speed; it must compute the same thing.
     vectorizer, matrix = model._vectorizer, model._char_matrix
     probes = [h["text"] for h in DATA["heldout"]] + DATA["gibberish"] + ["zzzz", "order order"]
@@ -189,14 +190,14 @@ def test_fast_char_scores_equal_scikit_learn_transform(model):
         assert np.allclose(model.char_scores(cleaned), expected, atol=1e-5), text
 
 
-def test_intent_names_of_any_script_are_accepted():
+def test_it_intent_names_of_any_script_are_accepted():
     model = IntentModel.train(
         {"Bestellung prüfen": ["wo ist meine bestellung"], "返品": ["返品したい"]}
     )
     assert model.predict("wo ist meine bestelung").intent == "Bestellung prüfen"
 
 
-def test_model_that_inflates_beyond_the_limit_is_refused(model, monkeypatch):
+def test_it_model_that_inflates_beyond_the_limit_is_refused(model, monkeypatch):
     blob = model.to_bytes()
     monkeypatch.setattr(nlu, "MAX_MODEL_UNPACKED_BYTES", len(blob))  # compressed < unpacked
     with pytest.raises(NLUError) as err:
@@ -204,7 +205,7 @@ def test_model_that_inflates_beyond_the_limit_is_refused(model, monkeypatch):
     assert err.value.code == "nlu_bad_model"
 
 
-def test_embedder_loads_from_the_wheel_without_network(tmp_path):
+def test_it_embedder_loads_from_the_wheel_without_network(tmp_path):
     # A fresh interpreter where every socket connect fails and HOME is empty: loading and
     # embedding must still work, and nothing is written to a download cache.
     code = (
@@ -223,3 +224,12 @@ def test_embedder_loads_from_the_wheel_without_network(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_it_predicts_the_same_from_many_threads(model):
+    # Worker threads share one model and one embedder: answers must not depend on timing.
+    texts = [h["text"] for h in DATA["heldout"]] + DATA["gibberish"]
+    expected = [model.predict(t) for t in texts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            assert list(pool.map(model.predict, texts)) == expected
