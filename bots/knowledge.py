@@ -155,7 +155,11 @@ class KnowledgeIndex:
         lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
         threshold: float = DEFAULT_THRESHOLD,
     ) -> KnowledgeIndex:
-        if not (0.0 <= lexical_weight <= 1.0) or not (0.0 < threshold <= 1.0):
+        numbers = all(
+            isinstance(v, int | float) and not isinstance(v, bool)
+            for v in (lexical_weight, threshold)
+        )
+        if not numbers or not (0.0 <= lexical_weight <= 1.0 and 0.0 < threshold <= 1.0):
             raise KnowledgeError("kb_bad_parameters", "weight in [0, 1], threshold in (0, 1]")
         items = _validate(articles)
         documents, passages, owners = [], [], []

@@ -115,6 +115,10 @@ def _validate_intents(intents: object) -> dict[str, list[str]]:
     return out
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _vectorizer(vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
     return TfidfVectorizer(vocabulary=vocabulary, **_TFIDF_PARAMS)
 
@@ -164,7 +168,11 @@ class IntentModel:
         threshold: float = DEFAULT_THRESHOLD,
     ) -> IntentModel:
         data = _validate_intents(intents)
-        if not (0.0 <= char_weight <= 1.0) or not (0.0 < threshold <= 1.0):
+        if not (_is_number(char_weight) and _is_number(threshold)) or not (
+            0.0 <= char_weight <= 1.0 and 0.0 < threshold <= 1.0
+        ):
+            # The threshold will come from a flow author's router node: refuse, never raise
+            # a TypeError, for "0.5", True or NaN.
             raise NLUError("nlu_bad_parameters", "char_weight in [0, 1], threshold in (0, 1]")
         names = list(data)
         texts: list[str] = []

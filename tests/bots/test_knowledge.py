@@ -184,3 +184,13 @@ def test_it_bad_articles_are_refused_with_a_stable_code(articles, code):
     with pytest.raises(KnowledgeError) as err:
         KnowledgeIndex.build(articles)
     assert err.value.code == code
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"threshold": "0.5"}, {"threshold": True}, {"threshold": float("nan")}, {"lexical_weight": 2}],
+)
+def test_it_refuses_bad_parameters_with_a_stable_code(params):
+    with pytest.raises(KnowledgeError) as err:
+        KnowledgeIndex.build(ACME, **params)
+    assert err.value.code == "kb_bad_parameters"

@@ -233,3 +233,22 @@ def test_it_predicts_the_same_from_many_threads(model):
     with ThreadPoolExecutor(max_workers=8) as pool:
         for _ in range(3):
             assert list(pool.map(model.predict, texts)) == expected
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"threshold": "0.5"},
+        {"threshold": True},
+        {"threshold": float("nan")},
+        {"threshold": 0},
+        {"threshold": 1.5},
+        {"char_weight": -0.1},
+        {"char_weight": None},
+        {"char_weight": float("inf")},
+    ],
+)
+def test_it_refuses_bad_parameters_with_a_stable_code(params):
+    with pytest.raises(NLUError) as err:
+        IntentModel.train(DATA["train"], **params)
+    assert err.value.code == "nlu_bad_parameters"
