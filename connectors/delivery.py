@@ -12,13 +12,16 @@ mid-request can send one message twice, so receivers dedupe on our id.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import secrets as _random
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -27,7 +30,7 @@ from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
 from connectors.adapters.base import DeliveryError
-from connectors.adapters.http import outbound_http
+from connectors.adapters.http import HttpReply, HttpTransportError, outbound_http
 from connectors.channels import (
     MAX_ATTEMPTS,
     channel_health_failed,
@@ -36,7 +39,12 @@ from connectors.channels import (
 )
 from connectors.models import Channel
 from conversations.models import ContactIdentity, Message
-from conversations.services import body_of, message_delivery_retry, message_delivery_update
+from conversations.services import (
+    body_of,
+    message_delivery_log,
+    message_delivery_retry,
+    message_delivery_update,
+)
 from parley.keyring.providers import KeyringError
 
 logger = logging.getLogger(__name__)
@@ -51,11 +59,86 @@ CHANNEL_CODES = {"auth_failed", "credentials_missing", "credentials_invalid", "s
 
 
 class TransientDeliveryError(Exception):
-    """An attempt failed in a way another attempt may fix; retry after ``countdown`` seconds."""
+    """An attempt failed in a way another attempt may fix; retry after ``countdown`` seconds.
 
-    def __init__(self, error: str, *, attempts: int, countdown: int):
+    ``counted`` is False when nothing went to the network (Parley's own rate limit
+    or circuit breaker held the send back): the message's attempt budget is intact.
+    """
+
+    def __init__(self, error: str, *, attempts: int, countdown: int, counted: bool = True):
         super().__init__(error)
         self.error, self.attempts, self.countdown = error, attempts, countdown
+        self.counted = counted
+
+
+class _ChannelHttp:
+    """The :class:`HttpCall` one delivery attempt hands its adapter: ``outbound_http``
+    bound to the channel's rate key and rate, recording every network attempt (and
+    every local refusal) on the message's ``delivery_log``. It remembers whether
+    the last call was held back without a request (``held_back``)."""
+
+    def __init__(self, *, message_id: int, attempt: int, channel: Channel, rate: float):
+        self.message_id, self.attempt = message_id, attempt
+        self.held_back: HttpTransportError | None = None
+        self._call = functools.partial(
+            outbound_http,
+            rate_key=rate_key(channel),
+            rate_per_second=rate,
+            on_attempt=self._record,
+        )
+
+    def _record(self, *, attempt: int, status: int | None, error: str | None, elapsed_ms: float):
+        message_delivery_log(
+            message_id=self.message_id,
+            entry={
+                "attempt": self.attempt,
+                "at": timezone.now().isoformat(),
+                "status": status,
+                "error": error,
+                "ms": round(elapsed_ms),
+                "network": True,
+            },
+        )
+
+    def __call__(self, method: str, url: str, **kwargs) -> HttpReply:
+        self.held_back = None
+        try:
+            return self._call(method, url, **kwargs)
+        except HttpTransportError as exc:
+            if not exc.attempted:
+                self.held_back = exc
+                message_delivery_log(
+                    message_id=self.message_id,
+                    entry={
+                        "attempt": self.attempt,
+                        "at": timezone.now().isoformat(),
+                        "status": None,
+                        "error": "held_back",
+                        "ms": 0,
+                        "network": False,
+                    },
+                )
+            raise
+
+
+def rate_key(channel: Channel) -> str:
+    """The channel's rate-limit bucket. Channel ids repeat across tenants (a schema
+    each): the schema is part of the key, or one tenant's sends would spend another's."""
+    return f"channel:{connection.schema_name}:{channel.pk}"
+
+
+def channel_rate(channel: Channel) -> float:
+    """Sends per second allowed on one channel: its kind's ``RATE_PER_SECOND``, else
+    ``PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND``."""
+    rate = registry.get(channel.kind).RATE_PER_SECOND
+    return float(rate or settings.PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND)
+
+
+def held_back_delay(retry_after: float | None) -> int:
+    """Seconds before trying a held-back send again: the refusal's ``retry_after``
+    (at least 1 s, Celery's countdown is in whole seconds) plus up to 2 s of jitter,
+    so messages held back together do not all come back at the same instant."""
+    return max(1, math.ceil(retry_after or 0)) + _random.randbelow(3)
 
 
 def retry_delay(attempts: int) -> int:
@@ -190,10 +273,29 @@ def delivery_attempt(*, message_id: int) -> str:
                 channel_id=channel.pk,
             )
             return "failed"
+        http = _ChannelHttp(
+            message_id=message_id, attempt=attempts, channel=channel, rate=channel_rate(channel)
+        )
         try:
-            result = adapter.send(outbound, dict(channel.settings or {}), keys, outbound_http)
+            result = adapter.send(outbound, dict(channel.settings or {}), keys, http)
         except DeliveryError as exc:
             del keys
+            if http.held_back is not None and not exc.permanent:
+                # Parley's own rate limit or circuit breaker refused the send before
+                # any request: not an attempt. Give the count back and come back
+                # when the refusal says.
+                base.filter(delivery_attempts__gt=0).update(
+                    delivery_attempts=F("delivery_attempts") - 1
+                )
+                countdown = held_back_delay(http.held_back.retry_after)
+                message_delivery_retry(
+                    message=message,
+                    error=str(exc)[:300],
+                    next_at=timezone.now() + timedelta(seconds=countdown),
+                )
+                raise TransientDeliveryError(
+                    str(exc), attempts=attempts - 1, countdown=countdown, counted=False
+                ) from None
             error = OUTSIDE_WINDOW if exc.outside_window else str(exc)[:300]
             if exc.auth_failed or exc.code in CHANNEL_CODES:
                 channel_health_failed(

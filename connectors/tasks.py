@@ -22,6 +22,10 @@ from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
+# Task retries allowed for sends held back without a request (each waits the
+# refusal's retry_after: a rate limit's fraction of a second, a circuit's cool-down).
+HELD_BACK_RETRIES = 100
+
 
 @tenant_task()
 def credential_rotation_reminders() -> dict:
@@ -59,7 +63,7 @@ def credential_rotation_reminders() -> dict:
     return {"schema": connection.schema_name, "reminded": len(due), "recipients": len(recipients)}
 
 
-@tenant_task(bind=True, acks_late=True, max_retries=10)
+@tenant_task(bind=True, acks_late=True, max_retries=HELD_BACK_RETRIES + 10)
 def message_deliver(self, message_id: int) -> dict:
     """Send one outbound message through its inbox's channel (enqueued when
     ``conversations`` announces ``reply_queued``); retried with backoff on transient
@@ -69,6 +73,18 @@ def message_deliver(self, message_id: int) -> dict:
     except delivery.TransientDeliveryError as exc:
         # The attempt count lives on the message (not in the task), so a
         # redelivered task cannot exceed MAX_ATTEMPTS; max_retries is a backstop.
+        if exc.counted:
+            raise self.retry(exc=exc, countdown=exc.countdown) from None
+        # Held back by Parley's own rate limit or circuit (no request made): not
+        # an attempt, so a longer budget of task retries, and then a clear failure
+        # rather than a message left queued for ever.
+        if self.request.retries >= HELD_BACK_RETRIES:
+            delivery.delivery_fail(
+                message_id=message_id,
+                error="Not sent: the channel stayed held back (rate limit or circuit breaker).",
+                attempts=exc.attempts,
+            )
+            return {"schema": connection.schema_name, "message": message_id, "delivery": "failed"}
         raise self.retry(exc=exc, countdown=exc.countdown) from None
     if outcome == "busy":
         # Another worker holds the lease (or died holding it): look again once it has lapsed.

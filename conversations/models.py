@@ -192,6 +192,10 @@ class Message(models.Model):
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
     # When the channel layer tries again after a transient failure (None: not waiting).
     delivery_next_at = models.DateTimeField(null=True, blank=True)
+    # The channel layer's record of its send attempts, the newest last (at most
+    # DELIVERY_LOG_MAX): {"attempt", "at", "status", "error", "ms", "network"}.
+    # Statuses and error class names only: never a body, a header or a token.
+    delivery_log = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:

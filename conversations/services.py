@@ -471,6 +471,34 @@ def message_delivery_retry(*, message: Message, error: str, next_at: _dt.datetim
     )
 
 
+DELIVERY_LOG_MAX = 20  # send attempts kept per message (5 counted, plus refusals held back)
+_LOG_KEYS = {"attempt": int, "at": str, "status": int, "error": str, "ms": int, "network": bool}
+
+
+def message_delivery_log(*, message_id: int, entry: dict) -> None:
+    """Append one send attempt to the message's ``delivery_log`` (the oldest dropped
+    beyond ``DELIVERY_LOG_MAX``). Only the known keys of the known types are kept,
+    strings cut at 64: the log can never carry a body or a secret."""
+    clean: dict = {}
+    for key, kind in _LOG_KEYS.items():
+        value = entry.get(key)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            clean[key] = value[:64] if isinstance(value, str) else value
+        else:
+            clean[key] = None
+    with transaction.atomic():
+        row = (
+            Message.objects.select_for_update()
+            .filter(pk=message_id, direction=Message.Direction.OUT)
+            .values_list("delivery_log", flat=True)
+            .first()
+        )
+        if row is None:
+            return
+        log = [*(row if isinstance(row, list) else []), clean][-DELIVERY_LOG_MAX:]
+        Message.objects.filter(pk=message_id).update(delivery_log=log)
+
+
 # --- agent actions --------------------------------------------------------------------------
 
 

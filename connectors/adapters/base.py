@@ -420,6 +420,9 @@ class ChannelAdapter(ABC):
     # marks them delivered). The delivery seam leaves such a reply queued: not
     # sent, not failed, not retried, and the channel's health untouched.
     PULL: bool = False
+    # Sends per second per channel (the delivery seam's rate limit, shared by every
+    # worker through Redis); None: PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND.
+    RATE_PER_SECOND: float | None = None
 
     def refusal(
         self, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]

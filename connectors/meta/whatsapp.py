@@ -76,6 +76,8 @@ class WhatsAppAdapter(ChannelAdapter):
     label = "WhatsApp"
     SETTINGS = ("phone_number_id", "graph_base_url", "api_version")
     SECRETS = ("app_secret", "verify_token", "access_token")
+    # Cloud API throughput: 80 messages per second per business phone number by default.
+    RATE_PER_SECOND = 80.0
 
     # --- inbound ---------------------------------------------------------------------------------
 
