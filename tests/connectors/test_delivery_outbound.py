@@ -78,9 +78,8 @@ def test_a_spent_channel_rate_holds_the_send_back_without_spending_an_attempt(
     channel, reply = _queued_reply(acme, graph)
     # A rate of one send per 100 s: the bucket starts with 0.01 of a token.
     monkeypatch.setattr(type(registry.get("whatsapp")), "RATE_PER_SECOND", 0.01)
-    with tenant_context(acme):
-        with pytest.raises(delivery.TransientDeliveryError) as caught:
-            delivery.delivery_attempt(message_id=reply.pk)
+    with tenant_context(acme), pytest.raises(delivery.TransientDeliveryError) as caught:
+        delivery.delivery_attempt(message_id=reply.pk)
     assert not caught.value.counted
     assert caught.value.countdown >= 99  # the limiter's retry_after, not the 10 s backoff
     assert graph.requests == []
