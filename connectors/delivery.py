@@ -107,18 +107,26 @@ class _ChannelHttp:
         except HttpTransportError as exc:
             if not exc.attempted:
                 self.held_back = exc
-                message_delivery_log(
-                    message_id=self.message_id,
-                    entry={
-                        "attempt": self.attempt,
-                        "at": timezone.now().isoformat(),
-                        "status": None,
-                        "error": "held_back",
-                        "ms": 0,
-                        "network": False,
-                    },
-                )
+                self._record_held_back()
             raise
+
+    def _record_held_back(self) -> None:
+        # Never let the record turn a transient refusal into an error of its own:
+        # the adapter would take it for a broken transport and fail the message.
+        try:
+            message_delivery_log(
+                message_id=self.message_id,
+                entry={
+                    "attempt": self.attempt,
+                    "at": timezone.now().isoformat(),
+                    "status": None,
+                    "error": "held_back",
+                    "ms": 0,
+                    "network": False,
+                },
+            )
+        except Exception:
+            logger.exception("delivery: held-back send of message %s not recorded", self.message_id)
 
 
 def rate_key(channel: Channel) -> str:
