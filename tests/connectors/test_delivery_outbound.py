@@ -15,6 +15,7 @@ from django_tenants.utils import tenant_context
 
 from connectors import delivery
 from connectors.adapters import registry
+from connectors.adapters.base import DeliveryError
 from connectors.adapters.http import HttpTransportError, outbound_http
 from connectors.channels import MAX_ATTEMPTS
 from connectors.tasks import HELD_BACK_RETRIES, message_deliver
@@ -164,3 +165,39 @@ def test_outbound_http_turns_local_refusals_into_unattempted_transport_errors(gr
     with pytest.raises(HttpTransportError) as caught:
         outbound_http("POST", url, **call)
     assert caught.value.attempted and caught.value.transient
+
+
+def _held_back(*args, **kwargs):
+    raise HttpTransportError("rate limit reached", retry_after=3.5, attempted=False)
+
+
+def _unreachable(*args, **kwargs):
+    raise HttpTransportError("ConnectionRefusedError calling …", retry_after=None)
+
+
+@pytest.mark.parametrize("kind", ["whatsapp", "api"])
+def test_adapters_pass_a_held_back_send_on_as_transient_with_its_retry_after(kind):
+    adapter = registry.get(kind)
+    message = adapter.outbound(
+        recipient_id="16505551234",
+        message_id=1,
+        conversation_id=1,
+        body="hello",
+        attachments=(),
+        created_at="2026-01-01T00:00:00+00:00",
+        attempt=1,
+    )
+    if kind == "whatsapp":
+        settings_, secrets = {"phone_number_id": "106540352242922"}, {"access_token": TOKEN}
+    else:
+        settings_, secrets = (
+            {"outbound_url": "https://integration.example/r"},
+            {"signing_secret": "s" * 32},
+        )
+    with pytest.raises(DeliveryError) as held:
+        adapter.send(message, settings_, secrets, _held_back)
+    assert not held.value.permanent and held.value.code == "held_back"
+    assert held.value.retry_after == 3.5
+    with pytest.raises(DeliveryError) as failed:
+        adapter.send(message, settings_, secrets, _unreachable)
+    assert not failed.value.permanent and failed.value.code == "network_error"
