@@ -138,7 +138,8 @@ def on_reply_queued(*, message_id: int, schema: str, **_: object) -> None:
 @tenant_task()
 def deliveries_resume(older_than_seconds: int = 120) -> int:
     """Beat: replies still queued and never attempted (their enqueue was lost, e.g.
-    the broker was down at commit) are handed to ``message_deliver`` again.
+    the broker was down at commit, or a held-back send's scheduled retry was lost)
+    are handed to ``message_deliver`` again.
     The per-message lease in ``connectors.delivery`` keeps a send single."""
     stale = Message.objects.filter(
         direction=Message.Direction.OUT,
@@ -146,6 +147,12 @@ def deliveries_resume(older_than_seconds: int = 120) -> int:
         delivery=Message.Delivery.QUEUED,
         delivery_attempts=0,
         created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds),
+    ).filter(
+        # A send held back by the rate limit or circuit (no attempt counted) has
+        # its retry scheduled: enqueueing it again would start a second retry
+        # chain per beat. Only a schedule long overdue (its task lost) is resumed.
+        Q(delivery_next_at__isnull=True)
+        | Q(delivery_next_at__lt=timezone.now() - timedelta(seconds=older_than_seconds))
     )
     # A PULL kind's replies stay queued until the recipient fetches them: not lost.
     stale = stale.exclude(conversation__inbox__channel__kind__in=delivery.pull_kinds())

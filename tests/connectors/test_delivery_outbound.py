@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from connectors import delivery
+from connectors import delivery, tasks
 from connectors.adapters import registry
 from connectors.adapters.base import DeliveryError
 from connectors.adapters.http import HttpTransportError, outbound_http
@@ -201,3 +203,21 @@ def test_adapters_pass_a_held_back_send_on_as_transient_with_its_retry_after(kin
     with pytest.raises(DeliveryError) as failed:
         adapter.send(message, settings_, secrets, _unreachable)
     assert not failed.value.permanent and failed.value.code == "network_error"
+
+
+@pytest.mark.django_db
+def test_the_beat_leaves_a_held_back_send_to_its_scheduled_retry(acme, graph, monkeypatch):
+    channel, reply = _queued_reply(acme, graph)
+    monkeypatch.setattr(type(registry.get("whatsapp")), "RATE_PER_SECOND", 0.01)
+    resumed = []
+    monkeypatch.setattr(message_deliver, "delay", lambda message_id: resumed.append(message_id))
+    with tenant_context(acme):
+        with pytest.raises(delivery.TransientDeliveryError):
+            delivery.delivery_attempt(message_id=reply.pk)
+        old = timezone.now() - timedelta(minutes=10)
+        Message.objects.filter(pk=reply.pk).update(created_at=old)
+        # Queued, no attempt counted, but its retry is scheduled: not enqueued again.
+        assert tasks.deliveries_resume() == 0 and resumed == []
+        # The scheduled retry is long overdue (its task was lost): resumed.
+        Message.objects.filter(pk=reply.pk).update(delivery_next_at=old)
+        assert tasks.deliveries_resume() == 1 and resumed == [reply.pk]
