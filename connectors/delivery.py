@@ -29,7 +29,7 @@ from django.views.decorators.debug import sensitive_variables
 from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
-from connectors.adapters.base import DeliveryError
+from connectors.adapters.base import DeliveryError, OutboundMessage, Template
 from connectors.adapters.http import HttpReply, HttpTransportError, outbound_http
 from connectors.channels import (
     MAX_ATTEMPTS,
@@ -38,21 +38,21 @@ from connectors.channels import (
     channel_secrets,
 )
 from connectors.models import Channel
-from conversations.models import ContactIdentity, Message
+from conversations.models import OUTSIDE_WINDOW_ERROR, ContactIdentity, Message
 from conversations.services import (
     body_of,
     message_delivery_log,
     message_delivery_retry,
     message_delivery_update,
+    template_language_clean,
+    template_name_clean,
 )
 from parley.keyring.providers import KeyringError
 
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60  # one sender per message at a time (longer than an attempt)
-OUTSIDE_WINDOW = (
-    "This customer last wrote more than 24 hours ago: WhatsApp only allows a template message now."
-)
+OUTSIDE_WINDOW = OUTSIDE_WINDOW_ERROR  # the inbox offers a template on such a message
 AWAITING_RECIPIENT = "awaiting_visitor"  # the outcome for a PULL kind's reply
 # Codes that say something about the channel rather than the message.
 CHANNEL_CODES = {"auth_failed", "credentials_missing", "credentials_invalid", "settings_invalid"}
@@ -262,15 +262,43 @@ def delivery_attempt(*, message_id: int) -> str:
             )
             return "failed"
         adapter = registry.get(channel.kind)
-        outbound = adapter.outbound(
-            recipient_id=recipient,
-            message_id=message.pk,
-            conversation_id=message.conversation_id,
-            body=body_of(message),
-            attachments=tuple(message.attachments or ()),
-            created_at=message.created_at.isoformat(),
-            attempt=attempts,
-        )
+        if message.template:
+            # A template reply (conversations.services.template_send): only kinds
+            # that carry templates send one; its name and language were checked there.
+            if not adapter.TEMPLATES:
+                delivery_fail(
+                    message_id=message_id,
+                    error="This channel cannot send template messages.",
+                    attempts=attempts,
+                    channel_id=channel.pk,
+                )
+                return "failed"
+            try:
+                outbound = OutboundMessage(
+                    recipient_id=recipient,
+                    template=Template(
+                        name=template_name_clean(message.template.get("name")),
+                        language=template_language_clean(message.template.get("language")),
+                    ),
+                )
+            except (ValueError, AttributeError):
+                delivery_fail(
+                    message_id=message_id,
+                    error="The template reply names no valid template.",
+                    attempts=attempts,
+                    channel_id=channel.pk,
+                )
+                return "failed"
+        else:
+            outbound = adapter.outbound(
+                recipient_id=recipient,
+                message_id=message.pk,
+                conversation_id=message.conversation_id,
+                body=body_of(message),
+                attachments=tuple(message.attachments or ()),
+                created_at=message.created_at.isoformat(),
+                attempt=attempts,
+            )
         try:
             keys = channel_secrets(channel, purpose="channel.sign")
         except KeyringError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -497,6 +498,58 @@ def message_delivery_log(*, message_id: int, entry: dict) -> None:
             return
         log = [*(row if isinstance(row, list) else []), clean][-DELIVERY_LOG_MAX:]
         Message.objects.filter(pk=message_id).update(delivery_log=log)
+
+
+# WhatsApp template names are lower-case letters, digits and underscores (at most
+# 512); languages are codes like "en", "en_US", "fil". Anything else is refused.
+_TEMPLATE_NAME = re.compile(r"[a-z0-9_]{1,512}", re.ASCII)
+_TEMPLATE_LANGUAGE = re.compile(r"[a-z]{2,3}(?:_[A-Z]{2})?", re.ASCII)
+
+
+def template_name_clean(value) -> str:
+    if not isinstance(value, str) or not _TEMPLATE_NAME.fullmatch(value):
+        raise ValueError("A template name is 1-512 of a-z, 0-9 and _.")
+    return value
+
+
+def template_language_clean(value) -> str:
+    if not isinstance(value, str) or not _TEMPLATE_LANGUAGE.fullmatch(value):
+        raise ValueError('A template language is a code like "en" or "en_US".')
+    return value
+
+
+def template_send(*, by, conversation_id: int, name: str, language: str) -> Message:
+    """Queue a pre-approved template as the reply (the only message a channel like
+    WhatsApp accepts once the customer's 24-hour window is closed). The thread shows
+    which template went; the channel layer sends it by name and language."""
+    _require(by)
+    try:
+        name, language = template_name_clean(name), template_language_clean(language)
+    except ValueError as exc:
+        raise ValidationError({"template": str(exc)}) from None
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        message = _message(
+            conversation,
+            body=f"Template message: {name} ({language})",
+            direction=Message.Direction.OUT,
+            sender=Message.Sender.AGENT,
+            sender_user=by,
+            delivery=Message.Delivery.QUEUED,
+            template={"name": name, "language": language},
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(
+            last_activity_at=timezone.now(), handler=Conversation.Handler.HUMAN
+        )
+        _audit(
+            "conversation.template_sent",
+            conversation,
+            message=message.pk,
+            template=name,
+            language=language,
+        )
+        _enqueue_delivery(message)
+    return message
 
 
 # --- agent actions --------------------------------------------------------------------------

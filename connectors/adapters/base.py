@@ -423,6 +423,9 @@ class ChannelAdapter(ABC):
     # Sends per second per channel (the delivery seam's rate limit, shared by every
     # worker through Redis); None: PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND.
     RATE_PER_SECOND: float | None = None
+    # True: ``send`` carries ``OutboundMessage(template=…)`` (WhatsApp); the delivery
+    # seam fails a template reply on any other kind before calling it.
+    TEMPLATES: bool = False
 
     def refusal(
         self, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]

@@ -29,7 +29,7 @@ def user(tenant, role: str):
     return get_user_model().objects.get(email=f"{role}@{tenant.slug}.test")
 
 
-def whatsapp_channel(tenant, graph_base_url: str) -> Channel:
+def whatsapp_channel(tenant, graph_base_url: str, **more_settings: str) -> Channel:
     """A WhatsApp channel made by the integrator through the service, its Graph API local."""
     with tenant_context(tenant):
         name = f"WA {uuid.uuid4().hex[:6]}"
@@ -37,7 +37,11 @@ def whatsapp_channel(tenant, graph_base_url: str) -> Channel:
             by=user(tenant, "integrator"),
             name=name,
             kind="whatsapp",
-            settings={"phone_number_id": PHONE_NUMBER_ID, "graph_base_url": graph_base_url},
+            settings={
+                "phone_number_id": PHONE_NUMBER_ID,
+                "graph_base_url": graph_base_url,
+                **more_settings,
+            },
             secrets_given={
                 "app_secret": APP_SECRET,
                 "access_token": TOKEN,
