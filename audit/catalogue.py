@@ -61,6 +61,7 @@ ACTIONS: dict[str, str] = {
     "conversation.assigned": "A conversation was assigned (by a person or round-robin).",
     "conversation.unassigned": "A conversation lost its assignee.",
     "conversation.replied": "An agent sent a reply (the body is never recorded).",
+    "conversation.template_sent": "An agent sent a channel template (its name and language recorded).",
     "conversation.note_added": "An agent added a private note.",
     "conversation.resolved": "A conversation was resolved.",
     "conversation.reopened": "A conversation was reopened.",

@@ -45,6 +45,7 @@ from connectors.services import credential_replace, credential_set, credential_u
 from connectors.webchat.services import webchat_settings_clean
 from conversations.access import inbox_create
 from conversations.models import Inbox
+from conversations.services import template_language_clean, template_name_clean
 from parley import outbound
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,8 @@ def _meta_settings_clean(routing: str) -> Callable[[dict], dict]:
                     "settings": "graph_base_url is an http(s) URL without credentials; api_version like v21.0."
                 }
             ) from None
+        if routing == "phone_number_id":
+            out.update(_reengagement_clean(values))
         base = out.get("graph_base_url")
         if base:
             parts = urlsplit(base)
@@ -201,6 +204,20 @@ def _meta_settings_clean(routing: str) -> Callable[[dict], dict]:
         return out
 
     return clean
+
+
+def _reengagement_clean(values: dict) -> dict:
+    """WhatsApp's re-engagement template (offered after a 131047): both or neither."""
+    name, language = values.get("reengagement_template"), values.get("reengagement_language")
+    if name in (None, "") and language in (None, ""):
+        return {}
+    try:
+        return {
+            "reengagement_template": template_name_clean(name),
+            "reengagement_language": template_language_clean(language),
+        }
+    except ValueError as exc:
+        raise ValidationError({"reengagement_template": str(exc)}) from None
 
 
 META_SECRETS = ("app_secret", "access_token", "verify_token")

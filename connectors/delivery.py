@@ -12,13 +12,16 @@ mid-request can send one message twice, so receivers dedupe on our id.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import secrets as _random
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -26,8 +29,8 @@ from django.views.decorators.debug import sensitive_variables
 from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
-from connectors.adapters.base import DeliveryError
-from connectors.adapters.http import outbound_http
+from connectors.adapters.base import DeliveryError, OutboundMessage, Template
+from connectors.adapters.http import HttpReply, HttpTransportError, outbound_http
 from connectors.channels import (
     MAX_ATTEMPTS,
     channel_health_failed,
@@ -35,27 +38,115 @@ from connectors.channels import (
     channel_secrets,
 )
 from connectors.models import Channel
-from conversations.models import ContactIdentity, Message
-from conversations.services import body_of, message_delivery_retry, message_delivery_update
+from conversations.models import OUTSIDE_WINDOW_ERROR, ContactIdentity, Message
+from conversations.services import (
+    body_of,
+    message_delivery_log,
+    message_delivery_retry,
+    message_delivery_update,
+    template_language_clean,
+    template_name_clean,
+)
 from parley.keyring.providers import KeyringError
 
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60  # one sender per message at a time (longer than an attempt)
-OUTSIDE_WINDOW = (
-    "This customer last wrote more than 24 hours ago: WhatsApp only allows a template message now."
-)
+OUTSIDE_WINDOW = OUTSIDE_WINDOW_ERROR  # the inbox offers a template on such a message
 AWAITING_RECIPIENT = "awaiting_visitor"  # the outcome for a PULL kind's reply
 # Codes that say something about the channel rather than the message.
 CHANNEL_CODES = {"auth_failed", "credentials_missing", "credentials_invalid", "settings_invalid"}
 
 
 class TransientDeliveryError(Exception):
-    """An attempt failed in a way another attempt may fix; retry after ``countdown`` seconds."""
+    """An attempt failed in a way another attempt may fix; retry after ``countdown`` seconds.
 
-    def __init__(self, error: str, *, attempts: int, countdown: int):
+    ``counted`` is False when nothing went to the network (Parley's own rate limit
+    or circuit breaker held the send back): the message's attempt budget is intact.
+    """
+
+    def __init__(self, error: str, *, attempts: int, countdown: int, counted: bool = True):
         super().__init__(error)
         self.error, self.attempts, self.countdown = error, attempts, countdown
+        self.counted = counted
+
+
+class _ChannelHttp:
+    """The :class:`HttpCall` one delivery attempt hands its adapter: ``outbound_http``
+    bound to the channel's rate key and rate, recording every network attempt (and
+    every local refusal) on the message's ``delivery_log``. It remembers whether
+    the last call was held back without a request (``held_back``)."""
+
+    def __init__(self, *, message_id: int, attempt: int, channel: Channel, rate: float):
+        self.message_id, self.attempt = message_id, attempt
+        self.held_back: HttpTransportError | None = None
+        self._call = functools.partial(
+            outbound_http,
+            rate_key=rate_key(channel),
+            rate_per_second=rate,
+            on_attempt=self._record,
+        )
+
+    def _record(self, *, attempt: int, status: int | None, error: str | None, elapsed_ms: float):
+        message_delivery_log(
+            message_id=self.message_id,
+            entry={
+                "attempt": self.attempt,
+                "at": timezone.now().isoformat(),
+                "status": status,
+                "error": error,
+                "ms": round(elapsed_ms),
+                "network": True,
+            },
+        )
+
+    def __call__(self, method: str, url: str, **kwargs) -> HttpReply:
+        self.held_back = None
+        try:
+            return self._call(method, url, **kwargs)
+        except HttpTransportError as exc:
+            if not exc.attempted:
+                self.held_back = exc
+                self._record_held_back()
+            raise
+
+    def _record_held_back(self) -> None:
+        # Never let the record turn a transient refusal into an error of its own:
+        # the adapter would take it for a broken transport and fail the message.
+        try:
+            message_delivery_log(
+                message_id=self.message_id,
+                entry={
+                    "attempt": self.attempt,
+                    "at": timezone.now().isoformat(),
+                    "status": None,
+                    "error": "held_back",
+                    "ms": 0,
+                    "network": False,
+                },
+            )
+        except Exception:
+            logger.exception("delivery: held-back send of message %s not recorded", self.message_id)
+
+
+def rate_key(channel: Channel) -> str:
+    """The channel's rate-limit bucket. Channel ids repeat across tenants (a schema
+    each): the schema is part of the key, or one tenant's sends would spend another's."""
+    return f"channel:{connection.schema_name}:{channel.pk}"
+
+
+def channel_rate(channel: Channel) -> float:
+    """Sends per second allowed on one channel: its kind's ``RATE_PER_SECOND``, else
+    ``PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND``."""
+    rate = registry.get(channel.kind).RATE_PER_SECOND
+    return float(rate or settings.PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND)
+
+
+def held_back_delay(retry_after: float | None) -> int:
+    """Seconds before trying a held-back send again: the refusal's ``retry_after``
+    (at least 1 s, Celery's countdown is in whole seconds) plus up to 2 s of jitter,
+    so messages held back together do not all come back at the same instant."""
+    return max(1, math.ceil(retry_after or 0)) + _random.randbelow(3)
 
 
 def retry_delay(attempts: int) -> int:
@@ -171,15 +262,43 @@ def delivery_attempt(*, message_id: int) -> str:
             )
             return "failed"
         adapter = registry.get(channel.kind)
-        outbound = adapter.outbound(
-            recipient_id=recipient,
-            message_id=message.pk,
-            conversation_id=message.conversation_id,
-            body=body_of(message),
-            attachments=tuple(message.attachments or ()),
-            created_at=message.created_at.isoformat(),
-            attempt=attempts,
-        )
+        if message.template:
+            # A template reply (conversations.services.template_send): only kinds
+            # that carry templates send one; its name and language were checked there.
+            if not adapter.TEMPLATES:
+                delivery_fail(
+                    message_id=message_id,
+                    error="This channel cannot send template messages.",
+                    attempts=attempts,
+                    channel_id=channel.pk,
+                )
+                return "failed"
+            try:
+                outbound = OutboundMessage(
+                    recipient_id=recipient,
+                    template=Template(
+                        name=template_name_clean(message.template.get("name")),
+                        language=template_language_clean(message.template.get("language")),
+                    ),
+                )
+            except (ValueError, AttributeError):
+                delivery_fail(
+                    message_id=message_id,
+                    error="The template reply names no valid template.",
+                    attempts=attempts,
+                    channel_id=channel.pk,
+                )
+                return "failed"
+        else:
+            outbound = adapter.outbound(
+                recipient_id=recipient,
+                message_id=message.pk,
+                conversation_id=message.conversation_id,
+                body=body_of(message),
+                attachments=tuple(message.attachments or ()),
+                created_at=message.created_at.isoformat(),
+                attempt=attempts,
+            )
         try:
             keys = channel_secrets(channel, purpose="channel.sign")
         except KeyringError as exc:
@@ -190,10 +309,29 @@ def delivery_attempt(*, message_id: int) -> str:
                 channel_id=channel.pk,
             )
             return "failed"
+        http = _ChannelHttp(
+            message_id=message_id, attempt=attempts, channel=channel, rate=channel_rate(channel)
+        )
         try:
-            result = adapter.send(outbound, dict(channel.settings or {}), keys, outbound_http)
+            result = adapter.send(outbound, dict(channel.settings or {}), keys, http)
         except DeliveryError as exc:
             del keys
+            if http.held_back is not None and not exc.permanent:
+                # Parley's own rate limit or circuit breaker refused the send before
+                # any request: not an attempt. Give the count back and come back
+                # when the refusal says.
+                base.filter(delivery_attempts__gt=0).update(
+                    delivery_attempts=F("delivery_attempts") - 1
+                )
+                countdown = held_back_delay(http.held_back.retry_after)
+                message_delivery_retry(
+                    message=message,
+                    error=str(exc)[:300],
+                    next_at=timezone.now() + timedelta(seconds=countdown),
+                )
+                raise TransientDeliveryError(
+                    str(exc), attempts=attempts - 1, countdown=countdown, counted=False
+                ) from None
             error = OUTSIDE_WINDOW if exc.outside_window else str(exc)[:300]
             if exc.auth_failed or exc.code in CHANNEL_CODES:
                 channel_health_failed(

@@ -22,6 +22,10 @@ from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
+# Task retries allowed for sends held back without a request (each waits the
+# refusal's retry_after: a rate limit's fraction of a second, a circuit's cool-down).
+HELD_BACK_RETRIES = 100
+
 
 @tenant_task()
 def credential_rotation_reminders() -> dict:
@@ -59,7 +63,7 @@ def credential_rotation_reminders() -> dict:
     return {"schema": connection.schema_name, "reminded": len(due), "recipients": len(recipients)}
 
 
-@tenant_task(bind=True, acks_late=True, max_retries=10)
+@tenant_task(bind=True, acks_late=True, max_retries=HELD_BACK_RETRIES + 10)
 def message_deliver(self, message_id: int) -> dict:
     """Send one outbound message through its inbox's channel (enqueued when
     ``conversations`` announces ``reply_queued``); retried with backoff on transient
@@ -69,6 +73,18 @@ def message_deliver(self, message_id: int) -> dict:
     except delivery.TransientDeliveryError as exc:
         # The attempt count lives on the message (not in the task), so a
         # redelivered task cannot exceed MAX_ATTEMPTS; max_retries is a backstop.
+        if exc.counted:
+            raise self.retry(exc=exc, countdown=exc.countdown) from None
+        # Held back by Parley's own rate limit or circuit (no request made): not
+        # an attempt, so a longer budget of task retries, and then a clear failure
+        # rather than a message left queued for ever.
+        if self.request.retries >= HELD_BACK_RETRIES:
+            delivery.delivery_fail(
+                message_id=message_id,
+                error="Not sent: the channel stayed held back (rate limit or circuit breaker).",
+                attempts=exc.attempts,
+            )
+            return {"schema": connection.schema_name, "message": message_id, "delivery": "failed"}
         raise self.retry(exc=exc, countdown=exc.countdown) from None
     if outcome == "busy":
         # Another worker holds the lease (or died holding it): look again once it has lapsed.
@@ -122,7 +138,8 @@ def on_reply_queued(*, message_id: int, schema: str, **_: object) -> None:
 @tenant_task()
 def deliveries_resume(older_than_seconds: int = 120) -> int:
     """Beat: replies still queued and never attempted (their enqueue was lost, e.g.
-    the broker was down at commit) are handed to ``message_deliver`` again.
+    the broker was down at commit, or a held-back send's scheduled retry was lost)
+    are handed to ``message_deliver`` again.
     The per-message lease in ``connectors.delivery`` keeps a send single."""
     stale = Message.objects.filter(
         direction=Message.Direction.OUT,
@@ -130,6 +147,12 @@ def deliveries_resume(older_than_seconds: int = 120) -> int:
         delivery=Message.Delivery.QUEUED,
         delivery_attempts=0,
         created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds),
+    ).filter(
+        # A send held back by the rate limit or circuit (no attempt counted) has
+        # its retry scheduled: enqueueing it again would start a second retry
+        # chain per beat. Only a schedule long overdue (its task lost) is resumed.
+        Q(delivery_next_at__isnull=True)
+        | Q(delivery_next_at__lt=timezone.now() - timedelta(seconds=older_than_seconds))
     )
     # A PULL kind's replies stay queued until the recipient fetches them: not lost.
     stale = stale.exclude(conversation__inbox__channel__kind__in=delivery.pull_kinds())

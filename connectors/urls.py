@@ -1,6 +1,6 @@
 from django.urls import path
 
-from connectors import channel_views, views
+from connectors import channel_views, template_views, views
 
 app_name = "connectors"
 
@@ -31,5 +31,10 @@ urlpatterns = [
         "connectors/channels/<int:channel_id>/enabled/",
         channel_views.channel_enabled,
         name="channel_enabled",
+    ),
+    path(
+        "connectors/messages/<int:message_id>/template/",
+        template_views.message_template_send,
+        name="message_template",
     ),
 ]

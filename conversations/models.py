@@ -147,6 +147,14 @@ class Conversation(models.Model):
         return f"conversation #{self.pk}"
 
 
+# What the channel layer writes on a reply the channel refused because the
+# customer's 24-hour window is closed (WhatsApp 131047): only a template may go.
+# Kept here so the inbox can recognise it without importing the channel layer.
+OUTSIDE_WINDOW_ERROR = (
+    "This customer last wrote more than 24 hours ago: WhatsApp only allows a template message now."
+)
+
+
 class Message(models.Model):
     """One message or private note; the body is encrypted, bound to its row."""
 
@@ -192,6 +200,13 @@ class Message(models.Model):
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
     # When the channel layer tries again after a transient failure (None: not waiting).
     delivery_next_at = models.DateTimeField(null=True, blank=True)
+    # The channel layer's record of its send attempts, the newest last (at most
+    # DELIVERY_LOG_MAX): {"attempt", "at", "status", "error", "ms", "network"}.
+    # Statuses and error class names only: never a body, a header or a token.
+    delivery_log = models.JSONField(default=list, blank=True)
+    # Set on a reply that is a pre-approved channel template, not text:
+    # {"name", "language"} (see services.template_send); None for every other message.
+    template = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:
@@ -207,6 +222,15 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"message #{self.pk}"
+
+    @property
+    def awaits_template(self) -> bool:
+        """A reply the channel refused because only a template may go now."""
+        return (
+            self.direction == self.Direction.OUT
+            and self.delivery == self.Delivery.FAILED
+            and self.delivery_error == OUTSIDE_WINDOW_ERROR
+        )
 
 
 class CannedResponse(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -469,6 +470,86 @@ def message_delivery_retry(*, message: Message, error: str, next_at: _dt.datetim
     Message.objects.filter(pk=message.pk, direction=Message.Direction.OUT).update(
         delivery_error=error[:300], delivery_next_at=next_at
     )
+
+
+DELIVERY_LOG_MAX = 20  # send attempts kept per message (5 counted, plus refusals held back)
+_LOG_KEYS = {"attempt": int, "at": str, "status": int, "error": str, "ms": int, "network": bool}
+
+
+def message_delivery_log(*, message_id: int, entry: dict) -> None:
+    """Append one send attempt to the message's ``delivery_log`` (the oldest dropped
+    beyond ``DELIVERY_LOG_MAX``). Only the known keys of the known types are kept,
+    strings cut at 64: the log can never carry a body or a secret."""
+    clean: dict = {}
+    for key, kind in _LOG_KEYS.items():
+        value = entry.get(key)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            clean[key] = value[:64] if isinstance(value, str) else value
+        else:
+            clean[key] = None
+    with transaction.atomic():
+        row = (
+            Message.objects.select_for_update()
+            .filter(pk=message_id, direction=Message.Direction.OUT)
+            .values_list("delivery_log", flat=True)
+            .first()
+        )
+        if row is None:
+            return
+        log = [*(row if isinstance(row, list) else []), clean][-DELIVERY_LOG_MAX:]
+        Message.objects.filter(pk=message_id).update(delivery_log=log)
+
+
+# WhatsApp template names are lower-case letters, digits and underscores (at most
+# 512); languages are codes like "en", "en_US", "fil". Anything else is refused.
+_TEMPLATE_NAME = re.compile(r"[a-z0-9_]{1,512}", re.ASCII)
+_TEMPLATE_LANGUAGE = re.compile(r"[a-z]{2,3}(?:_[A-Z]{2})?", re.ASCII)
+
+
+def template_name_clean(value) -> str:
+    if not isinstance(value, str) or not _TEMPLATE_NAME.fullmatch(value):
+        raise ValueError("A template name is 1-512 of a-z, 0-9 and _.")
+    return value
+
+
+def template_language_clean(value) -> str:
+    if not isinstance(value, str) or not _TEMPLATE_LANGUAGE.fullmatch(value):
+        raise ValueError('A template language is a code like "en" or "en_US".')
+    return value
+
+
+def template_send(*, by, conversation_id: int, name: str, language: str) -> Message:
+    """Queue a pre-approved template as the reply (the only message a channel like
+    WhatsApp accepts once the customer's 24-hour window is closed). The thread shows
+    which template went; the channel layer sends it by name and language."""
+    _require(by)
+    try:
+        name, language = template_name_clean(name), template_language_clean(language)
+    except ValueError as exc:
+        raise ValidationError({"template": str(exc)}) from None
+    with transaction.atomic():
+        conversation = _visible(by, conversation_id)
+        message = _message(
+            conversation,
+            body=f"Template message: {name} ({language})",
+            direction=Message.Direction.OUT,
+            sender=Message.Sender.AGENT,
+            sender_user=by,
+            delivery=Message.Delivery.QUEUED,
+            template={"name": name, "language": language},
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(
+            last_activity_at=timezone.now(), handler=Conversation.Handler.HUMAN
+        )
+        _audit(
+            "conversation.template_sent",
+            conversation,
+            message=message.pk,
+            template=name,
+            language=language,
+        )
+        _enqueue_delivery(message)
+    return message
 
 
 # --- agent actions --------------------------------------------------------------------------

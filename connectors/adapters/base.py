@@ -420,6 +420,12 @@ class ChannelAdapter(ABC):
     # marks them delivered). The delivery seam leaves such a reply queued: not
     # sent, not failed, not retried, and the channel's health untouched.
     PULL: bool = False
+    # Sends per second per channel (the delivery seam's rate limit, shared by every
+    # worker through Redis); None: PARLEY_OUTBOUND_CHANNEL_RATE_PER_SECOND.
+    RATE_PER_SECOND: float | None = None
+    # True: ``send`` carries ``OutboundMessage(template=…)`` (WhatsApp); the delivery
+    # seam fails a template reply on any other kind before calling it.
+    TEMPLATES: bool = False
 
     def refusal(
         self, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]

@@ -37,11 +37,24 @@ class HttpTransportError(Exception):
     """No HTTP answer: network failure, timeout, or a destination the guard refused.
 
     ``transient`` is False when retrying cannot help (a refused destination).
+    ``retry_after``: seconds to wait at least, when the transport knows (an open
+    circuit, a spent rate limit). ``attempted`` is False when nothing went to the
+    network (``parley.outbound``'s ``CircuitOpen`` / ``RateLimited``): the caller's
+    attempt budget is not spent by Parley's own refusal.
     """
 
-    def __init__(self, message: str, *, transient: bool = True):
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = True,
+        retry_after: float | None = None,
+        attempted: bool = True,
+    ):
         super().__init__(message)
         self.transient = transient
+        self.retry_after = retry_after
+        self.attempted = attempted
 
 
 class HttpCall(Protocol):
@@ -74,9 +87,17 @@ def outbound_http(
     headers: Mapping[str, str],
     timeout: float,
     purpose: str,
+    rate_key: str | None = None,
+    rate_per_second: float | None = None,
+    on_attempt: outbound.AttemptHook | None = None,
 ) -> HttpReply:
     """One attempt through ``parley.outbound`` (retries=0: the delivery task retries
-    with backoff, without holding a worker). See the module docstring for the gap."""
+    with backoff, without holding a worker).
+
+    The delivery seam binds ``rate_key`` (``channel:<id>``), ``rate_per_second`` and
+    ``on_attempt`` (``functools.partial``), so an adapter still calls the plain
+    :class:`HttpCall`. A circuit or rate-limit refusal becomes a transient
+    :class:`HttpTransportError` with ``attempted=False`` and its ``retry_after``."""
     try:
         response = outbound.request(
             method,
@@ -86,10 +107,19 @@ def outbound_http(
             timeout=timeout,
             retries=0,
             purpose=purpose,
+            rate_key=rate_key,
+            rate_per_second=rate_per_second,
+            on_attempt=on_attempt,
         )
+    except (outbound.CircuitOpen, outbound.RateLimited) as exc:
+        raise HttpTransportError(
+            str(exc), transient=True, retry_after=exc.retry_after, attempted=False
+        ) from None
     except outbound.OutboundError as exc:
         if exc.status is None:
-            raise HttpTransportError(str(exc), transient=exc.transient) from None
+            raise HttpTransportError(
+                str(exc), transient=exc.transient, retry_after=exc.retry_after
+            ) from None
         body = getattr(exc, "body", b"") or b""
         return HttpReply(
             status=exc.status,

@@ -343,7 +343,12 @@ class ApiChannelAdapter(ChannelAdapter):
             raise DeliveryError(
                 str(exc)[:300],
                 permanent=not exc.transient,
-                code="network_error" if exc.transient else "destination_refused",
+                code=(
+                    ("network_error" if exc.attempted else "held_back")
+                    if exc.transient
+                    else "destination_refused"
+                ),
+                retry_after=exc.retry_after,
             ) from None
         status = reply.status
         if 200 <= status < 300:

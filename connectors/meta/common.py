@@ -327,9 +327,13 @@ def graph_post(
     except HttpTransportError as exc:
         if exc.transient:
             raise DeliveryError(
-                "The Graph API could not be reached; try later.",
+                "The Graph API could not be reached; try later."
+                if exc.attempted
+                else "Not sent yet: the channel's send rate or the Graph API's circuit "
+                "holds it back; try later.",
                 permanent=False,
-                code="network_error",
+                code="network_error" if exc.attempted else "held_back",
+                retry_after=exc.retry_after,
             ) from None
         raise DeliveryError(
             "The Graph API destination was refused.", permanent=True, code="destination_refused"

@@ -74,8 +74,19 @@ def _type_name(value: Any) -> str:
 class WhatsAppAdapter(ChannelAdapter):
     kind = KIND
     label = "WhatsApp"
-    SETTINGS = ("phone_number_id", "graph_base_url", "api_version")
+    # reengagement_template / reengagement_language: the approved template the inbox
+    # offers after a 131047 (outside the 24-hour window), e.g. "hello_world", "en_US".
+    SETTINGS = (
+        "phone_number_id",
+        "graph_base_url",
+        "api_version",
+        "reengagement_template",
+        "reengagement_language",
+    )
     SECRETS = ("app_secret", "verify_token", "access_token")
+    TEMPLATES = True
+    # Cloud API throughput: 80 messages per second per business phone number by default.
+    RATE_PER_SECOND = 80.0
 
     # --- inbound ---------------------------------------------------------------------------------
 

@@ -714,7 +714,6 @@ def test_a_channels_signing_credential_cannot_be_deleted(acme):
 def test_outbound_calls_do_not_follow_redirects():
     """A 3xx could point past the private-address guard: refused, not followed."""
 
-
     hits = []
 
     class Redirector(BaseHTTPRequestHandler):
@@ -742,8 +741,6 @@ def test_outbound_calls_do_not_follow_redirects():
 @pytest.mark.django_db
 def test_beat_resends_a_reply_whose_enqueue_was_lost(acme, monkeypatch):
     """The reply is saved but its task never reached the broker: beat hands it over."""
-
-
 
     sent = []
     monkeypatch.setattr(tasks.message_deliver, "delay", lambda message_id: sent.append(message_id))

@@ -147,7 +147,6 @@ def test_it_leaves_no_marker_in_clear_in_a_dump_of_the_tenant_schema(django_db_b
     """pg_dump of the tenant schema (what a backup holds) contains no marker, no
     TOTP key (hex or base32) and no backup code."""
 
-
     with django_db_blocker.unblock():
         connection.set_schema_to_public()
         tenant = Tenant.objects.get(slug="acme")

@@ -289,7 +289,6 @@ def test_the_channel_list_shows_health_last_event_and_last_error(acme):
 @pytest.mark.django_db
 def test_an_integrator_creates_a_whatsapp_channel_with_vaulted_secrets(acme):
 
-
     given = {"app_secret": APP_SECRET, "access_token": "EAAG-token-1", "verify_token": VERIFY_TOKEN}
     with tenant_context(acme):
         inbox = access.inbox_create(by=support_user(acme, "admin"), name="WA inbox")
