@@ -102,6 +102,7 @@ _TAGS = re.compile("[\U000e0000-\U000e007f]+")
 # Cyrillic and Greek letters that look like Latin ones (after casefold). A short
 # table is enough: NFKC already folds fullwidth and mathematical alphabets, and the
 # patterns only need to see the Latin words an attacker is imitating.
+# fmt: off
 _CONFUSABLES = str.maketrans(
     {
         # Cyrillic
@@ -120,6 +121,7 @@ _CONFUSABLES = str.maketrans(
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "|": "i", "!": "i"}
 )
+# fmt: on
 
 
 def _clean(text: str, limit: int) -> str:
@@ -331,18 +333,22 @@ _ARTICLE_PATTERNS: list[str] = [
     r"\b(?:si|wenn|als|se)\s+(?:eres|du|tu\s+es|je|sei)\s+(?:eine?\s+|un\s+|una\s+|een\s+)?(?:ki|ia|ai|asistente|assistent|assistente|assistant|bot)\b",
 ]
 
-_COMPILED = {
-    cat: [re.compile(p, re.IGNORECASE) for p in pats] for cat, pats in _PATTERNS.items()
-}
+_COMPILED = {cat: [re.compile(p, re.IGNORECASE) for p in pats] for cat, pats in _PATTERNS.items()}
 _COMPILED_ARTICLE = [re.compile(p, re.IGNORECASE) for p in _ARTICLE_PATTERNS]
 
 # Letters only, for payloads spelled out with separators ("i.g.n.o.r.e  a l l ...").
 _COLLAPSED = [
-    ("override", re.compile(
-        r"(?:ignor|disregard|forget|bypass|override)(?:e|ing|es)?(?:all|any|the|your|my|of|previous|prior|above|earlier|preceding|original|initial){0,4}"
-        r"(?:instructions|instruction|rules|prompts|prompt|directives|guidelines|restrictions)"
-    )),
-    ("extraction", re.compile(r"systemprompt|revealyourprompt|showyourinstructions|printyourinstructions")),
+    (
+        "override",
+        re.compile(
+            r"(?:ignor|disregard|forget|bypass|override)(?:e|ing|es)?(?:all|any|the|your|my|of|previous|prior|above|earlier|preceding|original|initial){0,4}"
+            r"(?:instructions|instruction|rules|prompts|prompt|directives|guidelines|restrictions)"
+        ),
+    ),
+    (
+        "extraction",
+        re.compile(r"systemprompt|revealyourprompt|showyourinstructions|printyourinstructions"),
+    ),
     ("role-play", re.compile(r"developermode|doanythingnow|youarenowdan|jailbreakmode|jailbroken")),
 ]
 
@@ -506,7 +512,7 @@ def redact_pii(text: object, *, region: str | None = None) -> Redaction:
         value = _iban_span(m.group(0))
         if value is None:
             return m.group(0)
-        return r.placeholder("IBAN", value) + m.group(0)[len(value):]
+        return r.placeholder("IBAN", value) + m.group(0)[len(value) :]
 
     out = _IBAN.sub(iban_sub, out)
 
@@ -520,9 +526,11 @@ def redact_pii(text: object, *, region: str | None = None) -> Redaction:
 
     for pattern, module in _STRONG_IDS:
         out = pattern.sub(
-            lambda m, mod=module: r.placeholder("NATIONAL_ID", m.group(0))
-            if mod.is_valid(m.group(0))  # type: ignore[attr-defined]
-            else m.group(0),
+            lambda m, mod=module: (
+                r.placeholder("NATIONAL_ID", m.group(0))
+                if mod.is_valid(m.group(0))  # type: ignore[attr-defined]
+                else m.group(0)
+            ),
             out,
         )
     out = _NINO.sub(lambda m: r.placeholder("NATIONAL_ID", m.group(0)), out)
@@ -612,7 +620,10 @@ def _leaks_secret(answer: str, secrets: Iterable[str]) -> bool:
             s_compact[i : i + _SECRET_WINDOW] for i in range(len(s_compact) - _SECRET_WINDOW + 1)
         }
         for view in views:
-            if any(view[i : i + _SECRET_WINDOW] in windows for i in range(len(view) - _SECRET_WINDOW + 1)):
+            if any(
+                view[i : i + _SECRET_WINDOW] in windows
+                for i in range(len(view) - _SECRET_WINDOW + 1)
+            ):
                 return True
         encoded = [
             base64.b64encode(secret.encode()).decode().rstrip("="),
@@ -675,8 +686,8 @@ def output_check(
 # --------------------------------------------------------------------------- handoff
 
 _UNSURE = re.compile(
-    r"\b(?:i\s+(?:am|'m)\s+not\s+(?:sure|certain)|i\s+(?:do\s+not|don't)\s+know|i\s+cannot\s+find|"
-    r"i\s+can't\s+find|no\s+information\s+(?:about|on)|unable\s+to\s+(?:answer|help|find))\b",
+    r"\b(?:i(?:\s+am|['’]m)\s+not\s+(?:sure|certain)|i\s+(?:do\s+not|don['’]t)\s+know|"
+    r"i\s+(?:cannot|can['’]t)\s+find|no\s+information\s+(?:about|on)|unable\s+to\s+(?:answer|help|find))\b",
     re.IGNORECASE,
 )
 
