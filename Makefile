@@ -72,6 +72,7 @@ bench: bootstrap
 	$(PY) bench/crypto.py
 	$(PY) bench/auth.py
 	$(PY) bench/inbox.py
+	$(PY) bench/guardrails.py
 
 clean-state:
 	-$(PY) -m parley.devstack down

@@ -142,7 +142,8 @@ def _fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     text = text.translate(_CONFUSABLES)
-    return re.sub(r"\s+", " ", text).strip()
+    # Newlines stay: the delimiter patterns look for "system:" at the start of a line.
+    return re.sub(r"[^\S\n]+", " ", text).strip()
 
 
 def _untag(text: str) -> str:
@@ -333,8 +334,8 @@ _ARTICLE_PATTERNS: list[str] = [
     r"\b(?:si|wenn|als|se)\s+(?:eres|du|tu\s+es|je|sei)\s+(?:eine?\s+|un\s+|una\s+|een\s+)?(?:ki|ia|ai|asistente|assistent|assistente|assistant|bot)\b",
 ]
 
-_COMPILED = {cat: [re.compile(p, re.IGNORECASE) for p in pats] for cat, pats in _PATTERNS.items()}
-_COMPILED_ARTICLE = [re.compile(p, re.IGNORECASE) for p in _ARTICLE_PATTERNS]
+_COMPILED = {cat: [re.compile(p) for p in pats] for cat, pats in _PATTERNS.items()}
+_COMPILED_ARTICLE = [re.compile(p) for p in _ARTICLE_PATTERNS]
 
 # Letters only, for payloads spelled out with separators ("i.g.n.o.r.e  a l l ...").
 _COLLAPSED = [
