@@ -225,7 +225,7 @@ def _decoded_segments(text: str, *, rot13: bool = True) -> list[tuple[str, str]]
 _GAP = r"(?:\W+\w+){0,5}?\W+"
 
 _OVERRIDE_TARGETS_EN = (
-    r"(?:instructions?|rules|prompts?|directives?|guidelines|constraints|programming|"
+    r"(?:instructions?|rule[sz]|prompts?|directives?|guidelines|constraints|programming|"
     r"guardrails|restrictions|polic(?:y|ies)|system\s+messages?|safety\s+filters?|filters)"
 )
 _PATTERNS: dict[str, list[str]] = {
@@ -234,6 +234,16 @@ _PATTERNS: dict[str, list[str]] = {
         rf"\b(?:ignore|ignoring|disregard|forget|override|bypass|overrule|discard|abandon|drop)\b{_GAP}{_OVERRIDE_TARGETS_EN}\b",
         r"\b(?:previous|prior|above|earlier|preceding|original|initial)\s+(?:instructions|prompts?|directives)\s+(?:are|were|is)\s+(?:void|cancelled|canceled|obsolete|revoked|no\s+longer)",
         r"\bnew\s+(?:instructions|rules|directives|system\s+prompt)\s*:",
+        r"\b(?:ignore|disregard|forget)\s+(?:everything|all|anything)\b(?:\W+\w+){0,4}?\W+(?:above|before|told|said|instructed|earlier|previously|so\s+far)\b",
+        r"\b(?:ignore|disregard)\s+(?:all\s+)?(?:the\s+)?(?:above|preceding)\s*(?:$|[.,;!]|and\b)",
+        r"\b(?:ignore|disregard|forget)\b(?:\W+\w+){0,2}?\W+(?:previous|prior|above|earlier|preceding|original|initial)\s+(?:directions|commands)\b",
+        r"(?:^|\n)\s*sudo\b",
+        r"\b(?:vergiss|vergesst|ignoriere)\s+alles\b(?:\W+\w+){0,3}?\W+(?:was|bisher\w*|vorher\w*|oben|gesagt)\b",
+        r"\b(?:oublie|oubliez|ignore|ignorez)\s+tout\s+ce\s+qui\s+(?:precede|est\s+au-?dessus)\b",
+        r"\b(?:olvida|olvide|ignora)\s+todo\s+lo\s+(?:anterior|que\s+te\s+(?:dijeron|han\s+dicho))\b",
+        r"\b(?:esqueca|esquece|ignore)\s+tudo\s+(?:o\s+que|acima|anterior)\b",
+        r"\b(?:dimentica|ignora)\s+tutto\s+(?:quello|cio|quanto)\b",
+        r"\b(?:vergeet|negeer)\s+alles\s+(?:wat|hierboven|hiervoor)\b",
         r"\bno\s+longer\s+(?:bound|restricted|limited)\s+by\b",
         r"\bwithout\s+(?:any\s+)?(?:restrictions|filters|rules|guidelines|limitations|censorship)\b",
         r"\b(?:do\s+not|don't|dont)\s+follow\s+(?:your|the|any)\s+(?:rules|instructions|guidelines)",
@@ -265,9 +275,16 @@ _PATTERNS: dict[str, list[str]] = {
         r"\bsystem\s*-?\s*prompts?\b",
         r"\b(?:initial|hidden|original|secret|internal|developer|pre-?prompt)\s+(?:prompt|instructions|directives)\b",
         r"\b(?:reveal|show|print|repeat|display|output|leak|dump|share|list|spell\s+out|recite|paste|copy|tell\s+me|give\s+me|what\s+(?:are|were|is))\b(?:\W+\w+){0,3}?\W+(?:your\s+(?:instructions|rules|prompt|guidelines|configuration|context\s+window|directives)|the\s+(?:prompt|instructions\s+you))\b",
-        r"\b(?:repeat|print|output|recite)\b(?:\W+\w+){0,4}?\W+(?:above|before\s+this|verbatim|word\s+for\s+word)\b",
+        r"\b(?:print|summari[sz]e|translate|list|reveal|output|paste|dump|recite|spell\s+out)\b(?:\W+\w+){0,6}?\W+(?:your|ur)\s+(?:instructions|rules|prompt|guidelines|directives)\b",
+        r"\b(?:repeat|print|output|recite)\s+(?:everything|all|the\s+(?:text|words|lines|message|content|conversation))\s+(?:above|before\s+this)\b",
+        r"\b(?:repeat|print|output|recite|paste|copy)\b(?:\W+\w+){0,6}?\W+(?:verbatim|word\s+for\s+word)\b",
         r"\bwhat\s+(?:were|have)\s+you\s+(?:been\s+)?(?:told|instructed|programmed)\b",
-        r"\b(?:api|secret|access|private)\s*[-_]?\s*(?:key|token)s?\b",
+        # "the API key for my shop plugin" is a customer's question; the bot's own key is not.
+        r"\b(?:your|ur|the\s+bot'?s|the\s+assistant'?s)\s+(?:own\s+)?(?:api|secret|access|private)\s*[-_]?\s*(?:keys?|tokens?)\b",
+        r"\b(?:api|secret|access|private)\s*[-_]?\s*(?:key|token)s?\s+(?:you|this\s+bot)\s+(?:use|have|were\s+given)\b",
+        r"\b(?:your|ur)\s+prompt\b(?!\s+(?:reply|replies|response|answer|service|delivery|help|attention|action|refund|support|shipping|feedback))",
+        r"\byour\s+(?:system|initial|first)\s+message\b",
+        r"\b(?:instructions|rules|prompt|guidelines)\s+(?:you\s+(?:were|have\s+been|got)\s+(?:given|told)|you\s+(?:follow|received|got))\b",
         r"\b(?:environment|env)\s+variables?\b",
         r"\b(?:begin|start)\s+your\s+(?:reply|answer|response)\s+with\b",
         # de, fr, es, pt, it, nl
