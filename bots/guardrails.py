@@ -670,9 +670,11 @@ def output_check(
     secrets: Iterable[str],
     allowed_pii: Iterable[str],
     max_chars: int,
+    region: str | None = None,
 ) -> OutputVerdict:
     """Check the provider's answer before the customer sees it: no system prompt,
-    no secret, no PII the customer did not give; cut to ``max_chars`` at a sentence."""
+    no secret, no PII the customer did not give; cut to ``max_chars`` at a sentence.
+    ``region`` as for ``redact_pii``: the tenant's country, so national numbers count."""
     if not isinstance(answer, str) or max_chars <= 0:
         return OutputVerdict(safe_text=SAFE_OUTPUT_MESSAGE, replaced=True, reasons=["not-text"])
     # Anything past a few times the cap would be cut anyway; bounding it first bounds the checks.
@@ -683,9 +685,10 @@ def output_check(
         reasons.append("system-prompt")
     if _leaks_secret(text, list(secrets)):
         reasons.append("secret")
-    allowed = {_compact(v) for v in allowed_pii if isinstance(v, str)}
-    allowed |= {_digits(v) for v in allowed_pii if isinstance(v, str) and _digits(v)}
-    found = redact_pii(text)
+    allowed_values = [v for v in allowed_pii if isinstance(v, str)]
+    allowed = {_compact(v) for v in allowed_values}
+    allowed |= {_digits(v) for v in allowed_values if _digits(v)}
+    found = redact_pii(text, region=region)
     for value in found.mapping.values():
         if _compact(value) not in allowed and (not _digits(value) or _digits(value) not in allowed):
             reasons.append("pii")
