@@ -374,3 +374,14 @@ def test_it_restores_exactly_what_it_redacted(text):
     text = text.replace("[", "(")  # placeholders are the only brackets in play
     r = redact_pii(text)
     assert r.restore(r.text) == text
+
+
+def test_it_needs_the_id_word_right_before_the_number():
+    text = (
+        "My BSN is 111222333. "
+        + "Thanks for checking the delivery window. " * 3
+        + "Order 123456782."
+    )
+    r = redact_pii(text)
+    assert "111222333" not in r.text
+    assert "Order 123456782." in r.text  # a valid BSN too, but nothing names it
