@@ -73,6 +73,7 @@ bench: bootstrap
 	$(PY) bench/auth.py
 	$(PY) bench/inbox.py
 	$(PY) bench/flows.py
+	$(PY) bench/guardrails.py
 
 clean-state:
 	-$(PY) -m parley.devstack down

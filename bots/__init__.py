@@ -1,0 +1,1 @@
+"""Bot flows: engine, NLU, knowledge base and guardrails for the AI node."""
