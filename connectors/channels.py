@@ -18,10 +18,11 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
 from django.http import Http404
 from django.utils import timezone
@@ -46,6 +47,7 @@ from connectors.webchat.services import webchat_settings_clean
 from conversations.access import inbox_create
 from conversations.models import Inbox
 from parley import outbound
+from tenants import services as tenant_services
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +169,14 @@ def _api_settings_clean(values: dict) -> dict:
 def _meta_settings_clean(routing: str) -> Callable[[dict], dict]:
     def clean(values: dict) -> dict:
         out = {}
+        app = values.get("meta_app") or "own"
+        if app not in META_APPS:
+            raise ValidationError(
+                {"meta_app": "Either own (your Meta app) or shared (the platform's)."}
+            )
+        if app == "shared":
+            # Only kept when shared: a channel without it uses its own app, as before.
+            out["meta_app"] = "shared"
         try:
             out[routing] = meta_common.path_id(values.get(routing), routing)
         except DeliveryError:
@@ -204,6 +214,9 @@ def _meta_settings_clean(routing: str) -> Callable[[dict], dict]:
 
 
 META_SECRETS = ("app_secret", "access_token", "verify_token")
+# Which Meta app signs a channel's events: the tenant's own (a webhook URL and
+# secrets per channel) or the platform's shared one (one URL, routed by account id).
+META_APPS = ("own", "shared")
 CREDENTIAL_KINDS = {
     "app_secret": Credential.Kind.WEBHOOK_SECRET,
     "access_token": Credential.Kind.ACCESS_TOKEN,
@@ -211,17 +224,50 @@ CREDENTIAL_KINDS = {
 }
 
 
-def _meta_secrets_clean(given) -> dict[str, str]:
+def _meta_secrets_clean(given, *, shared: bool = False) -> dict[str, str]:
+    """Own app: all three secrets. Shared app: the platform signs and verifies, so
+    only an optional ``access_token`` (a token for sending replies) is kept."""
+    if given is None and shared:
+        given = {}
     if not isinstance(given, dict):
         raise ValidationError({"secrets": "Give app_secret, access_token and verify_token."})
+    roles = ("access_token",) if shared else META_SECRETS
+    unknown = sorted(set(given) - set(roles))
+    if unknown and any(given.get(role) for role in unknown):
+        raise ValidationError(
+            {"secrets": "A channel on the shared app takes only an access_token."}
+            if shared
+            else {"secrets": f"Unknown secrets: {', '.join(map(str, unknown))[:200]}."}
+        )
     out = {}
-    for role in META_SECRETS:
+    for role in roles:
         value = given.get(role)
+        if shared and value in (None, ""):
+            continue
         if not isinstance(value, str) or not value.strip():
             raise ValidationError({role: "Required."})
+        if "\x00" in value or not value.strip().isprintable():
+            raise ValidationError({role: "Printable characters only."})
         out[role] = value.strip()
     return out
 
+
+def channel_is_shared(channel: Channel) -> bool:
+    """Whether the platform's shared Meta app signs this channel's events."""
+    return (channel.settings or {}).get("meta_app") == "shared"
+
+
+def shared_webhook_path(kind: str) -> str:
+    """The shared app's one URL per kind (on the platform host)."""
+    return f"/webhooks/meta/{kind}/"
+
+
+# The setting naming the account a kind's events are addressed to (the routing key).
+ROUTING_SETTINGS = {
+    "whatsapp": "phone_number_id",
+    "messenger": "page_id",
+    "instagram": "account_id",
+}
 
 # kind → function(settings) → cleaned settings (ValidationError otherwise). A kind
 # without one here cannot be created or configured yet.
@@ -285,7 +331,10 @@ def channel_create(
         outbound_url = channel_settings["outbound_url"]
     else:
         channel_settings = channel_settings_clean(kind=kind, values=settings or {})
-        given = _meta_secrets_clean(secrets_given)
+        shared = channel_settings.get("meta_app") == "shared"
+        if shared and not getattr(django_settings, "PARLEY_META_SHARED_APP", False):
+            raise ValidationError({"meta_app": "The platform's shared Meta app is not enabled."})
+        given = _meta_secrets_clean(secrets_given, shared=shared)
     if inbox_id is None and not user_has(by, Perm.INBOXES_MANAGE):
         raise ValidationError(
             {"inbox": "Pick an existing inbox: only owners and admins create inboxes."}
@@ -327,6 +376,16 @@ def channel_create(
             for role, credential in links.items():
                 ChannelCredential.objects.create(channel=channel, role=role, credential=credential)
             Inbox.objects.filter(pk=inbox.pk).update(channel=channel)
+            routed = {}
+            if kind != "api" and channel_is_shared(channel):
+                routing_id = channel_settings[ROUTING_SETTINGS[kind]]
+                tenant_services.channel_route_claim(
+                    kind=kind,
+                    routing_id=routing_id,
+                    schema_name=connection.schema_name,
+                    public_id=public_id,
+                )
+                routed = {"meta_app": "shared", "routing_id": routing_id}
             record(
                 "channel.created",
                 target_type="channel",
@@ -338,6 +397,7 @@ def channel_create(
                     "inbox": inbox.pk,
                     "outbound_host": _host(outbound_url) if kind == "api" else "",
                     "credentials": {role: c.pk for role, c in links.items()},
+                    **routed,
                 },
             )
     except IntegrityError:
@@ -374,11 +434,18 @@ def channel_set_enabled(*, by, channel: Channel, enabled: bool) -> Channel:
         if channel.enabled != enabled:
             channel.enabled = enabled
             channel.save(update_fields=["enabled"])
+            routes = 0
+            if channel_is_shared(channel):
+                routes = tenant_services.channel_route_set_enabled(
+                    schema_name=connection.schema_name,
+                    public_id=channel.public_id,
+                    enabled=enabled,
+                )
             record(
                 "channel.enabled" if enabled else "channel.disabled",
                 target_type="channel",
                 target_id=channel.pk,
-                details={"name": channel.name},
+                details={"name": channel.name, **({"routes": routes} if routes else {})},
             )
     return channel
 

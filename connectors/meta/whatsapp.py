@@ -74,7 +74,7 @@ def _type_name(value: Any) -> str:
 class WhatsAppAdapter(ChannelAdapter):
     kind = KIND
     label = "WhatsApp"
-    SETTINGS = ("phone_number_id", "graph_base_url", "api_version")
+    SETTINGS = ("phone_number_id", "graph_base_url", "api_version", "meta_app")
     SECRETS = ("app_secret", "verify_token", "access_token")
 
     # --- inbound ---------------------------------------------------------------------------------
