@@ -47,6 +47,7 @@ from connectors.webchat.services import webchat_settings_clean
 from conversations.access import inbox_create
 from conversations.models import Inbox
 from parley import outbound
+from parley.base_url import console_url
 from tenants import services as tenant_services
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,27 @@ def inboxes_unbound():
 
 def webhook_path(channel: Channel) -> str:
     return f"/webhooks/{channel.kind}/{channel.public_id}/"
+
+
+def channel_webhook_url(channel: Channel, request=None) -> str:
+    """Where the channel's events are posted: the shared app's one URL on the
+    platform host, or the channel's own URL on the tenant's host."""
+    if channel_is_shared(channel):
+        return console_url(shared_webhook_path(channel.kind))
+    path = webhook_path(channel)
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def channel_secret_hints(channel: Channel) -> dict[str, str]:
+    """The last four characters of each secret by role (never more): for pages and the API."""
+    return {link.role: link.credential.last4 for link in channel.credential_links.all()}
+
+
+META_KINDS = ("whatsapp", "messenger", "instagram")
+
+
+def shared_app_enabled() -> bool:
+    return bool(getattr(django_settings, "PARLEY_META_SHARED_APP", False))
 
 
 # --- changes ------------------------------------------------------------------------------------
@@ -332,7 +354,7 @@ def channel_create(
     else:
         channel_settings = channel_settings_clean(kind=kind, values=settings or {})
         shared = channel_settings.get("meta_app") == "shared"
-        if shared and not getattr(django_settings, "PARLEY_META_SHARED_APP", False):
+        if shared and not shared_app_enabled():
             raise ValidationError({"meta_app": "The platform's shared Meta app is not enabled."})
         given = _meta_secrets_clean(secrets_given, shared=shared)
     if inbox_id is None and not user_has(by, Perm.INBOXES_MANAGE):
