@@ -164,6 +164,23 @@ def channel_rotate(request, channel_id: int):
 @permission_required(Perm.CONNECTORS_MANAGE)
 @step_up_required
 @require_POST
+def channel_test(request, channel_id: int):
+    """One Graph API call with the channel's access token; the health columns show the result."""
+    channel = channels.channel_get(channel_id=channel_id)
+    if channel.kind not in channels.META_KINDS:
+        messages.error(request, f"{channel.name} has no connection to test.")
+        return redirect("connectors:channels")
+    result = channels.channel_test_connection(by=request.user, channel=channel)
+    if result.ok:
+        messages.success(request, f"{channel.name}: Meta accepted the access token.")
+    else:
+        messages.error(request, f"{channel.name}: the test failed ({result.code}).")
+    return redirect("connectors:channels")
+
+
+@permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
+@require_POST
 def channel_enabled(request, channel_id: int):
     channel = channels.channel_get(channel_id=channel_id)
     enabled = request.POST.get("enabled") == "1"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -32,6 +33,7 @@ from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
 from connectors.adapters.base import DeliveryError
+from connectors.adapters.http import HttpTransportError, outbound_http
 from connectors.api_channel.adapter import (  # noqa: F401 - re-exported
     SIGNATURE_HEADER,
     TOLERANCE_SECONDS,
@@ -470,6 +472,90 @@ def channel_set_enabled(*, by, channel: Channel, enabled: bool) -> Channel:
                 details={"name": channel.name, **({"routes": routes} if routes else {})},
             )
     return channel
+
+
+# --- test connection ---------------------------------------------------------------------------------
+
+TEST_TIMEOUT = 10.0  # seconds for the one Graph call
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    ok: bool
+    code: str  # "ok" or a DeliveryError code (auth_failed, network_error, rejected, ...)
+    http_status: int | None = None
+    auth_failed: bool = False  # the credentials or permissions were refused
+
+
+def _graph_probe(channel: Channel) -> ConnectionTest:
+    """One GET to the Graph API with the channel's access token: WhatsApp
+    ``/{phone_number_id}``, Messenger and Instagram ``/me``. Never raises a
+    DeliveryError: the result says what failed (a code, never Meta's text)."""
+    settings_ = channel.settings or {}
+    try:
+        if channel.kind == "whatsapp":
+            path = meta_common.path_id(settings_.get("phone_number_id"), "phone_number_id")
+        else:
+            path = "me"
+        url = meta_common.graph_url(settings_, path)
+        keys = channel_secrets(channel, purpose="channel.test", roles=("access_token",))
+        try:
+            authorization = meta_common.bearer(keys)
+        finally:
+            del keys
+        try:
+            reply = outbound_http(
+                "GET",
+                url,
+                json_body=None,
+                headers={"Authorization": authorization, "Accept": "application/json"},
+                timeout=TEST_TIMEOUT,
+                purpose="channel.test",
+            )
+        except HttpTransportError as exc:
+            return ConnectionTest(
+                False, "network_error" if exc.transient else "destination_refused"
+            )
+        if 200 <= reply.status < 300:
+            return ConnectionTest(True, "ok", reply.status)
+        raise meta_common.classify(reply)
+    except DeliveryError as exc:
+        return ConnectionTest(False, exc.code, exc.http_status, exc.auth_failed)
+
+
+def channel_test_connection(*, by, channel: Channel) -> ConnectionTest:
+    """ "Test connection" for a Meta channel: one Graph call with its access token.
+    Records the channel's health (ok, failing, or credentials refused) and audits
+    the test (``channel.tested``: code and HTTP status, never a token or a body)."""
+    _require(by)
+    if channel.kind not in META_KINDS:
+        raise ValidationError(
+            {"channel": "Only WhatsApp, Messenger and Instagram channels are tested."}
+        )
+    result = _graph_probe(channel)
+    if result.ok:
+        channel_health_ok(channel_id=channel.pk)
+    else:
+        channel_health_failed(
+            channel_id=channel.pk,
+            code=result.code,
+            auth_failed=result.code
+            in ("auth_failed", "credentials_missing", "credentials_invalid"),
+        )
+    with transaction.atomic():
+        record(
+            "channel.tested",
+            outcome="allowed" if result.ok else "failed",
+            target_type="channel",
+            target_id=channel.pk,
+            details={
+                "name": channel.name,
+                "kind": channel.kind,
+                "code": result.code,
+                "http_status": result.http_status,
+            },
+        )
+    return result
 
 
 # --- health -----------------------------------------------------------------------------------------

@@ -31,6 +31,11 @@ urlpatterns = [
         name="channel_rotate",
     ),
     path(
+        "connectors/channels/<int:channel_id>/test/",
+        channel_views.channel_test,
+        name="channel_test",
+    ),
+    path(
         "connectors/channels/<int:channel_id>/enabled/",
         channel_views.channel_enabled,
         name="channel_enabled",

@@ -17,6 +17,7 @@ from conversations import access
 from parley.base_url import console_url
 from tenants.models import ChannelRoute
 from tests import support
+from tests.fakes.graph import FakeGraph
 
 pytestmark = pytest.mark.django_db
 
@@ -181,3 +182,65 @@ def test_meta_channel_creation_needs_step_up_and_the_permission(acme):
     assert agent.post("/connectors/channels/meta/", data).status_code == 403
     with tenant_context(acme):
         assert not Channel.objects.filter(name="X").exists()
+
+
+# --- Test connection ------------------------------------------------------------------------------
+
+
+def _own_channel(tenant, graph_base_url: str, kind="whatsapp", routing="phone_number_id"):
+    with tenant_context(tenant):
+        admin = get_user_model().objects.get(email=f"admin@{tenant.slug}.test")
+        channel, _ = channels.channel_create(
+            by=admin,
+            name=f"Tested {kind}",
+            kind=kind,
+            settings={routing: "106540352242922", "graph_base_url": graph_base_url},
+            secrets_given=SECRETS,
+        )
+    connection.set_schema_to_public()
+    return channel
+
+
+def test_test_connection_asks_graph_with_the_token_and_records_health(acme, caplog):
+    caplog.set_level("DEBUG")
+    with FakeGraph(token=SECRETS["access_token"]) as graph:
+        channel = _own_channel(acme, graph.base_url)
+        client = support.signed_in(acme, "admin@acme.test")
+        graph.answer(200, {"id": "106540352242922", "display_phone_number": "15550783881"})
+        ok = client.post(f"/connectors/channels/{channel.pk}/test/")
+        assert ok.status_code == 302
+        request = graph.requests[-1]
+        assert (request.method, request.path) == ("GET", "/v21.0/106540352242922")
+        assert request.headers["authorization"] == f"Bearer {SECRETS['access_token']}"
+        with tenant_context(acme):
+            assert Channel.objects.get(pk=channel.pk).health == "ok"
+        graph.fail("expired_token")
+        client.post(f"/connectors/channels/{channel.pk}/test/")
+        with tenant_context(acme):
+            refused = Channel.objects.get(pk=channel.pk)
+            assert (refused.health, refused.last_error_code) == ("auth_failed", "auth_failed")
+            tests = AuditEvent.objects.filter(action="channel.tested", target_id=str(channel.pk))
+            assert [e.details["code"] for e in tests.order_by("id")] == ["ok", "auth_failed"]
+            assert [e.outcome for e in tests.order_by("id")] == ["allowed", "failed"]
+            trail = " ".join(str(e.details) for e in AuditEvent.objects.all())
+    page = client.get("/connectors/channels/").content.decode()
+    assert "Test connection" in page and "Credentials refused" in page
+    for secret in SECRETS.values():
+        assert secret not in trail and secret not in caplog.text and secret not in page
+
+
+def test_messenger_is_tested_on_me_and_an_unreachable_graph_is_failing(acme):
+    with FakeGraph(token=SECRETS["access_token"]) as graph:
+        channel = _own_channel(acme, graph.base_url, kind="messenger", routing="page_id")
+        graph.answer(200, {"id": "106540352242922", "name": "Shop"})
+        with tenant_context(acme):
+            admin = get_user_model().objects.get(email="admin@acme.test")
+            assert channels.channel_test_connection(by=admin, channel=channel).ok
+        assert graph.requests[-1].path == "/v21.0/me"
+        base = graph.base_url
+    # The server is gone: no answer at all.
+    with tenant_context(acme):
+        assert channel.settings["graph_base_url"] == base
+        result = channels.channel_test_connection(by=admin, channel=channel)
+        assert (result.ok, result.code) == (False, "network_error")
+        assert Channel.objects.get(pk=channel.pk).health == "failing"

@@ -84,6 +84,7 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "connectors:channels": ("GET", "policy", {}),
     "connectors:channel_rotate": ("POST", "policy", {}),
     "connectors:channel_enabled": ("POST", "policy", {"enabled": "1"}),
+    "connectors:channel_test": ("POST", "policy", {}),
     "webhooks:channel": ("POST", "public", {}),
     "webchat:frame": ("GET", "public", {}),
     "webchat:session": ("POST", "public", {}),
