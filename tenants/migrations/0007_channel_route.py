@@ -6,26 +6,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0006_merge_ended_by_phone_region'),
+        ("tenants", "0006_merge_ended_by_phone_region"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ChannelRoute',
+            name="ChannelRoute",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('kind', models.CharField(max_length=32)),
-                ('routing_id', models.CharField(max_length=64)),
-                ('channel_public_id', models.CharField(max_length=32)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='channel_routes', to='tenants.tenant')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("kind", models.CharField(max_length=32)),
+                ("routing_id", models.CharField(max_length=64)),
+                ("channel_public_id", models.CharField(max_length=32)),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="channel_routes",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['kind', 'routing_id'],
-                'constraints': [models.UniqueConstraint(fields=('kind', 'routing_id'), name='channel_route_unique_id')],
+                "ordering": ["kind", "routing_id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("kind", "routing_id"), name="channel_route_unique_id"
+                    )
+                ],
             },
         ),
     ]
