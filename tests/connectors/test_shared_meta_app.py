@@ -235,3 +235,25 @@ def test_messenger_entries_are_routed_by_page_id(acme, globex):
     response = _post(raw, signed(raw, PLATFORM_SECRET), url="/webhooks/meta/messenger/")
     assert response.status_code == 200 and response.json()["stored"] == 2
     assert b"mid.b" not in _events(acme)[0][1] and b"mid.a" not in _events(globex)[0][1]
+
+
+@pytest.mark.django_db
+@SHARED
+def test_a_suspended_tenant_or_a_route_its_channel_disowns_gets_nothing(acme, globex):
+    channel = _shared_channel(acme, "111000111")
+    # A route naming acme's channel for an account that channel does not hold.
+    ChannelRoute.objects.create(
+        kind="whatsapp", routing_id="777000777", tenant=acme, channel_public_id=channel.public_id
+    )
+    raw = _batch([_change("777000777", "wamid.F", "forged")])
+    assert _post(raw, signed(raw, PLATFORM_SECRET)).json() == {
+        "ok": True,
+        "stored": 0,
+        "dropped": 1,
+    }
+    assert _events(acme) == []
+
+    type(acme).objects.filter(pk=acme.pk).update(status="suspended")
+    raw = _batch([_change("111000111", "wamid.S", "while suspended")])
+    assert _post(raw, signed(raw, PLATFORM_SECRET)).json()["stored"] == 0
+    assert _events(acme) == []
