@@ -1,9 +1,11 @@
-"""API channel endpoints: list, create, rotate. The signing secret appears in the
-response to create and rotate only, never in a list or anywhere else."""
+"""Channel endpoints: list, create (API and Meta kinds), rotate. An API channel's
+signing secret appears in the response to create and rotate only, never in a
+list or anywhere else; a Meta channel's secrets are write-only (their last four
+characters are the only trace, ``secret_hints``)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,7 +14,7 @@ from accounts.permissions import HasPolicyPermission, StepUpFresh
 from accounts.policy import Perm
 from connectors import channels
 from connectors.models import Channel
-from parley.api import IntegerField
+from parley.api import IntegerField, TextField
 
 
 class ChannelInboxSerializer(serializers.Serializer):
@@ -21,8 +23,16 @@ class ChannelInboxSerializer(serializers.Serializer):
 
 
 class ChannelSerializer(serializers.ModelSerializer):
-    # A plain string (only "api" so far): keeps the schema's enum names free of collisions.
-    kind = serializers.CharField(read_only=True, help_text='The channel kind, e.g. "api".')
+    # A plain string: keeps the schema's enum names free of collisions.
+    kind = serializers.CharField(
+        read_only=True,
+        help_text='The channel kind: "api", "webchat", "whatsapp", "messenger", "instagram".',
+    )
+    meta_app = serializers.SerializerMethodField()
+    routing_id = serializers.SerializerMethodField()
+    health = serializers.CharField(read_only=True)
+    last_error_code = serializers.CharField(read_only=True)
+    secret_hints = serializers.SerializerMethodField()
     outbound_url = serializers.SerializerMethodField()
     inbox = serializers.SerializerMethodField()
     webhook_url = serializers.SerializerMethodField()
@@ -48,9 +58,35 @@ class ChannelSerializer(serializers.ModelSerializer):
             "secret_last4",
             "secret_rotated_at",
             "secret_rotation_due_at",
+            "meta_app",
+            "routing_id",
+            "secret_hints",
+            "health",
+            "last_error_code",
             "created_at",
         ]
         read_only_fields = fields
+
+    def get_meta_app(self, channel) -> str:
+        """Meta kinds: "own" (the tenant's app) or "shared" (the platform's); else ""."""
+        if channel.kind not in channels.META_KINDS:
+            return ""
+        return "shared" if channels.channel_is_shared(channel) else "own"
+
+    def get_routing_id(self, channel) -> str:
+        """Meta kinds: the phone-number, page or Instagram account id."""
+        setting = channels.ROUTING_SETTINGS.get(channel.kind, "")
+        return str((channel.settings or {}).get(setting, "")) if setting else ""
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "role → last 4 characters",
+        }
+    )
+    def get_secret_hints(self, channel) -> dict:
+        return channels.channel_secret_hints(channel)
 
     @extend_schema(responses=ChannelInboxSerializer(allow_null=True))
     def get_inbox(self, channel) -> dict | None:
@@ -61,9 +97,7 @@ class ChannelSerializer(serializers.ModelSerializer):
         return str((channel.settings or {}).get("outbound_url", ""))
 
     def get_webhook_url(self, channel) -> str:
-        path = channels.webhook_path(channel)
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request is not None else path
+        return channels.channel_webhook_url(channel, self.context.get("request"))
 
 
 class ChannelWithSecretSerializer(ChannelSerializer):
@@ -78,9 +112,45 @@ class ChannelWithSecretSerializer(ChannelSerializer):
         return self.context["signing_secret"]
 
 
+class StringField(TextField):
+    """A JSON string only: DRF's CharField turns 5 into "5", and an account id or a
+    secret given as a number is a mistake to report, not to guess."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class MetaSecretsSerializer(serializers.Serializer):
+    """Write-only: stored vaulted, never returned (only ``secret_hints``)."""
+
+    app_secret = StringField(max_length=4096, required=False, write_only=True)
+    access_token = StringField(max_length=4096, required=False, write_only=True)
+    verify_token = StringField(max_length=4096, required=False, write_only=True)
+
+
 class ChannelCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=80)
-    outbound_url = serializers.CharField(max_length=500)
+    kind = serializers.ChoiceField(
+        choices=["api", *channels.META_KINDS],
+        default="api",
+        help_text="api (custom integration) or a Meta kind. Web chats have their own endpoint.",
+    )
+    outbound_url = serializers.CharField(
+        max_length=500, required=False, default="", help_text="api: where replies are POSTed."
+    )
+    settings = serializers.DictField(
+        child=StringField(max_length=500),
+        required=False,
+        help_text="Meta kinds: phone_number_id | page_id | account_id, optionally meta_app "
+        '("own" or "shared"), graph_base_url, api_version.',
+    )
+    secrets = MetaSecretsSerializer(
+        required=False,
+        help_text="Meta kinds on their own app: app_secret, access_token, verify_token. "
+        "On the shared app: an optional access_token.",
+    )
     inbox_id = IntegerField(
         required=False,
         allow_null=True,
@@ -98,19 +168,39 @@ class ChannelListView(generics.ListAPIView):
     def get_queryset(self):
         return channels.channel_list()
 
-    @extend_schema(summary="API channels: webhook URL, outbound URL, inbox (never the secret)")
+    @extend_schema(summary="Channels: kind, webhook URL, inbox, health (never a secret)")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=ChannelCreateSerializer,
         responses={201: ChannelWithSecretSerializer},
-        summary="Create an API channel (the signing secret is in this response only)",
+        summary="Create a channel (an API channel's signing secret is in this response only)",
     )
     def post(self, request):
         body = ChannelCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        channel, secret = channels.channel_create(by=request.user, **body.validated_data)
+        values = dict(body.validated_data)
+        kind = values["kind"]
+        if kind != "api":
+            channel, _ = channels.channel_create(
+                by=request.user,
+                name=values["name"],
+                kind=kind,
+                inbox_id=values.get("inbox_id"),
+                settings=values.get("settings") or {},
+                secrets_given=dict(values.get("secrets") or {}),
+            )
+            data = ChannelSerializer(channel, context={"request": request}).data
+            return Response(
+                data, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"}
+            )
+        channel, secret = channels.channel_create(
+            by=request.user,
+            name=values["name"],
+            outbound_url=values["outbound_url"],
+            inbox_id=values.get("inbox_id"),
+        )
         data = ChannelWithSecretSerializer(
             channel, context={"request": request, "signing_secret": secret}
         ).data

@@ -1,4 +1,5 @@
-"""API channel pages: list, create, rotate the signing secret (shown once, right then)."""
+"""Channel pages: list every kind; create API, Meta and web chat channels; rotate an
+API channel's signing secret (shown once, right then). Meta secrets are write-only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.views.decorators.http import require_POST
 from accounts.permissions import permission_required, step_up_required
 from accounts.policy import POLICY, Perm, user_has
 from connectors import channels
-from connectors.forms import ChannelForm
+from connectors.forms import ChannelForm, MetaChannelForm
 from connectors.webchat.forms import WebchatChannelForm
 from parley.forms import add_validation_error
 
@@ -33,14 +34,31 @@ def webchat_form(request, data=None) -> WebchatChannelForm:
     )
 
 
-def _page(request, *, form=None, revealed=None, status=200, webchat=None):
-    rows = [
-        {
-            "channel": channel,
-            "webhook_url": request.build_absolute_uri(channels.webhook_path(channel)),
-        }
-        for channel in channels.channel_list()
-    ]
+def meta_form(request, data=None) -> MetaChannelForm:
+    return MetaChannelForm(
+        data,
+        inboxes=channels.inboxes_unbound(),
+        can_create_inbox=user_has(request.user, Perm.INBOXES_MANAGE),
+        shared=channels.shared_app_enabled(),
+    )
+
+
+def _row(request, channel) -> dict:
+    hints = channels.channel_secret_hints(channel)
+    routing = channels.ROUTING_SETTINGS.get(channel.kind)
+    return {
+        "channel": channel,
+        "webhook_url": channels.channel_webhook_url(channel, request),
+        "meta": channel.kind in channels.META_KINDS,
+        "shared": channels.channel_is_shared(channel),
+        "routing_id": (channel.settings or {}).get(routing, "") if routing else "",
+        "verify_hint": hints.get("verify_token", ""),
+        "token_hint": hints.get("access_token", ""),
+    }
+
+
+def _page(request, *, form=None, revealed=None, status=200, webchat=None, meta=None):
+    rows = [_row(request, channel) for channel in channels.channel_list()]
     if revealed is not None:
         revealed = {
             **revealed,
@@ -53,6 +71,7 @@ def _page(request, *, form=None, revealed=None, status=200, webchat=None):
             "rows": rows,
             "form": form or _form(request),
             "webchat_form": webchat or webchat_form(request),
+            "meta_form": meta or meta_form(request),
             "revealed": revealed,
             "signature_header": channels.SIGNATURE_HEADER,
             "inbox_creators": _inbox_creators,
@@ -96,6 +115,39 @@ def channel_list(request):
 @step_up_required
 @require_POST
 @never_cache
+def meta_channel_create(request):
+    """A WhatsApp, Messenger or Instagram channel. Its secrets are never shown back."""
+    form = meta_form(request, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        kind, shared = data["kind"], data["meta_app"] == "shared"
+        given = {"access_token": data["access_token"]}
+        if not shared:
+            given |= {"app_secret": data["app_secret"], "verify_token": data["verify_token"]}
+        try:
+            channel, _ = channels.channel_create(
+                by=request.user,
+                name=data["name"],
+                kind=kind,
+                inbox_id=data["inbox"],
+                settings={
+                    channels.ROUTING_SETTINGS[kind]: data["routing_id"],
+                    "meta_app": data["meta_app"],
+                },
+                secrets_given=given,
+            )
+        except ValidationError as exc:
+            add_validation_error(form, exc)
+        else:
+            messages.success(request, f"Channel {channel.name} created.")
+            return redirect("connectors:channels")
+    return _page(request, meta=form, status=400)
+
+
+@permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
+@require_POST
+@never_cache
 def channel_rotate(request, channel_id: int):
     channel = channels.channel_get(channel_id=channel_id)
     if channel.signing_credential_id is None:
@@ -107,6 +159,23 @@ def channel_rotate(request, channel_id: int):
         request, f"Signing secret of {channel.name} replaced; the old one no longer verifies."
     )
     return _page(request, revealed={"channel": channel, "secret": secret, "new": False})
+
+
+@permission_required(Perm.CONNECTORS_MANAGE)
+@step_up_required
+@require_POST
+def channel_test(request, channel_id: int):
+    """One Graph API call with the channel's access token; the health columns show the result."""
+    channel = channels.channel_get(channel_id=channel_id)
+    if channel.kind not in channels.META_KINDS:
+        messages.error(request, f"{channel.name} has no connection to test.")
+        return redirect("connectors:channels")
+    result = channels.channel_test_connection(by=request.user, channel=channel)
+    if result.ok:
+        messages.success(request, f"{channel.name}: Meta accepted the access token.")
+    else:
+        messages.error(request, f"{channel.name}: the test failed ({result.code}).")
+    return redirect("connectors:channels")
 
 
 @permission_required(Perm.CONNECTORS_MANAGE)

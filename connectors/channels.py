@@ -15,13 +15,15 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch
 from django.http import Http404
 from django.utils import timezone
@@ -31,6 +33,7 @@ from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
 from connectors.adapters.base import DeliveryError
+from connectors.adapters.http import HttpTransportError, outbound_http
 from connectors.api_channel.adapter import (  # noqa: F401 - re-exported
     SIGNATURE_HEADER,
     TOLERANCE_SECONDS,
@@ -47,6 +50,8 @@ from conversations.access import inbox_create
 from conversations.models import Inbox
 from conversations.services import template_language_clean, template_name_clean
 from parley import outbound
+from parley.base_url import console_url
+from tenants import services as tenant_services
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +124,27 @@ def webhook_path(channel: Channel) -> str:
     return f"/webhooks/{channel.kind}/{channel.public_id}/"
 
 
+def channel_webhook_url(channel: Channel, request=None) -> str:
+    """Where the channel's events are posted: the shared app's one URL on the
+    platform host, or the channel's own URL on the tenant's host."""
+    if channel_is_shared(channel):
+        return console_url(shared_webhook_path(channel.kind))
+    path = webhook_path(channel)
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+def channel_secret_hints(channel: Channel) -> dict[str, str]:
+    """The last four characters of each secret by role (never more): for pages and the API."""
+    return {link.role: link.credential.last4 for link in channel.credential_links.all()}
+
+
+META_KINDS = ("whatsapp", "messenger", "instagram")
+
+
+def shared_app_enabled() -> bool:
+    return bool(getattr(django_settings, "PARLEY_META_SHARED_APP", False))
+
+
 # --- changes ------------------------------------------------------------------------------------
 
 
@@ -168,6 +194,14 @@ def _api_settings_clean(values: dict) -> dict:
 def _meta_settings_clean(routing: str) -> Callable[[dict], dict]:
     def clean(values: dict) -> dict:
         out = {}
+        app = values.get("meta_app") or "own"
+        if app not in META_APPS:
+            raise ValidationError(
+                {"meta_app": "Either own (your Meta app) or shared (the platform's)."}
+            )
+        if app == "shared":
+            # Only kept when shared: a channel without it uses its own app, as before.
+            out["meta_app"] = "shared"
         try:
             out[routing] = meta_common.path_id(values.get(routing), routing)
         except DeliveryError:
@@ -221,6 +255,9 @@ def _reengagement_clean(values: dict) -> dict:
 
 
 META_SECRETS = ("app_secret", "access_token", "verify_token")
+# Which Meta app signs a channel's events: the tenant's own (a webhook URL and
+# secrets per channel) or the platform's shared one (one URL, routed by account id).
+META_APPS = ("own", "shared")
 CREDENTIAL_KINDS = {
     "app_secret": Credential.Kind.WEBHOOK_SECRET,
     "access_token": Credential.Kind.ACCESS_TOKEN,
@@ -228,17 +265,50 @@ CREDENTIAL_KINDS = {
 }
 
 
-def _meta_secrets_clean(given) -> dict[str, str]:
+def _meta_secrets_clean(given, *, shared: bool = False) -> dict[str, str]:
+    """Own app: all three secrets. Shared app: the platform signs and verifies, so
+    only an optional ``access_token`` (a token for sending replies) is kept."""
+    if given is None and shared:
+        given = {}
     if not isinstance(given, dict):
         raise ValidationError({"secrets": "Give app_secret, access_token and verify_token."})
+    roles = ("access_token",) if shared else META_SECRETS
+    unknown = sorted(set(given) - set(roles))
+    if unknown and any(given.get(role) for role in unknown):
+        raise ValidationError(
+            {"secrets": "A channel on the shared app takes only an access_token."}
+            if shared
+            else {"secrets": f"Unknown secrets: {', '.join(map(str, unknown))[:200]}."}
+        )
     out = {}
-    for role in META_SECRETS:
+    for role in roles:
         value = given.get(role)
+        if shared and value in (None, ""):
+            continue
         if not isinstance(value, str) or not value.strip():
             raise ValidationError({role: "Required."})
+        if "\x00" in value or not value.strip().isprintable():
+            raise ValidationError({role: "Printable characters only."})
         out[role] = value.strip()
     return out
 
+
+def channel_is_shared(channel: Channel) -> bool:
+    """Whether the platform's shared Meta app signs this channel's events."""
+    return (channel.settings or {}).get("meta_app") == "shared"
+
+
+def shared_webhook_path(kind: str) -> str:
+    """The shared app's one URL per kind (on the platform host)."""
+    return f"/webhooks/meta/{kind}/"
+
+
+# The setting naming the account a kind's events are addressed to (the routing key).
+ROUTING_SETTINGS = {
+    "whatsapp": "phone_number_id",
+    "messenger": "page_id",
+    "instagram": "account_id",
+}
 
 # kind → function(settings) → cleaned settings (ValidationError otherwise). A kind
 # without one here cannot be created or configured yet.
@@ -302,7 +372,10 @@ def channel_create(
         outbound_url = channel_settings["outbound_url"]
     else:
         channel_settings = channel_settings_clean(kind=kind, values=settings or {})
-        given = _meta_secrets_clean(secrets_given)
+        shared = channel_settings.get("meta_app") == "shared"
+        if shared and not shared_app_enabled():
+            raise ValidationError({"meta_app": "The platform's shared Meta app is not enabled."})
+        given = _meta_secrets_clean(secrets_given, shared=shared)
     if inbox_id is None and not user_has(by, Perm.INBOXES_MANAGE):
         raise ValidationError(
             {"inbox": "Pick an existing inbox: only owners and admins create inboxes."}
@@ -344,6 +417,16 @@ def channel_create(
             for role, credential in links.items():
                 ChannelCredential.objects.create(channel=channel, role=role, credential=credential)
             Inbox.objects.filter(pk=inbox.pk).update(channel=channel)
+            routed = {}
+            if kind != "api" and channel_is_shared(channel):
+                routing_id = channel_settings[ROUTING_SETTINGS[kind]]
+                tenant_services.channel_route_claim(
+                    kind=kind,
+                    routing_id=routing_id,
+                    schema_name=connection.schema_name,
+                    public_id=public_id,
+                )
+                routed = {"meta_app": "shared", "routing_id": routing_id}
             record(
                 "channel.created",
                 target_type="channel",
@@ -355,6 +438,7 @@ def channel_create(
                     "inbox": inbox.pk,
                     "outbound_host": _host(outbound_url) if kind == "api" else "",
                     "credentials": {role: c.pk for role, c in links.items()},
+                    **routed,
                 },
             )
     except IntegrityError:
@@ -391,13 +475,104 @@ def channel_set_enabled(*, by, channel: Channel, enabled: bool) -> Channel:
         if channel.enabled != enabled:
             channel.enabled = enabled
             channel.save(update_fields=["enabled"])
+            routes = 0
+            if channel_is_shared(channel):
+                routes = tenant_services.channel_route_set_enabled(
+                    schema_name=connection.schema_name,
+                    public_id=channel.public_id,
+                    enabled=enabled,
+                )
             record(
                 "channel.enabled" if enabled else "channel.disabled",
                 target_type="channel",
                 target_id=channel.pk,
-                details={"name": channel.name},
+                details={"name": channel.name, **({"routes": routes} if routes else {})},
             )
     return channel
+
+
+# --- test connection ---------------------------------------------------------------------------------
+
+TEST_TIMEOUT = 10.0  # seconds for the one Graph call
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    ok: bool
+    code: str  # "ok" or a DeliveryError code (auth_failed, network_error, rejected, ...)
+    http_status: int | None = None
+    auth_failed: bool = False  # the credentials or permissions were refused
+
+
+def _graph_probe(channel: Channel) -> ConnectionTest:
+    """One GET to the Graph API with the channel's access token: WhatsApp
+    ``/{phone_number_id}``, Messenger and Instagram ``/me``. Never raises a
+    DeliveryError: the result says what failed (a code, never Meta's text)."""
+    settings_ = channel.settings or {}
+    try:
+        if channel.kind == "whatsapp":
+            path = meta_common.path_id(settings_.get("phone_number_id"), "phone_number_id")
+        else:
+            path = "me"
+        url = meta_common.graph_url(settings_, path)
+        keys = channel_secrets(channel, purpose="channel.test", roles=("access_token",))
+        try:
+            authorization = meta_common.bearer(keys)
+        finally:
+            del keys
+        try:
+            reply = outbound_http(
+                "GET",
+                url,
+                json_body=None,
+                headers={"Authorization": authorization, "Accept": "application/json"},
+                timeout=TEST_TIMEOUT,
+                purpose="channel.test",
+            )
+        except HttpTransportError as exc:
+            return ConnectionTest(
+                False, "network_error" if exc.transient else "destination_refused"
+            )
+        if 200 <= reply.status < 300:
+            return ConnectionTest(True, "ok", reply.status)
+        raise meta_common.classify(reply)
+    except DeliveryError as exc:
+        return ConnectionTest(False, exc.code, exc.http_status, exc.auth_failed)
+
+
+def channel_test_connection(*, by, channel: Channel) -> ConnectionTest:
+    """ "Test connection" for a Meta channel: one Graph call with its access token.
+    Records the channel's health (ok, failing, or credentials refused) and audits
+    the test (``channel.tested``: code and HTTP status, never a token or a body)."""
+    _require(by)
+    if channel.kind not in META_KINDS:
+        raise ValidationError(
+            {"channel": "Only WhatsApp, Messenger and Instagram channels are tested."}
+        )
+    result = _graph_probe(channel)
+    if result.ok:
+        channel_health_ok(channel_id=channel.pk)
+    else:
+        channel_health_failed(
+            channel_id=channel.pk,
+            code=result.code,
+            auth_failed=result.code
+            in ("auth_failed", "credentials_missing", "credentials_invalid"),
+        )
+    with transaction.atomic():
+        record(
+            "channel.tested",
+            outcome="allowed" if result.ok else "failed",
+            target_type="channel",
+            target_id=channel.pk,
+            details={
+                "name": channel.name,
+                "kind": channel.kind,
+                "code": result.code,
+                "http_status": result.http_status,
+            },
+        )
+    return result
 
 
 # --- health -----------------------------------------------------------------------------------------

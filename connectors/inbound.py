@@ -35,7 +35,7 @@ from connectors.adapters.base import (
     PayloadInvalid,
     StatusUpdate,
 )
-from connectors.channels import channel_event_seen, channel_health_failed
+from connectors.channels import ROUTING_SETTINGS, channel_event_seen, channel_health_failed
 from connectors.models import Channel, InboundEvent
 from conversations.models import Message
 from conversations.services import message_delivery_update, message_receive
@@ -48,12 +48,6 @@ COLUMN = "raw"
 MAX_ATTEMPTS = 5  # processing attempts before an event is marked failed
 CLAIM_SECONDS = 300  # a claim older than this belonged to a worker that died
 RELAY_AFTER_SECONDS = 10  # pending this long: its enqueue was probably lost
-# The setting naming the account a kind's events are addressed to (the routing key).
-ROUTING_SETTINGS = {
-    "whatsapp": "phone_number_id",
-    "messenger": "page_id",
-    "instagram": "account_id",
-}
 
 
 def retention_days() -> int:

@@ -23,9 +23,17 @@ urlpatterns = [
     ),
     path("connectors/channels/", channel_views.channel_list, name="channels"),
     path(
+        "connectors/channels/meta/", channel_views.meta_channel_create, name="meta_channel_create"
+    ),
+    path(
         "connectors/channels/<int:channel_id>/rotate/",
         channel_views.channel_rotate,
         name="channel_rotate",
+    ),
+    path(
+        "connectors/channels/<int:channel_id>/test/",
+        channel_views.channel_test,
+        name="channel_test",
     ),
     path(
         "connectors/channels/<int:channel_id>/enabled/",

@@ -370,6 +370,23 @@ PARLEY_RATE_TOKEN_PER_IP = _env_rate("PARLEY_RATE_TOKEN_PER_IP", "30/min")  # /a
 PARLEY_RATE_API_PER_USER = _env_rate("PARLEY_RATE_API_PER_USER", "600/min")
 PARLEY_RATE_API_PER_TENANT = _env_rate("PARLEY_RATE_API_PER_TENANT", "6000/min")
 PARLEY_RATE_CHANNEL_WEBHOOK = _env_rate("PARLEY_RATE_CHANNEL_WEBHOOK", "600/min")  # per channel
+# The platform's shared Meta app: one webhook URL (/webhooks/meta/<kind>/ on the
+# platform host) signed with the platform's app secret; events are routed to the
+# tenant that connected the account (tenants.ChannelRoute). Enabled when its
+# secret is set (or PARLEY_META_SHARED_APP=true, which then requires both secrets).
+PARLEY_META_APP_SECRET = env_secret("PARLEY_META_APP_SECRET") or ""
+PARLEY_META_VERIFY_TOKEN = env_secret("PARLEY_META_VERIFY_TOKEN") or ""
+PARLEY_META_SHARED_APP = env_bool("PARLEY_META_SHARED_APP", default=bool(PARLEY_META_APP_SECRET))
+if (
+    PARLEY_META_SHARED_APP
+    and PRODUCTION
+    and not (PARLEY_META_APP_SECRET and PARLEY_META_VERIFY_TOKEN)
+):
+    raise ImproperlyConfigured(
+        "PARLEY_META_APP_SECRET and PARLEY_META_VERIFY_TOKEN (or their _FILE forms) must be set "
+        "in production when the shared Meta app is enabled."
+    )
+PARLEY_RATE_META_SHARED_WEBHOOK = _env_rate("PARLEY_RATE_META_SHARED_WEBHOOK", "6000/min")
 # Processed raw webhook events are purged this many days after processing.
 PARLEY_INBOUND_EVENT_RETENTION_DAYS = env_int(
     "PARLEY_INBOUND_EVENT_RETENTION_DAYS", 7, minimum=1, maximum=365
@@ -377,12 +394,16 @@ PARLEY_INBOUND_EVENT_RETENTION_DAYS = env_int(
 # Web chat visitors (connectors/webchat): new sessions and messages, counted per visitor,
 # per address and per channel; polls per visitor.
 PARLEY_RATE_WEBCHAT_SESSION_PER_IP = _env_rate("PARLEY_RATE_WEBCHAT_SESSION_PER_IP", "20/min")
-PARLEY_RATE_WEBCHAT_MESSAGE_PER_VISITOR = _env_rate("PARLEY_RATE_WEBCHAT_MESSAGE_PER_VISITOR", "20/min")
+PARLEY_RATE_WEBCHAT_MESSAGE_PER_VISITOR = _env_rate(
+    "PARLEY_RATE_WEBCHAT_MESSAGE_PER_VISITOR", "20/min"
+)
 PARLEY_RATE_WEBCHAT_MESSAGE_PER_IP = _env_rate("PARLEY_RATE_WEBCHAT_MESSAGE_PER_IP", "60/min")
 PARLEY_RATE_WEBCHAT_PER_CHANNEL = _env_rate("PARLEY_RATE_WEBCHAT_PER_CHANNEL", "1200/min")
 PARLEY_RATE_WEBCHAT_POLL_PER_VISITOR = _env_rate("PARLEY_RATE_WEBCHAT_POLL_PER_VISITOR", "120/min")
 # Visitor tokens live this long and are refreshed by the open widget at half-life.
-PARLEY_WEBCHAT_TOKEN_SECONDS = env_int("PARLEY_WEBCHAT_TOKEN_SECONDS", 600, minimum=60, maximum=3600)
+PARLEY_WEBCHAT_TOKEN_SECONDS = env_int(
+    "PARLEY_WEBCHAT_TOKEN_SECONDS", 600, minimum=60, maximum=3600
+)
 # A poll waits at most this long for a new message (long polling; 0 = answer at once).
 PARLEY_WEBCHAT_POLL_SECONDS = env_int("PARLEY_WEBCHAT_POLL_SECONDS", 20, minimum=0, maximum=55)
 

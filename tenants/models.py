@@ -191,3 +191,33 @@ class BreakGlassGrant(models.Model):
             and self.expires_at is not None
             and self.expires_at > timezone.now()
         )
+
+
+class ChannelRoute(models.Model):
+    """Where the platform's shared Meta app sends an account's events.
+
+    One POST to the shared app's webhook can carry entries for several
+    businesses; each entry names the account it concerns (a WhatsApp
+    phone-number id, a Messenger page id, an Instagram account id). This table,
+    in the public schema, maps ``(kind, routing_id)`` to the one tenant schema
+    and channel that connected it. Unique per kind, so an account reaches at
+    most one tenant. Written only by ``tenants.services.channel_route_*``, which
+    ``connectors.channels`` calls in the channel's own transaction.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=32)
+    routing_id = models.CharField(max_length=64)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="channel_routes")
+    channel_public_id = models.CharField(max_length=32)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "routing_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "routing_id"], name="channel_route_unique_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.routing_id}"

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import Http404
 
-from tenants.models import Tenant
+from tenants.models import ChannelRoute, Tenant
 
 
 def tenant_list():
@@ -36,3 +36,16 @@ def tenant_phone_region(schema_name: str | None = None) -> str:
             return settings.PARLEY_DEFAULT_PHONE_REGION
         raise LookupError(f"no tenant for schema {schema!r}: phone numbers need one")
     return found
+
+
+def channel_routes_for(*, kind: str, routing_ids) -> dict[str, ChannelRoute]:
+    """The enabled routes of active business tenants for these ids: ``{routing_id: route}``.
+    An id missing from the answer is unknown (or paused, or its tenant is not active)."""
+    routes = ChannelRoute.objects.filter(
+        kind=kind,
+        routing_id__in=list(routing_ids),
+        enabled=True,
+        tenant__status=Tenant.Status.ACTIVE,
+        tenant__is_template=False,
+    ).select_related("tenant")
+    return {route.routing_id: route for route in routes if not route.tenant.is_public}

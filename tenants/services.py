@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_exists, tenant_context
@@ -29,7 +29,7 @@ from parley.keyring.keys import destroy, ensure_keys
 
 # Module imports both ways (tenants.tasks calls these services): names are read at call time.
 from tenants import tasks, validation
-from tenants.models import Domain, Tenant
+from tenants.models import ChannelRoute, Domain, Tenant
 
 
 class OwnerRoleRequiredError(RuntimeError):
@@ -396,3 +396,48 @@ def tenant_offboard_execute(*, tenant: Tenant, actor: Actor | None = None) -> Te
         )
     tenant.refresh_from_db()
     return tenant
+
+
+# --- the shared Meta app's routing table ----------------------------------------------------------
+
+
+class ChannelRouteTaken(ValidationError):
+    """The account is already routed to a channel (here or in another workspace)."""
+
+
+def channel_route_claim(*, kind: str, routing_id: str, schema_name: str, public_id: str) -> None:
+    """Route the shared app's events for ``(kind, routing_id)`` to a channel of
+    ``schema_name``. Call inside the channel's transaction (connectors does, and
+    audits it in the tenant's trail); a taken id raises :class:`ChannelRouteTaken`."""
+    tenant = Tenant.objects.filter(schema_name=schema_name).first()
+    if tenant is None or tenant.schema_name == "public":
+        raise ValidationError({"tenant": "Channels route to a business workspace only."})
+    if ChannelRoute.objects.filter(kind=kind, routing_id=routing_id).exists():
+        raise ChannelRouteTaken(
+            {"routing_id": "This account is already connected to a channel on the shared app."}
+        )
+    try:
+        with transaction.atomic():
+            ChannelRoute.objects.create(
+                kind=kind, routing_id=routing_id, tenant=tenant, channel_public_id=public_id
+            )
+    except IntegrityError:
+        # Claimed by a concurrent request: same answer as above.
+        raise ChannelRouteTaken(
+            {"routing_id": "This account is already connected to a channel on the shared app."}
+        ) from None
+
+
+def channel_route_set_enabled(*, schema_name: str, public_id: str, enabled: bool) -> int:
+    """Follow a channel's pause/resume: a paused route drops its events at the door."""
+    return ChannelRoute.objects.filter(
+        tenant__schema_name=schema_name, channel_public_id=public_id
+    ).update(enabled=enabled)
+
+
+def channel_route_release(*, schema_name: str, public_id: str) -> int:
+    """Forget the routes of a deleted channel (its account may be connected again)."""
+    deleted, _ = ChannelRoute.objects.filter(
+        tenant__schema_name=schema_name, channel_public_id=public_id
+    ).delete()
+    return deleted

@@ -25,4 +25,4 @@ class InstagramAdapter(PageMessagingAdapter):
     account_setting = "account_id"
     text_limit = 1000
     send_media_types = ("image", "video", "audio")
-    SETTINGS = ("account_id", "graph_base_url", "api_version")
+    SETTINGS = ("account_id", "graph_base_url", "api_version", "meta_app")

@@ -414,4 +414,4 @@ class MessengerAdapter(PageMessagingAdapter):
     object_name = "page"
     account_setting = "page_id"
     text_limit = 2000
-    SETTINGS = ("page_id", "graph_base_url", "api_version")
+    SETTINGS = ("page_id", "graph_base_url", "api_version", "meta_app")

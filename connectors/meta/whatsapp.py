@@ -80,6 +80,7 @@ class WhatsAppAdapter(ChannelAdapter):
         "phone_number_id",
         "graph_base_url",
         "api_version",
+        "meta_app",
         "reengagement_template",
         "reengagement_language",
     )

@@ -149,6 +149,20 @@ def e2e_data(django_db_setup, django_db_blocker, channel_receiver):
                     body="Can I change the delivery address of my order?",
                     external_id="e2e-phone-m-1",
                 )
+                # A WhatsApp channel on its own Meta app (the channels page's Meta row).
+                from connectors.channels import channel_create
+
+                channel_create(
+                    by=admin,
+                    name="E2E WhatsApp",
+                    kind="whatsapp",
+                    settings={"phone_number_id": "106540352242922000"},
+                    secrets_given={
+                        "app_secret": "e2e-app-secret",
+                        "verify_token": "e2e-verify-token",
+                        "access_token": "EAAG-e2e-access-token",
+                    },
+                )
             # An admin who has never signed in (first-login enrolment).
             User.objects.create_user(
                 username=NEW_ADMIN, email=NEW_ADMIN, password=support.PASSWORD, role="admin"

@@ -121,6 +121,20 @@ def test_it_refuses_to_start_in_production_without_a_kek():
     assert "PARLEY_LOCAL_KEK (or _FILE) must be set in production" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"PARLEY_META_SHARED_APP": "true"},
+        {"PARLEY_META_APP_SECRET": "platform-secret"},  # on by default, verify token missing
+        {"PARLEY_META_SHARED_APP": "true", "PARLEY_META_VERIFY_TOKEN": "platform-verify"},
+    ],
+)
+def test_it_refuses_to_start_in_production_with_a_shared_meta_app_missing_a_secret(extra):
+    result = _manage(_production(PARLEY_SECRET_KEY=STRONG_SECRET, **extra), "check")
+    assert result.returncode != 0
+    assert "PARLEY_META_APP_SECRET and PARLEY_META_VERIFY_TOKEN" in result.stderr
+
+
 def test_it_refuses_to_start_in_production_without_a_database_url():
     environment = _production(PARLEY_SECRET_KEY=STRONG_SECRET)
     del environment["DATABASE_URL"]
