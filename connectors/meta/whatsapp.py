@@ -76,6 +76,7 @@ class WhatsAppAdapter(ChannelAdapter):
     label = "WhatsApp"
     SETTINGS = ("phone_number_id", "graph_base_url", "api_version")
     SECRETS = ("app_secret", "verify_token", "access_token")
+    VERIFY_SECRETS = ("app_secret",)
 
     # --- inbound ---------------------------------------------------------------------------------
 
