@@ -72,6 +72,8 @@ bench: bootstrap
 	$(PY) bench/crypto.py
 	$(PY) bench/auth.py
 	$(PY) bench/inbox.py
+	$(PY) bench/webhooks.py
+	$(PY) bench/channel_reply.py
 
 clean-state:
 	-$(PY) -m parley.devstack down
