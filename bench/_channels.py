@@ -276,12 +276,16 @@ class _Pool:
     def __init__(self, port: int):
         self.port = port
         self.free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.retries = 0
 
     async def _fresh(self):
         return await asyncio.open_connection("127.0.0.1", self.port)
 
     async def request(self, raw: bytes) -> int:
-        for attempt in range(2):
+        """The status of one request; a connection the server dropped before
+        answering (a worker recycled by gunicorn's max_requests, an idle keep-alive
+        closed) is retried on a fresh one, and counted in ``retries``."""
+        for attempt in range(3):
             reused = bool(self.free)
             reader, writer = self.free.pop() if reused else await self._fresh()
             try:
@@ -289,8 +293,9 @@ class _Pool:
                 head = await reader.readuntil(b"\r\n\r\n")
             except (ConnectionError, asyncio.IncompleteReadError):
                 writer.close()
-                if reused and attempt == 0:
-                    continue  # the server closed an idle keep-alive connection
+                if attempt < 2:
+                    self.retries += 1
+                    continue
                 raise
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
@@ -329,6 +334,8 @@ async def _closed(port, make, *, concurrency, duration, warmup):
                 statuses[status] = statuses.get(status, 0) + 1
 
     await asyncio.gather(*(loop() for _ in range(concurrency)))
+    if pool.retries:
+        statuses["retried_connections"] = pool.retries
     return samples, statuses
 
 
@@ -354,6 +361,8 @@ async def _open(port, make, *, rate, count):
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, at)))
     await asyncio.gather(*tasks)
+    if pool.retries:
+        statuses["retried_connections"] = pool.retries
     return samples, statuses
 
 

@@ -151,7 +151,7 @@ def main() -> None:
         result["steady"] = {
             "offered_rate_per_s": args.rate,
             "messages": args.count,
-            "webhook_statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "webhook_statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
             "replies_received": len(latencies),
             "complete": complete,
             "messages_per_s": round(len(latencies) / (last - first), 1),
@@ -169,7 +169,7 @@ def main() -> None:
         got = [graph.arrived[n] for n in senders if n in graph.arrived]
         result["burst"] = {
             "messages": len(senders),
-            "webhook_statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "webhook_statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
             "ingest_s": round(ingested - started, 2),
             "replies_received": len(got),
             "complete": complete,

@@ -59,7 +59,7 @@ def closed_figures(samples, statuses, duration: float, per_request: int = 1) -> 
     ok = statuses.get(200, 0)
     return {
         "requests": len(samples),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
         "requests_per_s": round(ok / duration, 1),
         **({"messages_per_s": round(ok * per_request / duration, 1)} if per_request > 1 else {}),
         **summary(latencies),
@@ -71,7 +71,7 @@ def open_figures(samples, statuses, rate: float) -> dict:
     return {
         "offered_rate_per_s": rate,
         "requests": len(samples),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
         **summary(latencies),
     }
 
