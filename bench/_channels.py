@@ -272,6 +272,9 @@ def signed_request(path: str, body: bytes, app_secret: str | None) -> bytes:
 # --- the load generator (a separate process) -----------------------------------------------------
 
 
+ATTEMPTS = 6
+
+
 class _Pool:
     def __init__(self, port: int):
         self.port = port
@@ -285,7 +288,7 @@ class _Pool:
         """The status of one request; a connection the server dropped before
         answering (a worker recycled by gunicorn's max_requests, an idle keep-alive
         closed) is retried on a fresh one, and counted in ``retries``."""
-        for attempt in range(3):
+        for attempt in range(ATTEMPTS):
             reused = bool(self.free)
             reader, writer = self.free.pop() if reused else await self._fresh()
             try:
@@ -293,8 +296,9 @@ class _Pool:
                 head = await reader.readuntil(b"\r\n\r\n")
             except (ConnectionError, asyncio.IncompleteReadError):
                 writer.close()
-                if attempt < 2:
+                if attempt < ATTEMPTS - 1:
                     self.retries += 1
+                    await asyncio.sleep(0.02 * attempt)  # let a recycled worker's successor start
                     continue
                 raise
             lines = head.decode("latin-1").split("\r\n")
