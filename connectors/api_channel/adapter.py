@@ -257,6 +257,7 @@ class ApiChannelAdapter(ChannelAdapter):
     SETTINGS = ("outbound_url",)
     SECRETS = ("signing_secret",)
     VERIFY_SECRETS = ("signing_secret",)
+    SEND_SECRETS = ("signing_secret",)
     signature_header = SIGNATURE_HEADER
     answers_inline = True  # the integrator's answer names the stored message
     status_names_our_id = True  # status events name Parley's message id

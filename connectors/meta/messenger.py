@@ -69,6 +69,7 @@ class PageMessagingAdapter(ChannelAdapter):
     send_media_types: tuple[str, ...] = ATTACHMENT_TYPES
     SECRETS = ("app_secret", "verify_token", "access_token")
     VERIFY_SECRETS = ("app_secret",)
+    SEND_SECRETS = ("access_token",)
 
     # --- inbound ---------------------------------------------------------------------------------
 

@@ -77,6 +77,7 @@ class WhatsAppAdapter(ChannelAdapter):
     SETTINGS = ("phone_number_id", "graph_base_url", "api_version")
     SECRETS = ("app_secret", "verify_token", "access_token")
     VERIFY_SECRETS = ("app_secret",)
+    SEND_SECRETS = ("access_token",)
 
     # --- inbound ---------------------------------------------------------------------------------
 
