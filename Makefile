@@ -74,6 +74,8 @@ bench: bootstrap
 	$(PY) bench/inbox.py
 	$(PY) bench/flows.py
 	$(PY) bench/guardrails.py
+	$(PY) bench/webhooks.py
+	$(PY) bench/channel_reply.py
 
 clean-state:
 	-$(PY) -m parley.devstack down

@@ -300,7 +300,7 @@ def delivery_attempt(*, message_id: int) -> str:
                 attempt=attempts,
             )
         try:
-            keys = channel_secrets(channel, purpose="channel.sign")
+            keys = channel_secrets(channel, purpose="channel.sign", roles=adapter.SEND_SECRETS)
         except KeyringError as exc:
             delivery_fail(
                 message_id=message_id,

@@ -138,7 +138,9 @@ def channel_webhook(request, kind: str, public_id: str):
             f"The {adapter.signature_header} header is missing.",
         )
     try:
-        keys = channels.channel_secrets(channel, purpose="channel.verify")
+        keys = channels.channel_secrets(
+            channel, purpose="channel.verify", roles=adapter.VERIFY_SECRETS
+        )
     except KeyringError:
         return _answer(
             503, "channel_unavailable", "This channel cannot verify events right now; retry later."

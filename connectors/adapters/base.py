@@ -408,6 +408,11 @@ class ChannelAdapter(ABC):
     label: str = ""
     SETTINGS: tuple[str, ...] = ()
     SECRETS: tuple[str, ...] = ()
+    # The subset of SECRETS that :meth:`verify` reads: the webhook decrypts (and
+    # audits) only these for each inbound event, never the sending token. None: all.
+    VERIFY_SECRETS: tuple[str, ...] | None = None
+    # The subset that :meth:`send` reads: a delivery decrypts only these. None: all.
+    SEND_SECRETS: tuple[str, ...] | None = None
     # The header carrying the signature: absent → 401 ``signature_missing`` before
     # any secret is decrypted. Empty: the kind has none to look for.
     signature_header: str = ""

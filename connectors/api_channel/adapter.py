@@ -256,6 +256,8 @@ class ApiChannelAdapter(ChannelAdapter):
     label = "API channel"
     SETTINGS = ("outbound_url",)
     SECRETS = ("signing_secret",)
+    VERIFY_SECRETS = ("signing_secret",)
+    SEND_SECRETS = ("signing_secret",)
     signature_header = SIGNATURE_HEADER
     answers_inline = True  # the integrator's answer names the stored message
     status_names_our_id = True  # status events name Parley's message id

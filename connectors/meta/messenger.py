@@ -68,6 +68,8 @@ class PageMessagingAdapter(ChannelAdapter):
     text_limit = 2000
     send_media_types: tuple[str, ...] = ATTACHMENT_TYPES
     SECRETS = ("app_secret", "verify_token", "access_token")
+    VERIFY_SECRETS = ("app_secret",)
+    SEND_SECRETS = ("access_token",)
 
     # --- inbound ---------------------------------------------------------------------------------
 

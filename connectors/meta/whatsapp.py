@@ -88,6 +88,8 @@ class WhatsAppAdapter(ChannelAdapter):
     TEMPLATES = True
     # Cloud API throughput: 80 messages per second per business phone number by default.
     RATE_PER_SECOND = 80.0
+    VERIFY_SECRETS = ("app_secret",)
+    SEND_SECRETS = ("access_token",)
 
     # --- inbound ---------------------------------------------------------------------------------
 
