@@ -31,7 +31,8 @@ from audit.models import AuditEvent, AuditSink
 from connectors import services as connector_services
 from connectors.channels import channel_create
 from conversations import access
-from conversations.models import Contact, Conversation
+from conversations.models import OUTSIDE_WINDOW_ERROR, Contact, Conversation, Message
+from conversations.services import reply_send
 from tenants.models import BreakGlassGrant
 from tests import support
 
@@ -85,6 +86,7 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "connectors:channel_rotate": ("POST", "policy", {}),
     "connectors:channel_enabled": ("POST", "policy", {"enabled": "1"}),
     "connectors:channel_test": ("POST", "policy", {}),
+    "connectors:message_template": ("POST", "policy", {}),
     "webhooks:channel": ("POST", "public", {}),
     "webchat:frame": ("GET", "public", {}),
     "webchat:session": ("POST", "public", {}),
@@ -221,6 +223,28 @@ def _objects(acme) -> dict:
         conversation = Conversation.objects.create(
             inbox=inbox, contact=Contact.objects.create(), last_activity_at=timezone.now()
         )
+        # A WhatsApp reply refused outside the 24-hour window, on a channel that has a
+        # re-engagement template: what the "send the template instead" route acts on.
+        channel_create(
+            by=admin,
+            name=f"Matrix WA {uuid.uuid4().hex[:6]}",
+            kind="whatsapp",
+            settings={
+                "phone_number_id": "106540352242922",
+                "reengagement_template": "hello_world",
+                "reengagement_language": "en_US",
+            },
+            secrets_given={
+                "app_secret": "matrix-app-secret",
+                "access_token": "matrix-access-token",
+                "verify_token": "matrix-verify-token",
+            },
+            inbox_id=inbox.pk,
+        )
+        refused = reply_send(by=admin, conversation_id=conversation.pk, body="matrix reply")
+        Message.objects.filter(pk=refused.pk).update(
+            delivery=Message.Delivery.FAILED, delivery_error=OUTSIDE_WINDOW_ERROR
+        )
     with schema_context("public"):
         operator = User.objects.get(username="operator")
         bg = BreakGlassGrant.objects.create(
@@ -247,6 +271,7 @@ def _objects(acme) -> dict:
         "@agent": str(agent.pk),
         "@inbox": str(inbox.pk),
         "conversation_id": conversation.pk,
+        "message_id": refused.pk,
     }
 
 
