@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.adapters.base import (
+    ChannelAdapter,
     ChannelError,
     DeliveryError,
     InboundMessage,
@@ -374,3 +375,19 @@ def answer_id(value: Any) -> str:
         and value.isprintable()
         else ""
     )
+
+
+class MetaAdapter(ChannelAdapter):
+    """What every Meta kind shares: its three secrets, the hub handshake and the
+    X-Hub-Signature-256 check (the webhook decrypts the app secret only, a send the
+    access token only)."""
+
+    SECRETS = ("app_secret", "verify_token", "access_token")
+    VERIFY_SECRETS = ("app_secret",)
+    SEND_SECRETS = ("access_token",)
+
+    def verify_challenge(self, params: Mapping[str, str], secrets: Mapping[str, str]) -> str | None:
+        return challenge_answer(params, secrets.get("verify_token") or "")
+
+    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]) -> bool:
+        return signature_valid(headers, body, secrets.get("app_secret") or "")

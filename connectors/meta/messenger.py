@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import Any
 
 from connectors.adapters.base import (
-    ChannelAdapter,
     DeliveryError,
     DeliveryResult,
     DeliveryStatus,
@@ -60,24 +59,15 @@ QUICK_REPLY_TITLE_LIMIT = 20
 PAYLOAD_LIMIT = 1000
 
 
-class PageMessagingAdapter(ChannelAdapter):
+class PageMessagingAdapter(common.MetaAdapter):
     """Messenger and Instagram: same envelope, different ``object``, id setting and limits."""
 
     object_name = "page"
     account_setting = "page_id"
     text_limit = 2000
     send_media_types: tuple[str, ...] = ATTACHMENT_TYPES
-    SECRETS = ("app_secret", "verify_token", "access_token")
-    VERIFY_SECRETS = ("app_secret",)
-    SEND_SECRETS = ("access_token",)
 
     # --- inbound ---------------------------------------------------------------------------------
-
-    def verify_challenge(self, params: Mapping[str, str], secrets: Mapping[str, str]) -> str | None:
-        return common.challenge_answer(params, secrets.get("verify_token") or "")
-
-    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]) -> bool:
-        return common.signature_valid(headers, body, secrets.get("app_secret") or "")
 
     def parse_document(self, document: Any) -> ParsedEvent:
         document = obj(document, "payload_invalid")

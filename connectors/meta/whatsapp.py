@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.adapters.base import (
-    ChannelAdapter,
     ChannelError,
     DeliveryError,
     DeliveryResult,
@@ -71,7 +70,7 @@ def _type_name(value: Any) -> str:
     return value if isinstance(value, str) and _TYPE.fullmatch(value) else "unknown"
 
 
-class WhatsAppAdapter(ChannelAdapter):
+class WhatsAppAdapter(common.MetaAdapter):
     kind = KIND
     label = "WhatsApp"
     # reengagement_template / reengagement_language: the approved template the inbox
@@ -84,20 +83,11 @@ class WhatsAppAdapter(ChannelAdapter):
         "reengagement_template",
         "reengagement_language",
     )
-    SECRETS = ("app_secret", "verify_token", "access_token")
     TEMPLATES = True
     # Cloud API throughput: 80 messages per second per business phone number by default.
     RATE_PER_SECOND = 80.0
-    VERIFY_SECRETS = ("app_secret",)
-    SEND_SECRETS = ("access_token",)
 
     # --- inbound ---------------------------------------------------------------------------------
-
-    def verify_challenge(self, params: Mapping[str, str], secrets: Mapping[str, str]) -> str | None:
-        return common.challenge_answer(params, secrets.get("verify_token") or "")
-
-    def verify(self, headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]) -> bool:
-        return common.signature_valid(headers, body, secrets.get("app_secret") or "")
 
     def parse_document(self, document: Any) -> ParsedEvent:
         document = obj(document, "payload_invalid")
