@@ -225,6 +225,9 @@ def _objects(acme) -> dict:
         )
         # A WhatsApp reply refused outside the 24-hour window, on a channel that has a
         # re-engagement template: what the "send the template instead" route acts on.
+        # Its own inbox: the matrix inbox stays free for the channel-create routes.
+        wa_inbox = access.inbox_create(by=admin, name=f"Matrix WA {uuid.uuid4().hex[:6]}")
+        access.inbox_member_add(by=admin, inbox=wa_inbox, user=agent)
         channel_create(
             by=admin,
             name=f"Matrix WA {uuid.uuid4().hex[:6]}",
@@ -239,9 +242,12 @@ def _objects(acme) -> dict:
                 "access_token": "matrix-access-token",
                 "verify_token": "matrix-verify-token",
             },
-            inbox_id=inbox.pk,
+            inbox_id=wa_inbox.pk,
         )
-        refused = reply_send(by=admin, conversation_id=conversation.pk, body="matrix reply")
+        wa_conversation = Conversation.objects.create(
+            inbox=wa_inbox, contact=Contact.objects.create(), last_activity_at=timezone.now()
+        )
+        refused = reply_send(by=admin, conversation_id=wa_conversation.pk, body="matrix reply")
         Message.objects.filter(pk=refused.pk).update(
             delivery=Message.Delivery.FAILED, delivery_error=OUTSIDE_WINDOW_ERROR
         )
