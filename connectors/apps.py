@@ -1,3 +1,4 @@
+from celery.signals import worker_ready
 from django.apps import AppConfig
 
 
@@ -7,8 +8,6 @@ class ConnectorsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: these modules load models, which need the app registry ready.
-        from celery.signals import worker_ready  # noqa: PLC0415
-
         from connectors import tasks  # noqa: PLC0415
         from connectors.api_channel import register_api  # noqa: PLC0415
         from connectors.meta import register_meta  # noqa: PLC0415

@@ -45,17 +45,13 @@ from connectors.channels import ROUTING_SETTINGS, channel_is_shared
 from connectors.meta import common as meta_common
 from connectors.models import Channel
 from connectors.tasks import inbound_event_enqueue
+from connectors.webhooks import json_body, json_error
 from parley import faults
 from tenants.selectors import channel_routes_for
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY = 256 * 1024
 DEFAULT_RATE = "6000/min"  # per kind; PARLEY_RATE_META_SHARED_WEBHOOK overrides
-
-
-def _answer(status: int, code: str, detail: str) -> JsonResponse:
-    return JsonResponse({"code": code, "detail": detail}, status=status)
 
 
 def _refuse(request, kind: str, status: int, code: str, detail: str) -> JsonResponse:
@@ -68,7 +64,7 @@ def _refuse(request, kind: str, status: int, code: str, detail: str) -> JsonResp
             details={"reason": code, "kind": kind, "status": status},
             request=request,
         )
-    return _answer(status, code, detail)
+    return json_error(status, code, detail)
 
 
 def _throttled(kind: str) -> int | None:
@@ -152,9 +148,9 @@ def _store_part(route, kind: str, adapter, body: dict) -> bool:
 @sensitive_variables("keys")
 def shared_webhook(request, kind: str):
     if not getattr(settings, "PARLEY_META_SHARED_APP", False) or kind not in ROUTING_SETTINGS:
-        return _answer(404, "unknown_channel", "No shared app for this kind.")
+        return json_error(404, "unknown_channel", "No shared app for this kind.")
     if kind not in registry.kinds():
-        return _answer(404, "unknown_channel", "No shared app for this kind.")
+        return json_error(404, "unknown_channel", "No shared app for this kind.")
     adapter = registry.get(kind)
     keys = _platform_secrets()
     if request.method == "GET":
@@ -165,29 +161,18 @@ def shared_webhook(request, kind: str):
             )
         return HttpResponse(echo, content_type="text/plain")
     if request.method != "POST":
-        response = _answer(405, "method_not_allowed", "POST a signed JSON event.")
+        response = json_error(405, "method_not_allowed", "POST a signed JSON event.")
         response["Allow"] = "GET, POST"
         return response
 
     wait = _throttled(kind)
     if wait is not None:
-        response = _answer(429, "throttled", f"Too many events; retry in {wait} seconds.")
+        response = json_error(429, "throttled", f"Too many events; retry in {wait} seconds.")
         response["Retry-After"] = str(wait)
         return response
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > MAX_BODY:
-        return _refuse(request, kind, 413, "payload_too_large", f"At most {MAX_BODY} bytes.")
-    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        return _refuse(
-            request, kind, 415, "unsupported_media_type", "Send Content-Type: application/json."
-        )
-    raw = request.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        return _refuse(request, kind, 413, "payload_too_large", f"At most {MAX_BODY} bytes.")
+    raw = json_body(request)
+    if isinstance(raw, tuple):
+        return _refuse(request, kind, *raw)
     if not request.headers.get(meta_common.SIGNATURE_HEADER, ""):
         return _refuse(
             request,

@@ -42,8 +42,25 @@ MAX_BODY = 256 * 1024
 DEFAULT_RATE = "600/min"  # per channel; PARLEY_RATE_CHANNEL_WEBHOOK overrides
 
 
-def _answer(status: int, code: str, detail: str, **extra) -> JsonResponse:
+def json_error(status: int, code: str, detail: str, **extra) -> JsonResponse:
     return JsonResponse({"code": code, "detail": detail, **extra}, status=status)
+
+
+def json_body(request) -> bytes | tuple[int, str, str]:
+    """The raw body of a JSON event of at most ``MAX_BODY`` bytes, or why it is refused
+    (status, code, detail). The declared length is checked before anything is read."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    too_large = (413, "payload_too_large", f"Events are at most {MAX_BODY} bytes.")
+    if declared > MAX_BODY:
+        return too_large
+    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return (415, "unsupported_media_type", "Send Content-Type: application/json.")
+    raw = request.read(MAX_BODY + 1)
+    return too_large if len(raw) > MAX_BODY else raw
 
 
 def _refuse(request, channel, status: int, code: str, detail: str, **extra) -> JsonResponse:
@@ -55,7 +72,7 @@ def _refuse(request, channel, status: int, code: str, detail: str, **extra) -> J
         details={"reason": code, "public_id": channel.public_id, "status": status},
         request=request,
     )
-    return _answer(status, code, detail, **extra)
+    return json_error(status, code, detail, **extra)
 
 
 def _throttled(channel) -> int | None:
@@ -96,37 +113,22 @@ def channel_webhook(request, kind: str, public_id: str):
     if request.method == "GET" and channel is not None:
         return _challenge(request, channel)
     if request.method != "POST":
-        response = _answer(405, "method_not_allowed", "POST a signed JSON event.")
+        response = json_error(405, "method_not_allowed", "POST a signed JSON event.")
         response["Allow"] = "POST"
         return response
     if channel is None:
-        return _answer(404, "unknown_channel", "No such channel (or it is disabled).")
+        return json_error(404, "unknown_channel", "No such channel (or it is disabled).")
     adapter = registry.get(channel.kind)
 
     wait = _throttled(channel)
     if wait is not None:
-        response = _answer(429, "throttled", f"Too many events; retry in {wait} seconds.")
+        response = json_error(429, "throttled", f"Too many events; retry in {wait} seconds.")
         response["Retry-After"] = str(wait)
         return response
 
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > MAX_BODY:
-        return _refuse(
-            request, channel, 413, "payload_too_large", f"Events are at most {MAX_BODY} bytes."
-        )
-    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        return _refuse(
-            request, channel, 415, "unsupported_media_type", "Send Content-Type: application/json."
-        )
-    raw = request.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        return _refuse(
-            request, channel, 413, "payload_too_large", f"Events are at most {MAX_BODY} bytes."
-        )
+    raw = json_body(request)
+    if isinstance(raw, tuple):
+        return _refuse(request, channel, *raw)
 
     if adapter.signature_header and not request.headers.get(adapter.signature_header, ""):
         # Nothing to check: refuse without decrypting the secret.
@@ -142,7 +144,7 @@ def channel_webhook(request, kind: str, public_id: str):
             channel, purpose="channel.verify", roles=adapter.VERIFY_SECRETS
         )
     except KeyringError:
-        return _answer(
+        return json_error(
             503, "channel_unavailable", "This channel cannot verify events right now; retry later."
         )
     try:
@@ -176,7 +178,7 @@ def _store(request, channel, adapter, parsed, raw: bytes):
         errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
         return _refuse(request, channel, 400, "invalid", "The event is invalid.", errors=errors)
     except Http404:
-        return _answer(404, "unknown_message", "No such outbound message on this channel.")
+        return json_error(404, "unknown_message", "No such outbound message on this channel.")
     if applied is not None:
         return _inline_answer(applied)
     return JsonResponse({"ok": True, "event_id": event.pk, "duplicate": not created})
@@ -211,7 +213,7 @@ def _challenge(request, channel):
     try:
         keys = channels.channel_secrets(channel, purpose="channel.verify", roles=adapter.SECRETS)
     except KeyringError:
-        return _answer(503, "channel_unavailable", "Retry later.")
+        return json_error(503, "channel_unavailable", "Retry later.")
     try:
         echo = adapter.verify_challenge(request.GET, keys)
     finally:

@@ -14,6 +14,21 @@ from parley import phones
 from parley.keyring import fields
 from tenants.selectors import tenant_phone_region
 
+MESSAGE_TABLE = "conversations_message"
+
+
+def body_of(message: Message) -> str:
+    """A message's text, decrypted for the reader who already holds the message."""
+    if not message.body_ct:
+        return ""
+    return fields.decrypt(
+        bytes(message.body_ct),
+        schema=connection.schema_name,
+        table=MESSAGE_TABLE,
+        column="body",
+        pk=message.pk,
+    ).decode()
+
 
 def contact_find_by_phone(phone: str) -> Contact | None:
     """Equality lookup through the blind index: nothing is decrypted."""
@@ -136,8 +151,6 @@ def last_message_previews(conversations) -> dict[int, str]:
     One query for the page (PostgreSQL ``DISTINCT ON``), then one decryption per
     row; the caller already holds only conversations this user may read.
     """
-    from conversations.services import body_of  # noqa: PLC0415 - services imports selectors
-
     ids = [c.pk for c in conversations]
     if not ids:
         return {}

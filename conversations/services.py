@@ -26,7 +26,12 @@ from conversations.models import (
     Inbox,
     Message,
 )
-from conversations.selectors import contact_find_by_email, contact_find_by_phone
+from conversations.selectors import (
+    MESSAGE_TABLE,
+    contact_find_by_email,
+    contact_find_by_phone,
+)
+from conversations.selectors import body_of as body_of  # a read, re-exported for callers
 from parley import phones, validation
 from parley.keyring import fields
 from tenants.models import PUBLIC_SCHEMA, Tenant, validate_phone_region
@@ -163,7 +168,6 @@ def contact_pii(contact: Contact) -> dict[str, str]:
 # records an audit event in the same transaction, and never logs a body.
 
 
-MESSAGE_TABLE = "conversations_message"
 MAX_BODY = 4096
 MAX_ATTACHMENTS = 10
 
@@ -174,18 +178,6 @@ def body_encrypt(message: Message, body: str) -> bytes | None:
     return fields.encrypt(
         body, schema=connection.schema_name, table=MESSAGE_TABLE, column="body", pk=message.pk
     )
-
-
-def body_of(message: Message) -> str:
-    if not message.body_ct:
-        return ""
-    return fields.decrypt(
-        bytes(message.body_ct),
-        schema=connection.schema_name,
-        table=MESSAGE_TABLE,
-        column="body",
-        pk=message.pk,
-    ).decode()
 
 
 def _clean_body(body: str) -> str:
