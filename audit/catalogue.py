@@ -82,6 +82,7 @@ ACTIONS: dict[str, str] = {
     "channel.webhook_refused": "A channel webhook was refused (signature, replay window, size or payload); no payload is recorded.",
     "channel.shared_webhook_refused": "The platform's shared Meta app webhook refused a request (signature, size or payload); no payload is recorded.",
     "channel.shared_webhook_unrouted": "Entries of a shared Meta app webhook named accounts no workspace connected (or paused): dropped; counts and account ids recorded.",
+    "channel.route_refused": "A channel on the platform's shared Meta app was refused: the Graph API did not confirm that the workspace's access token reaches the account it named (kind, account id and HTTP status recorded).",
     "channel.tested": "A Meta channel's connection was tested (one Graph API call with its access token): the result code and HTTP status, never the token.",
     "channel.auth_failed": "A channel's credentials were refused by its provider; it is marked unhealthy and its admins were e-mailed.",
     "message.delivery_failed": "An outbound message could not be delivered through its channel (final).",

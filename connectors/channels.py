@@ -12,6 +12,7 @@ and are re-exported here for the callers that sign test events with them.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -267,7 +268,8 @@ CREDENTIAL_KINDS = {
 
 def _meta_secrets_clean(given, *, shared: bool = False) -> dict[str, str]:
     """Own app: all three secrets. Shared app: the platform signs and verifies, so
-    only an optional ``access_token`` (a token for sending replies) is kept."""
+    only the ``access_token`` is kept (it sends replies, and proves at creation
+    that the workspace holds the account it routes)."""
     if given is None and shared:
         given = {}
     if not isinstance(given, dict):
@@ -283,8 +285,6 @@ def _meta_secrets_clean(given, *, shared: bool = False) -> dict[str, str]:
     out = {}
     for role in roles:
         value = given.get(role)
-        if shared and value in (None, ""):
-            continue
         if not isinstance(value, str) or not value.strip():
             raise ValidationError({role: "Required."})
         if "\x00" in value or not value.strip().isprintable():
@@ -376,6 +376,10 @@ def channel_create(
         if shared and not shared_app_enabled():
             raise ValidationError({"meta_app": "The platform's shared Meta app is not enabled."})
         given = _meta_secrets_clean(secrets_given, shared=shared)
+        if shared:
+            # Before anything is stored: the shared app routes by account id, so a
+            # workspace must prove it holds the account, not merely name it first.
+            _shared_account_proven(kind, channel_settings, given.get("access_token", ""))
     if inbox_id is None and not user_has(by, Perm.INBOXES_MANAGE):
         raise ValidationError(
             {"inbox": "Pick an existing inbox: only owners and admins create inboxes."}
@@ -502,6 +506,54 @@ class ConnectionTest:
     code: str  # "ok" or a DeliveryError code (auth_failed, network_error, rejected, ...)
     http_status: int | None = None
     auth_failed: bool = False  # the credentials or permissions were refused
+
+
+def _shared_account_proven(kind: str, channel_settings: dict, access_token: str) -> None:
+    """A channel on the shared app: ask the Graph API, with the workspace's own
+    access token, for the account it names (``GET /{id}?fields=id``). Only an
+    answer naming that very id proves the token reaches the account; anything
+    else refuses the channel, so nobody routes another business's customers to
+    themselves by claiming its id first. No secret or Meta text is echoed."""
+    setting = ROUTING_SETTINGS[kind]
+    routing_id = channel_settings[setting]
+    refused = ValidationError(
+        {
+            setting: "Meta did not confirm that this access token reaches this account. "
+            "Use a token of the business that owns it (from Meta's Business settings)."
+        }
+    )
+    try:
+        url = meta_common.graph_url(channel_settings, meta_common.path_id(routing_id, setting))
+        authorization = meta_common.bearer({"access_token": access_token})
+    except DeliveryError:
+        raise refused from None
+    try:
+        reply = outbound_http(
+            "GET",
+            f"{url}?fields=id",
+            json_body=None,
+            headers={"Authorization": authorization, "Accept": "application/json"},
+            timeout=TEST_TIMEOUT,
+            purpose="channel.claim",
+        )
+    except HttpTransportError:
+        raise ValidationError(
+            {setting: "Meta could not be reached to confirm this account; try again."}
+        ) from None
+    try:
+        answer = json.loads(reply.body) if 200 <= reply.status < 300 else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or answer.get("id") != routing_id:
+        with transaction.atomic():
+            record(
+                "channel.route_refused",
+                outcome="denied",
+                target_type="channel",
+                target_id="",
+                details={"kind": kind, "routing_id": routing_id, "http_status": reply.status},
+            )
+        raise refused
 
 
 def _graph_probe(channel: Channel) -> ConnectionTest:

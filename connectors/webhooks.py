@@ -211,7 +211,9 @@ def _challenge(request, channel):
     """A subscription handshake (Meta's hub.challenge): the challenge as text, or 403."""
     adapter = registry.get(channel.kind)
     try:
-        keys = channels.channel_secrets(channel, purpose="channel.verify", roles=adapter.SECRETS)
+        keys = channels.channel_secrets(
+            channel, purpose="channel.verify", roles=adapter.CHALLENGE_SECRETS
+        )
     except KeyringError:
         return json_error(503, "channel_unavailable", "Retry later.")
     try:

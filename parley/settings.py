@@ -387,6 +387,9 @@ if (
         "PARLEY_META_APP_SECRET and PARLEY_META_VERIFY_TOKEN (or their _FILE forms) must be set "
         "in production when the shared Meta app is enabled."
     )
+# Where Meta's Graph API answers, for channels that do not set their own
+# graph_base_url (the shared app's channels, which prove their account there).
+PARLEY_META_GRAPH_BASE_URL = env_str("PARLEY_META_GRAPH_BASE_URL", "https://graph.facebook.com")
 PARLEY_RATE_META_SHARED_WEBHOOK = _env_rate("PARLEY_RATE_META_SHARED_WEBHOOK", "6000/min")
 # Processed raw webhook events are purged this many days after processing.
 PARLEY_INBOUND_EVENT_RETENTION_DAYS = env_int(

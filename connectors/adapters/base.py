@@ -413,6 +413,8 @@ class ChannelAdapter(ABC):
     VERIFY_SECRETS: tuple[str, ...] | None = None
     # The subset that :meth:`send` reads: a delivery decrypts only these. None: all.
     SEND_SECRETS: tuple[str, ...] | None = None
+    # The subset that :meth:`verify_challenge` reads (a subscription handshake). None: all.
+    CHALLENGE_SECRETS: tuple[str, ...] | None = None
     # The header carrying the signature: absent → 401 ``signature_missing`` before
     # any secret is decrypted. Empty: the kind has none to look for.
     signature_header: str = ""

@@ -22,6 +22,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings as django_settings
+
 from connectors.adapters.base import (
     ChannelAdapter,
     ChannelError,
@@ -36,7 +38,6 @@ from connectors.adapters.payload import PayloadInvalid, integer
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-GRAPH_BASE_URL = "https://graph.facebook.com"
 API_VERSION = "v21.0"
 SEND_TIMEOUT = 10.0  # seconds for one attempt
 MAX_ITEMS = 1000  # messages + statuses + errors in one POST; Meta batches far fewer
@@ -185,7 +186,7 @@ def path_id(value: Any, what: str) -> str:
 
 def graph_url(settings: Mapping[str, str], path: str) -> str:
     """``{graph_base_url}/{api_version}/{path}`` with both checked."""
-    base = settings.get("graph_base_url") or GRAPH_BASE_URL
+    base = settings.get("graph_base_url") or django_settings.PARLEY_META_GRAPH_BASE_URL
     version = settings.get("api_version") or API_VERSION
     if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise _settings_error("api_version is like v21.0")
@@ -385,6 +386,7 @@ class MetaAdapter(ChannelAdapter):
     SECRETS = ("app_secret", "verify_token", "access_token")
     VERIFY_SECRETS = ("app_secret",)
     SEND_SECRETS = ("access_token",)
+    CHALLENGE_SECRETS = ("verify_token",)
 
     def verify_challenge(self, params: Mapping[str, str], secrets: Mapping[str, str]) -> str | None:
         return challenge_answer(params, secrets.get("verify_token") or "")

@@ -147,6 +147,12 @@ def test_the_meta_handshake_echoes_the_challenge_only_for_the_verify_token(acme)
     )
     assert good.status_code == 200 and good.content == b"1158201444"
     assert good["Content-Type"].startswith("text/plain")
+    with tenant_context(acme):
+        # The handshake decrypts the verify token only, never the app secret or the
+        # sending token (each decryption is on the trail).
+        verify = channel.credential_links.get(role="verify_token").credential_id
+        used = AuditEvent.objects.filter(action="credential.used")
+        assert {e.target_id for e in used} == {str(verify)}
     bad = client.get(
         url, {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1158201444"}
     )

@@ -119,21 +119,31 @@ def test_hostile_meta_channel_bodies_are_400_and_create_nothing(acme, payload, f
 
 
 @SHARED
-def test_an_admin_connects_a_shared_app_channel_on_the_page(acme):
+def test_an_admin_connects_a_shared_app_channel_on_the_page(acme, settings):
     _inbox(acme)
     client = support.signed_in(acme, "admin@acme.test")
     page = client.get("/connectors/channels/").content.decode()
     assert "The platform&#x27;s shared app" in page or "The platform's shared app" in page
-    response = client.post(
-        "/connectors/channels/meta/",
-        {
-            "meta-name": "IG shop",
-            "meta-kind": "instagram",
-            "meta-meta_app": "shared",
-            "meta-routing_id": "17841400000000",
-            "meta-inbox": "",
-        },
-    )
+    form = {
+        "meta-name": "IG shop",
+        "meta-kind": "instagram",
+        "meta-meta_app": "shared",
+        "meta-routing_id": "17841400000000",
+        "meta-access_token": "EAAG-acme-ig",
+        "meta-inbox": "",
+    }
+    with FakeGraph(owners={"17841400000000": "EAAG-the-owner"}) as graph:
+        settings.PARLEY_META_GRAPH_BASE_URL = graph.base_url
+        # A token that does not reach the account: refused on the form, nothing stored.
+        refused = client.post("/connectors/channels/meta/", form)
+        assert refused.status_code == 400
+        assert "did not confirm that this access token reaches this account" in (
+            refused.content.decode().replace("&#x27;", "'")
+        )
+        with tenant_context(acme):
+            assert not Channel.objects.filter(name="IG shop").exists()
+        graph.owners["17841400000000"] = "EAAG-acme-ig"
+        response = client.post("/connectors/channels/meta/", form)
     assert response.status_code == 302, response.content[:500]
     html = " ".join(client.get("/connectors/channels/").content.decode().split())
     assert "IG shop" in html and f"{console_url('/webhooks/meta/instagram/')}</code>" in html
@@ -142,7 +152,9 @@ def test_an_admin_connects_a_shared_app_channel_on_the_page(acme):
     assert route.tenant.slug == "acme"
     with tenant_context(acme):
         channel = Channel.objects.get(name="IG shop")
-        assert channels.channel_is_shared(channel) and not channel.credential_links.exists()
+        # Only the access token is kept: the platform signs and verifies its events.
+        assert channels.channel_is_shared(channel)
+        assert list(channel.credential_links.values_list("role", flat=True)) == ["access_token"]
         event = AuditEvent.objects.get(action="channel.created", target_id=str(channel.pk))
         assert event.details["routing_id"] == "17841400000000"
 

@@ -16,12 +16,13 @@ from django_tenants.utils import tenant_context
 
 from audit.models import AuditEvent
 from connectors import channels, inbound
-from connectors.models import Channel, InboundEvent
+from connectors.models import Channel, Credential, InboundEvent
 from connectors.tasks import inbound_event_process
 from conversations.models import Message
 from tenants.models import ChannelRoute
 from tests import support
 from tests.connectors.meta.support import doc, signed
+from tests.fakes.graph import FakeGraph
 
 PLATFORM_SECRET = "platform-app-secret-for-tests"
 PLATFORM_VERIFY = "platform-verify-token-for-tests"
@@ -37,13 +38,33 @@ def _admin(tenant):
     return get_user_model().objects.get(email=f"admin@{tenant.slug}.test")
 
 
+@pytest.fixture(autouse=True)
+def graph(settings):
+    """The Graph API the shared app's channels prove their accounts against."""
+    with FakeGraph() as fake:
+        settings.PARLEY_META_GRAPH_BASE_URL = fake.base_url
+        _CURRENT["graph"] = fake
+        yield fake
+    _CURRENT.clear()
+
+
+_CURRENT: dict[str, FakeGraph] = {}
+
+
+def _token(tenant) -> str:
+    return f"EAAG-{tenant.slug}-token"
+
+
 def _shared_channel(tenant, phone_id: str, kind: str = "whatsapp", routing="phone_number_id"):
+    # The account belongs to this tenant: Meta answers its token for that id.
+    _CURRENT["graph"].owners[phone_id] = _token(tenant)
     with tenant_context(tenant):
         channel, shown = channels.channel_create(
             by=_admin(tenant),
             name=f"WA {phone_id}",
             kind=kind,
             settings={routing: phone_id, "meta_app": "shared"},
+            secrets_given={"access_token": _token(tenant)},
         )
         assert shown == ""
     connection.set_schema_to_public()
@@ -190,14 +211,18 @@ def test_the_shared_url_is_404_while_the_shared_app_is_off(acme):
 
 @pytest.mark.django_db
 @SHARED
-def test_an_account_routes_to_one_tenant_only(acme, globex):
+def test_an_account_routes_to_one_tenant_only(acme, globex, graph):
     _shared_channel(acme, "111000111")
+    # Even with a token that reaches the account (say, both businesses were given
+    # access), the first workspace keeps the route.
+    graph.owners["111000111"] = _token(globex)
     with tenant_context(globex), pytest.raises(ValidationError) as raised:
         channels.channel_create(
             by=_admin(globex),
             name="Squatter",
             kind="whatsapp",
             settings={"phone_number_id": "111000111", "meta_app": "shared"},
+            secrets_given={"access_token": _token(globex)},
         )
     assert "routing_id" in raised.value.message_dict
     with tenant_context(globex):
@@ -257,3 +282,41 @@ def test_a_suspended_tenant_or_a_route_its_channel_disowns_gets_nothing(acme, gl
     raw = _batch([_change("111000111", "wamid.S", "while suspended")])
     assert _post(raw, signed(raw, PLATFORM_SECRET)).json()["stored"] == 0
     assert _events(acme) == []
+
+
+@pytest.mark.django_db
+@SHARED
+@pytest.mark.parametrize("given", ["its own token", "no token", "graph down"])
+def test_a_workspace_cannot_claim_an_account_its_token_does_not_reach(acme, graph, settings, given):
+    """Claiming first is not enough: Meta must confirm that the workspace's own
+    token reaches the account, or no channel, route or credential is stored."""
+    graph.owners["333000333"] = "EAAG-the-real-owner"
+    secrets_given = {"access_token": _token(acme)} if given != "no token" else {}
+    if given == "graph down":
+        graph.owners["333000333"] = _token(acme)
+        settings.PARLEY_META_GRAPH_BASE_URL = "http://127.0.0.1:9"  # nothing listens
+    with tenant_context(acme), pytest.raises(ValidationError) as raised:
+        channels.channel_create(
+            by=_admin(acme),
+            name="Squatter",
+            kind="whatsapp",
+            settings={"phone_number_id": "333000333", "meta_app": "shared"},
+            secrets_given=secrets_given,
+        )
+    errors = raised.value.message_dict
+    assert ("access_token" if given == "no token" else "phone_number_id") in errors
+    assert "EAAG" not in str(errors)
+    with tenant_context(acme):
+        assert not Channel.objects.filter(name="Squatter").exists()
+        assert not Credential.objects.filter(connector="whatsapp").exists()
+        refused = AuditEvent.objects.filter(action="channel.route_refused")
+        assert refused.count() == (1 if given == "its own token" else 0)
+        if given == "its own token":
+            details = refused.get().details
+            assert details["routing_id"] == "333000333" and "EAAG" not in str(details)
+    if given == "its own token":
+        asked = [r for r in graph.requests if r.method == "GET"]
+        assert asked and asked[-1].path.endswith("/333000333?fields=id")
+        assert asked[-1].headers["authorization"] == f"Bearer {_token(acme)}"
+    connection.set_schema_to_public()
+    assert not ChannelRoute.objects.filter(routing_id="333000333").exists()

@@ -62,6 +62,20 @@ FAILURES: dict[str, tuple[int, Any, dict[str, str]]] = {
         {"error": {"message": "Something went wrong", "type": "OAuthException", "code": 131000}},
         {},
     ),
+    # What Meta answers a token that does not reach the object it names.
+    "unsupported_get": (
+        400,
+        {
+            "error": {
+                "message": "Unsupported get request. Object with ID does not exist, cannot be "
+                "loaded due to missing permissions, or does not support this operation.",
+                "type": "GraphMethodException",
+                "code": 100,
+                "error_subcode": 33,
+            }
+        },
+        {},
+    ),
     "bare_500": (500, b"<html>Internal error</html>", {}),
     "bad_request": (
         400,
@@ -84,8 +98,12 @@ class Recorded:
 
 
 class FakeGraph:
-    def __init__(self, *, token: str | None = None):
+    def __init__(self, *, token: str | None = None, owners: Mapping[str, str] | None = None):
         self.token = token
+        # Account id -> the access token that reaches it: ``GET /{version}/{id}``
+        # answers ``{"id": id}`` for that token only (Meta's answer to a token
+        # without access is error 100, "Unsupported get request").
+        self.owners = dict(owners or {})
         self.requests: list[Recorded] = []
         self._answers: deque[tuple[int, Any, dict[str, str]]] = deque()
         self._lock = threading.Lock()
@@ -139,6 +157,12 @@ class FakeGraph:
             and recorded.headers.get("authorization") != f"Bearer {self.token}"
         ):
             return FAILURES["invalid_token"]
+        if recorded.method == "GET" and self.owners:
+            account = recorded.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            token = recorded.headers.get("authorization", "").removeprefix("Bearer ")
+            if account in self.owners and self.owners[account] == token:
+                return 200, {"id": account}, {}
+            return FAILURES["unsupported_get"]
         if recorded.method != "POST" or not recorded.path.endswith("/messages"):
             return (
                 404,
