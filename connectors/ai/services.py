@@ -33,7 +33,8 @@ MAX_BASE_URL = 300
 TIMEOUT_MIN, TIMEOUT_MAX, TIMEOUT_DEFAULT = 1, 120, 15
 MAX_TOKENS_MIN, MAX_TOKENS_MAX, MAX_TOKENS_DEFAULT = 1, 8192, 400
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,99}")
-_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}\.)*[a-z0-9-]{0,63}")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 _KEY = re.compile(rf"[\x21-\x7e]{{8,{MAX_SECRET}}}")
 FIELDS = ("name", "base_url", "model", "enabled", "timeout_seconds", "max_tokens")
 
@@ -54,6 +55,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
 def base_url_clean(value) -> str:
     """An https URL of an OpenAI-compatible API (``https://api.openai.com/v1``).
 
@@ -66,14 +74,13 @@ def base_url_clean(value) -> str:
     )
     if not url.isascii() or not url.isprintable():
         raise ValidationError({"base_url": "Use an ASCII URL (punycode for international names)."})
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        raise ValidationError({"base_url": "The port is not a number from 1 to 65535."}) from None
+    except ValueError:  # "[::1" or a port that is not a number from 1 to 65535
+        raise ValidationError({"base_url": "The host or the port is not valid."}) from None
     host = parts.hostname or ""
-    literal = host.startswith("[") or ":" in host
-    if not host or not (literal or _HOST.fullmatch(host)):
+    if not host or not (_HOST.fullmatch(host) or _is_ipv6(host)):
         raise ValidationError({"base_url": "Use an https:// URL with a host name."})
     if parts.username or parts.password or parts.query or parts.fragment or "@" in parts.netloc:
         raise ValidationError(

@@ -149,9 +149,7 @@ def test_a_refused_key_marks_the_provider_unhealthy(acme, llm):
     assert client.get(f"{API}{pk}/").json()["health"] == "unknown"
     with tenant_context(acme):
         assert AuditEvent.objects.filter(action="ai_provider.auth_failed").count() == 1
-        assert AuditEvent.objects.filter(
-            action="ai_provider.tested", outcome="failed"
-        ).exists()
+        assert AuditEvent.objects.filter(action="ai_provider.tested", outcome="failed").exists()
 
 
 @pytest.mark.django_db
@@ -274,12 +272,17 @@ HOSTILE = [
     ("base_url", "https://api.example.com/\x00"),
     ("base_url", "https://" + "a" * 300 + ".com"),
     ("base_url", "//api.example.com/v1"),
+    ("base_url", "https://[::1/v1"),
+    ("base_url", "https://[nothex::]/v1"),
+    ("base_url", "https://a..b/v1"),
     ("base_url", 7),
 ]
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("field", "value"), HOSTILE, ids=[f"{f}-{i}" for i, (f, _) in enumerate(HOSTILE)])
+@pytest.mark.parametrize(
+    ("field", "value"), HOSTILE, ids=[f"{f}-{i}" for i, (f, _) in enumerate(HOSTILE)]
+)
 def test_hostile_api_input_is_a_4xx_with_a_code_and_nothing_is_stored(acme, llm, field, value):
     client = support.signed_in(acme, "admin@acme.test")
     before = _counts(acme)
