@@ -1,6 +1,7 @@
 from django.urls import path
 
 from connectors import channel_views, template_views, views
+from connectors.ai import views as ai_views
 
 app_name = "connectors"
 
@@ -20,6 +21,14 @@ urlpatterns = [
         "connectors/credentials/<int:credential_id>/delete/",
         views.credential_delete,
         name="credential_delete",
+    ),
+    path("connectors/ai/", ai_views.provider_list, name="ai_providers"),
+    path("connectors/ai/<int:provider_id>/", ai_views.provider_edit, name="ai_provider_edit"),
+    path("connectors/ai/<int:provider_id>/test/", ai_views.provider_test, name="ai_provider_test"),
+    path(
+        "connectors/ai/<int:provider_id>/delete/",
+        ai_views.provider_delete,
+        name="ai_provider_delete",
     ),
     path("connectors/channels/", channel_views.channel_list, name="channels"),
     path(

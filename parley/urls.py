@@ -9,6 +9,7 @@ from accounts import views as accounts_views
 from audit import api as audit_api
 from connectors import api as connectors_api
 from connectors import channel_api as connectors_channel_api
+from connectors.ai import api as connectors_ai_api
 from conversations import api as conversations_api
 from parley import dashboard
 from parley.views import relaxed_styles
@@ -56,6 +57,17 @@ api_v1 = [
         "credentials/<int:credential_id>/test/",
         connectors_api.CredentialTestView.as_view(),
         name="credential-test",
+    ),
+    path("ai-providers/", connectors_ai_api.AiProviderListView.as_view(), name="ai-providers"),
+    path(
+        "ai-providers/<int:provider_id>/",
+        connectors_ai_api.AiProviderDetailView.as_view(),
+        name="ai-provider",
+    ),
+    path(
+        "ai-providers/<int:provider_id>/test/",
+        connectors_ai_api.AiProviderTestView.as_view(),
+        name="ai-provider-test",
     ),
     path("channels/", connectors_channel_api.ChannelListView.as_view(), name="channels"),
     path(

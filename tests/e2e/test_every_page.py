@@ -26,7 +26,7 @@ AXE_EXCLUDE = {"/api/docs/": ("#swagger-ui",)}
 
 EVERYONE = ["/", "/access/", "/mfa/"]
 INBOX = ["/inbox/", "/inboxes/"]
-CONNECTORS = ["/connectors/credentials/", "/connectors/channels/"]
+CONNECTORS = ["/connectors/credentials/", "/connectors/channels/", "/connectors/ai/"]
 AUDIT = ["/audit/"]
 
 # The README's page table, per persona (what each is allowed to open).

@@ -34,6 +34,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from accounts.models import TOTPDevice
+from connectors.ai.services import ai_provider_create
 from connectors.channels import channel_create
 from connectors.services import credential_set
 from conversations.access import inbox_member_add
@@ -131,8 +132,17 @@ def known_ids(api_schema) -> dict[str, int]:
         channel, _ = channel_create(
             by=owner, name="fuzz channel", outbound_url="https://x.example/"
         )
+        # Port 9 (discard) on loopback: a "test" call is refused at once, nothing leaves.
+        provider = ai_provider_create(
+            by=owner,
+            name="fuzz provider",
+            base_url="http://127.0.0.1:9/v1",
+            model="fuzz-model",
+            api_key="sk-fuzz-key-0001",
+        )
         ids = {
             "channel_id": channel.pk,
+            "provider_id": provider.pk,
             "conversation_id": conversation.pk,
             "credential_id": credential.pk,
             "inbox_id": inbox.pk,

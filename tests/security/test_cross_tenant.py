@@ -18,8 +18,9 @@ from django_tenants.utils import tenant_context
 
 from accounts.models import TOTPDevice
 from connectors import services as connector_services
+from connectors.ai.services import ai_provider_create
 from connectors.channels import channel_create
-from connectors.models import Channel, Credential
+from connectors.models import AiProvider, Channel, Credential
 from conversations.models import Contact, Conversation, Inbox
 from tests import support
 from tests.security.test_role_matrix import HOW_TO_CALL, _kwarg_names
@@ -94,9 +95,23 @@ def _acme_objects(acme, globex) -> dict:
             outbound_url="https://x.example/",
         )
         assert channel.pk > top_channel
+
+        with tenant_context(globex):
+            top_provider = (
+                AiProvider.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            )
+        provider = ai_provider_create(
+            by=User.objects.get(email="owner@acme.test"),
+            name=f"{MARK} provider",
+            base_url="http://127.0.0.1:9/v1",
+            model="xtenant-model",
+            api_key=f"sk-{MARK}",
+        )
+        assert provider.pk > top_provider
     connection.set_schema_to_public()
     return {
         "channel_id": channel.pk,
+        "provider_id": provider.pk,
         "user_id": user.pk,
         "inbox_id": inbox.pk,
         "credential_id": credential.pk,

@@ -29,6 +29,7 @@ from accounts.permissions import required_permission_for
 from accounts.policy import Role, role_has
 from audit.models import AuditEvent, AuditSink
 from connectors import services as connector_services
+from connectors.ai.services import ai_provider_create
 from connectors.channels import channel_create
 from conversations import access
 from conversations.models import OUTSIDE_WINDOW_ERROR, Contact, Conversation, Message
@@ -83,6 +84,10 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "connectors:credential_test": ("POST", "policy", {}),
     "connectors:credential_delete": ("POST", "policy", {}),
     "connectors:channels": ("GET", "policy", {}),
+    "connectors:ai_providers": ("GET", "policy", {}),
+    "connectors:ai_provider_edit": ("GET", "policy", {}),
+    "connectors:ai_provider_test": ("POST", "policy", {}),
+    "connectors:ai_provider_delete": ("POST", "policy", {}),
     "connectors:channel_rotate": ("POST", "policy", {}),
     "connectors:channel_enabled": ("POST", "policy", {"enabled": "1"}),
     "connectors:channel_test": ("POST", "policy", {}),
@@ -159,6 +164,9 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "api:credentials": ("GET", "policy", {}),
     "api:credential": ("GET", "policy", {}),
     "api:credential-test": ("POST", "policy", {}),
+    "api:ai-providers": ("GET", "policy", {}),
+    "api:ai-provider": ("GET", "policy", {}),
+    "api:ai-provider-test": ("POST", "policy", {}),
 }
 
 
@@ -219,6 +227,14 @@ def _objects(acme) -> dict:
         channel, _ = channel_create(
             by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}", outbound_url="https://x.example/"
         )
+        # Port 9 (discard) on loopback: its "test" is refused at once, nothing leaves.
+        provider = ai_provider_create(
+            by=admin,
+            name=f"Matrix {uuid.uuid4().hex[:6]}",
+            base_url="http://127.0.0.1:9/v1",
+            model="matrix-model",
+            api_key="sk-matrix-key-0001",
+        )
 
         conversation = Conversation.objects.create(
             inbox=inbox, contact=Contact.objects.create(), last_activity_at=timezone.now()
@@ -269,6 +285,7 @@ def _objects(acme) -> dict:
         "credential_id": credential.pk,
         "sink_id": sink.pk,
         "channel_id": channel.pk,
+        "provider_id": provider.pk,
         "public_id": channel.public_id,
         "kind": channel.kind,
         "uidb64": "MQ",
