@@ -340,7 +340,16 @@ _ARTICLE_PATTERNS: list[str] = [
     r"\binstead\s*,?\s+(?:say|reply|respond|answer|tell)\b",
     r"\b(?:always|only)\s+(?:reply|respond|answer)\s+(?:with|that|by)\b",
     r"\b(?:ask|tell)\s+the\s+(?:user|customer)\s+(?:for|to\s+(?:send|enter|provide|share|give))\s+(?:their|his|her|your)?\s*(?:password|pin|card|cvv|otp|code|credentials|login)",
-    r"\b(?:send|forward|post|exfiltrate)\b(?:\W+\w+){0,4}?\W+(?:to|at)\s+(?:https?://|\S+@\S+)",
+    # "Send the conversation to https://…": data leaving, within one sentence (a
+    # returns article's "drop the parcel at the post office. Write to returns@…"
+    # or "send your parcel to returns@…" is not).
+    r"\b(?:send|forward|post|exfiltrate|upload|leak|copy)\b(?:[^\w.!?\n]+\w+){0,5}?"
+    r"[^\w.!?\n]+(?:(?:the|this|all|any|every|their|his|her|its|our|user's|customer's)\s+)*"
+    r"(?:conversations?|chats?|history|data|details|messages?|transcripts?|everything|above|"
+    r"information|info|prompts?|context|credentials|passwords?|tokens?|keys?|secrets?|"
+    r"(?:e-?mail\s+)?addresses|numbers|records)\b(?:[^\w.!?\n]+\w+){0,4}?[^\w.!?\n]+"
+    r"(?:to|at)\s+(?:https?://|\S+@\S+)",
+    r"\b(?:exfiltrate|upload|leak)\b(?:[^\w.!?\n]+\w+){0,4}?[^\w.!?\n]+(?:to|at)\s+(?:https?://|\S+@\S+)",
     r"!\[[^\]\n]{0,200}\]\(https?://[^)\s]{1,500}\?[^)\s]{0,500}\)",  # markdown image beacons
     r"<!--",  # hidden HTML comments
     # de, fr, es, pt, it, nl
