@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -106,15 +106,15 @@ def _fold(value: str) -> str:
     return value.strip().casefold()
 
 
+_DECIMAL = re.compile(r"[+-]?[0-9]{1,18}([.][0-9]{1,10})?", re.ASCII)
+
+
 def _number(value: str) -> Decimal | None:
+    """Plain ASCII decimals only: no "1e999999", no "٣", no "NaN"."""
     value = value.strip().replace(",", ".")
-    if not value or len(value) > 30 or not value.isascii():
+    if not _DECIMAL.fullmatch(value):
         return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+    return Decimal(value)
 
 
 def _compile(pattern: str) -> re.Pattern:
