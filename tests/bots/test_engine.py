@@ -114,8 +114,7 @@ class Env:
 @pytest.fixture
 def env(acme):
     with tenant_context(acme):
-        engine._models.clear()
-        engine._graphs.clear()
+        engine.caches_clear()
         yield Env(acme)
 
 
@@ -340,7 +339,7 @@ def test_time_window_and_business_hours_conditions(env):
 
 def _simulate_at(graph, at, env):
     """The worker with the clock at ``at`` (only the clock is stood in for)."""
-    with mock.patch("bots.engine.timezone.now", return_value=at):
+    with mock.patch("django.utils.timezone.now", return_value=at):
         Flow.objects.update(enabled=False)
         env.flow = None
         env.publish(graph)
