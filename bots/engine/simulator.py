@@ -79,15 +79,18 @@ def simulate(
     ctx.kb_answer = kb_answerer(pool, ("sim", tuple((a.id, a.title, a.body, a.tags) for a in pool)))
 
     def history() -> list[tuple[str, str]]:
+        # The other turns: the customer's latest message is the question itself.
+        customer = [i for i, line in enumerate(sim.transcript) if line["from"] == "customer"]
+        skip = customer[-1] if customer else -1
         return [
             ("customer" if line["from"] == "customer" else "bot", line["text"])
-            for line in sim.transcript
-            if line["from"] in ("customer", "bot")
+            for i, line in enumerate(sim.transcript)
+            if line["from"] in ("customer", "bot") and i != skip
         ][-HISTORY_TURNS:]
 
     ctx.ai_answer = lambda question, tags: ai.ai_answer(
         question=question,
-        history=history()[:-1],
+        history=history(),
         articles=[a for a in pool if not tags or set(tags) & set(a.tags)],
         provider=None,
     )
@@ -114,6 +117,8 @@ def simulate(
         return sim
     node_id = starts[0].id
     cap = step_cap()
+    if not isinstance(messages, list | tuple):
+        messages = []
     for index, message in enumerate(messages[:50]):
         text = message if isinstance(message, str) else ""
         if validation.text_problem(text):

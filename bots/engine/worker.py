@@ -271,14 +271,16 @@ def _context(run: FlowRun, conversation: Conversation, text: str, fresh: bool) -
 
     def ai_answer(question, tags):
         history = []
+        # This conversation's other turns (the question itself goes separately).
         earlier = (
             Message.objects.filter(conversation=conversation, kind=Message.Kind.MESSAGE)
             .exclude(sender=Message.Sender.SYSTEM)
-            .order_by("-id")[: HISTORY_TURNS + 1]
+            .exclude(pk=ctx.state.get("last_message"))
+            .order_by("-id")[:HISTORY_TURNS]
         )
+        roles = {Message.Sender.CONTACT: "customer", Message.Sender.AGENT: "agent"}
         for item in reversed(list(earlier)):
-            role = "customer" if item.direction == Message.Direction.IN else "bot"
-            history.append((role, body_of(item)))
+            history.append((roles.get(item.sender, "bot"), body_of(item)))
         pool = [a for a in articles() if not tags or set(tags) & set(a.tags)]
         try:
             region = tenant_phone_region()
@@ -286,7 +288,7 @@ def _context(run: FlowRun, conversation: Conversation, text: str, fresh: bool) -
             region = None
         return ai.ai_answer(
             question=question,
-            history=history[:-1],
+            history=history,
             articles=pool,
             provider=ai_provider_for_bots(),
             region=region,

@@ -445,7 +445,14 @@ def test_ai_answer_without_a_provider_answers_from_the_knowledge_base(env):
 
 def test_ai_answer_calls_the_enabled_provider_and_hands_off_when_it_fails(env):
     _articles()
-    env.publish(chain(node("start", "start"), node("ai", "ai_answer"), node("e", "end")))
+    env.publish(
+        chain(
+            node("start", "start"),
+            node("hi", "send", text="Hello from the bot"),
+            node("ai", "ai_answer"),
+            node("e", "end"),
+        )
+    )
     with FakeLLM(key="sk-test-bots-1234567890") as llm:
         ai_services.ai_provider_create(
             by=env.admin,
@@ -456,8 +463,16 @@ def test_ai_answer_calls_the_enabled_provider_and_hands_off_when_it_fails(env):
         )
         llm.reply("We open at 9 and close at 17 on weekdays.")
         _, answered = env.say("when do you open the shop?", contact="ai1")
-        assert env.bot_said(answered) == ["We open at 9 and close at 17 on weekdays."]
-        assert len(llm.requests) == 1
+        assert env.bot_said(answered) == [
+            "Hello from the bot",
+            "We open at 9 and close at 17 on weekdays.",
+        ]
+        [request] = llm.requests
+        sent = request.json["messages"]
+        # The conversation's other turns, then the question once, last.
+        assert [m["role"] for m in sent] == ["system", "system", "assistant", "user"]
+        assert sent[2]["content"] == "Hello from the bot"
+        assert sent[-1]["content"] == "when do you open the shop?"
         llm.fail(400)
         outcome, failed = env.say("when does the shop open today?", contact="ai2")
     assert outcome == "handoff"
