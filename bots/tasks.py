@@ -8,7 +8,7 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from bots import engine, training
-from parley.celery import app, tenant_task
+from parley.celery import app, broker_reachable, tenant_task
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,11 @@ def flow_version_train(schema: str, version_id: int) -> dict:
 
 
 def _enqueue(task, *args) -> bool:
-    """Publish after commit; never raises (the message is stored either way)."""
+    """Publish after commit; never raises and never blocks on a dead broker (the
+    message is stored either way; the customer's next message finds the run)."""
+    if not broker_reachable():
+        logger.warning("could not enqueue %s: broker unreachable", task.name)
+        return False
     try:
         task.delay(*args)
     except Exception as exc:  # noqa: BLE001 - any broker failure: logged by type

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery.schedules import crontab
 from celery.signals import task_prerun
 from celery.utils.time import get_exponential_backoff_interval
@@ -155,6 +156,24 @@ app.conf.beat_schedule = {
         "tenant_schemas": ["public"],
     },
 }
+
+
+_probe: redis.Redis | None = None
+
+
+def broker_reachable() -> bool:
+    """Whether the broker answers a ping within 250 ms. Publishing to a dead broker
+    blocks in Celery's connection retries for seconds: a webhook must answer at once
+    (callers enqueue after commit, and what they stored is picked up later)."""
+    global _probe
+    if _probe is None:
+        _probe = redis.Redis.from_url(
+            settings.CELERY_BROKER_URL, socket_connect_timeout=0.25, socket_timeout=0.25
+        )
+    try:
+        return bool(_probe.ping())
+    except redis.RedisError:
+        return False
 
 
 class TenantRequiredError(RuntimeError):
