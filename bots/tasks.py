@@ -27,6 +27,14 @@ def flow_message_process(self, message_id: int) -> dict:
     return {"schema": connection.schema_name, "message": message_id, "outcome": outcome}
 
 
+@tenant_task()
+def flow_messages_resume() -> dict:
+    """Beat: messages of conversations the bot is walking whose enqueue was lost."""
+    ids = engine.messages_waiting()
+    sent = sum(_enqueue(flow_message_process, message_id) for message_id in ids)
+    return {"schema": connection.schema_name, "waiting": len(ids), "enqueued": sent}
+
+
 @app.task(acks_late=True)
 def flow_version_train(schema: str, version_id: int) -> dict:
     """Train a published version's intent model, in ``schema`` (a business tenant)."""

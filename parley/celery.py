@@ -144,6 +144,8 @@ app.conf.beat_schedule = {
         "task": "connectors.tasks.inbound_events_purge",
         "schedule": crontab(hour=4, minute=15),
     },
+    # Bot flows: a customer's answer whose enqueue was lost (broker down at commit).
+    "bots-resume": {"task": "bots.tasks.flow_messages_resume", "schedule": 60.0},
     "conversations-wake": {"task": "conversations.tasks.snoozed_wake", "schedule": 60.0},
     # API token families and spent-token ids a day past their absolute end.
     "tokens-purge": {"task": "accounts.tasks.tokens_purge", "schedule": crontab(hour=3, minute=30)},

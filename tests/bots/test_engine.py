@@ -750,3 +750,23 @@ def test_a_bot_served_inbox_gets_no_auto_reply(env):
     _, after = env.say("hi", contact="ar2")
     assert not Message.objects.filter(conversation=after, sender="system").exists()
     assert env.bot_said(after) == ["Bot greeting"]
+
+
+def test_a_message_whose_enqueue_was_lost_is_found_for_the_beat(env):
+    env.publish(
+        chain(
+            node("start", "start"),
+            node("ask", "ask", text="Name?", kind="text", variable="w"),
+            node("e", "end", text="ok {{w}}"),
+        )
+    )
+    _, conversation = env.say("hi")
+    lost, _ = services.message_receive(
+        inbox=env.inbox, contact_external_id="cust-1", body="Grace"
+    )  # stored, but its task never ran
+    assert engine.messages_waiting() == []  # too fresh: its task may still be on its way
+    Message.objects.filter(pk=lost.pk).update(created_at=timezone.now() - dt.timedelta(minutes=2))
+    assert engine.messages_waiting() == [lost.pk]
+    assert engine.message_process(message_id=lost.pk) == "completed"
+    assert engine.messages_waiting() == []
+    assert env.bot_said(conversation) == ["Name?", "ok Grace"]
