@@ -265,12 +265,14 @@ def test_ask_kinds_accept_and_refuse(kind, extra, good, stored, bad):
     assert answer_of(config, bad) is None
 
 
-def test_a_bad_regex_at_run_time_hands_off_with_the_reason(env):
-    # Published graphs are validated; one stored before a check existed still fails safe.
+@pytest.mark.parametrize("pattern", ["([a-z", "(a+)+$"])
+def test_a_bad_regex_at_run_time_hands_off_with_the_reason(env, pattern):
+    # Published graphs are validated; one stored before a check existed still fails safe
+    # (a pattern that does not compile, or one that backtracks exponentially).
     env.publish(
         chain(
             node("start", "start"),
-            node("ask", "ask", text="Code?", kind="regex", pattern="([a-z", variable="code"),
+            node("ask", "ask", text="Code?", kind="regex", pattern=pattern, variable="code"),
             node("ok", "end"),
         )
     )
