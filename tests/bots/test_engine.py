@@ -772,3 +772,14 @@ def test_a_message_whose_enqueue_was_lost_is_found_for_the_beat(env):
     assert engine.message_process(message_id=lost.pk) == "completed"
     assert engine.messages_waiting() == []
     assert env.bot_said(conversation) == ["Name?", "ok Grace"]
+
+
+def test_receivers_never_cross_tenants(env, caplog, monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks, "_enqueue", lambda task, *args: sent.append(args))
+    tasks.on_message_received(message_id=1, schema="globex")
+    tasks.on_taken_over(conversation_id=1, schema="globex")
+    assert sent == []
+    assert f"globex seen in {env.tenant.schema_name}" in caplog.text
+    tasks.on_message_received(message_id=7, schema=env.tenant.schema_name)
+    assert sent == [(7,)]
