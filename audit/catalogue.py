@@ -84,6 +84,11 @@ ACTIONS: dict[str, str] = {
     "channel.shared_webhook_unrouted": "Entries of a shared Meta app webhook named accounts no workspace connected (or paused): dropped; counts and account ids recorded.",
     "channel.tested": "A Meta channel's connection was tested (one Graph API call with its access token): the result code and HTTP status, never the token.",
     "channel.auth_failed": "A channel's credentials were refused by its provider; it is marked unhealthy and its admins were e-mailed.",
+    "ai_provider.created": "An AI provider (OpenAI-compatible) was configured: name, base URL, model, limits and the key's last 4 characters.",
+    "ai_provider.updated": "An AI provider's settings changed (each field before and after; a new key only as key_replaced).",
+    "ai_provider.deleted": "An AI provider was deleted, with its vaulted key.",
+    "ai_provider.tested": "An AI provider was tested with one short chat completion: the result code and HTTP status, never the key or the answer.",
+    "ai_provider.auth_failed": "An AI provider refused its key (401/403); it is marked unhealthy and the bots stop using it.",
     "message.delivery_failed": "An outbound message could not be delivered through its channel (final).",
     # bot flows and the knowledge base (ids, numbers and names; never a graph or an article's text)
     "flow.created": "A bot flow was created (with its draft v1).",
