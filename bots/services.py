@@ -31,12 +31,12 @@ from django.utils import timezone
 from accounts.policy import Perm, require
 from audit.context import actor_for_user
 from audit.services import record
-from bots import engine
+# H21 from bots import engine
 from bots import graph as flow_graph
 from bots import selectors, validation
 from bots.guardrails import article_screen
 from bots.models import AllowedHost, Flow, FlowVersion, KnowledgeArticle
-from bots.tasks import flow_version_train
+# H21 from bots.tasks import flow_version_train
 from conversations.models import Inbox
 from parley import outbound
 from parley import validation as input_validation
@@ -145,10 +145,15 @@ def graph_check(graph) -> dict:
             "graph_too_large", f"The graph is larger than {MAX_GRAPH_BYTES // 1024} KiB."
         )
     try:
-        flow_graph.parse(graph)
+        parsed = flow_graph.parse(graph)
     except flow_graph.GraphError as exc:
-        raise FlowError(exc.code, str(exc), node=getattr(exc, "node", None)) from None
-    return graph
+        raise FlowError(
+            "graph_invalid",
+            exc.message,
+            problems=[{"node": exc.node, "code": exc.code, "message": exc.message}],
+        ) from None
+    # Stored as parsed: config cleaned by each node type, positions as numbers.
+    return parsed.as_dict()
 
 
 def _problems(graph: dict) -> list[dict]:
@@ -520,9 +525,11 @@ def flow_rollback(*, by, flow: Flow, number: int) -> FlowVersion:
         top = _next_number(flow)
         draft = flow.versions.select_for_update().filter(status=FlowVersion.Status.DRAFT).first()
         if draft is not None:
-            # The draft stays the newest number; .update() keeps its updated_at, so an
-            # editor that has it open can still save.
-            FlowVersion.objects.filter(pk=draft.pk).update(number=top + 1)
+            # The new version takes the draft's number and the draft moves up one: it
+            # stays the newest. .update() keeps its updated_at, so an editor that has
+            # it open can still save.
+            FlowVersion.objects.filter(pk=draft.pk).update(number=top)
+            top = draft.number
         FlowVersion.objects.filter(flow=flow, status=FlowVersion.Status.PUBLISHED).update(
             status=FlowVersion.Status.ARCHIVED
         )
