@@ -91,8 +91,8 @@ def _position(value, node: str) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        or abs(value) > 1_000_000  # before isfinite: a huge int does not fit a float
         or not math.isfinite(value)
-        or abs(value) > 1_000_000
     ):
         raise GraphError("node_bad_position", "x and y are numbers within ±1,000,000.", node)
     return float(value)

@@ -81,8 +81,8 @@ def fraction(value, *, node: str | None, key: str, default: float | None) -> flo
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        or not 0 <= value <= 1  # before isfinite: a huge int does not fit a float
         or not math.isfinite(value)
-        or not 0 <= value <= 1
     ):
         raise GraphError("config_bad_value", f"{key} is a number from 0 to 1.", node)
     return float(value)
