@@ -38,7 +38,7 @@ def test_a_marketer_writes_finds_and_deletes_an_article_by_keyboard(live_url, pa
     page.get_by_label("Search articles").focus()
     page.keyboard.type("30 days")
     page.keyboard.press("Enter")
-    expect(page.get_by_role("link", name=title)).to_be_visible()
+    expect(page.get_by_role("link", name=title, exact=True)).to_be_visible()
     assert sideways_scroll(page) is None
 
     page.get_by_role("link", name=f"Delete {title}").focus()
