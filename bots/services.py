@@ -337,6 +337,14 @@ def flow_update(
         inboxes=list(inboxes) if isinstance(inboxes, tuple) else inboxes,
     )
     inbox_ids = values.pop("inboxes", None)
+    try:
+        return _flow_update(by, flow, values, inbox_ids)
+    except IntegrityError:
+        # Two renames to the same name at once: the unique constraint decides.
+        raise ValidationError({"name": "A flow with that name exists."}, code="invalid") from None
+
+
+def _flow_update(by, flow: Flow, values: dict, inbox_ids: list[int] | None) -> Flow:
     with transaction.atomic():
         flow = Flow.objects.select_for_update().get(pk=flow.pk)
         changed = sorted(k for k, v in values.items() if getattr(flow, k) != v)
