@@ -7,6 +7,7 @@ from accounts import api as accounts_api
 from accounts import api_auth as accounts_api_auth
 from accounts import views as accounts_views
 from audit import api as audit_api
+from bots import api_urls as bots_api_urls
 from connectors import api as connectors_api
 from connectors import channel_api as connectors_channel_api
 from connectors.ai import api as connectors_ai_api
@@ -75,6 +76,7 @@ api_v1 = [
         connectors_channel_api.ChannelRotateView.as_view(),
         name="channel-rotate",
     ),
+    *bots_api_urls.urlpatterns,
 ]
 
 urlpatterns = [
@@ -87,6 +89,7 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("connectors.urls")),
     path("", include("conversations.urls")),
+    path("", include("bots.kb_urls")),
     path("", include("parley.keyring.urls")),
     path("webhooks/", include("connectors.webhook_urls")),
     path("", include("connectors.webchat.urls")),

@@ -28,6 +28,8 @@ EVERYONE = ["/", "/access/", "/mfa/"]
 INBOX = ["/inbox/", "/inboxes/"]
 CONNECTORS = ["/connectors/credentials/", "/connectors/channels/", "/connectors/ai/"]
 AUDIT = ["/audit/"]
+KNOWLEDGE = ["/knowledge/", "/knowledge/new/"]
+BOT_HOSTS = ["/bots/hosts/"]
 
 # The README's page table, per persona (what each is allowed to open).
 TENANT_PAGES = {
@@ -35,6 +37,8 @@ TENANT_PAGES = {
     + INBOX
     + CONNECTORS
     + AUDIT
+    + KNOWLEDGE
+    + BOT_HOSTS
     + [
         "/users/",
         "/audit/sinks/",
@@ -43,11 +47,17 @@ TENANT_PAGES = {
         "/settings/security/",
         "/api/docs/",
     ],
-    "admin@acme.test": EVERYONE + INBOX + CONNECTORS + AUDIT + ["/users/", "/audit/sinks/"],
+    "admin@acme.test": EVERYONE
+    + INBOX
+    + CONNECTORS
+    + AUDIT
+    + KNOWLEDGE
+    + BOT_HOSTS
+    + ["/users/", "/audit/sinks/"],
     "agent@acme.test": EVERYONE + INBOX,
     "analyst@acme.test": EVERYONE + AUDIT,
-    "integrator@acme.test": EVERYONE + CONNECTORS,
-    "marketer@acme.test": EVERYONE,
+    "integrator@acme.test": EVERYONE + CONNECTORS + BOT_HOSTS,
+    "marketer@acme.test": EVERYONE + KNOWLEDGE,
 }
 CONSOLE_PAGES = ["/", "/audit/", "/audit/sinks/"]
 
@@ -103,7 +113,8 @@ def _check_the_menu(page, base: str) -> None:
     menu = page.locator("#settings-menu .menu-panel")
     expect(menu.get_by_role("link", name="Break-glass")).to_be_visible()
     hrefs = set(menu.locator("a").evaluate_all("links => links.map((a) => a.pathname)"))
-    settings_pages = set(TENANT_PAGES["owner@acme.test"]) - {"/", "/inbox/", "/audit/", "/access/"}
+    top = {"/", "/inbox/", "/audit/", "/access/", *KNOWLEDGE}
+    settings_pages = set(TENANT_PAGES["owner@acme.test"]) - top
     assert settings_pages <= hrefs, settings_pages - hrefs
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()
