@@ -75,6 +75,7 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("connectors.urls")),
     path("", include("conversations.urls")),
+    path("", include("bots.urls")),
     path("", include("parley.keyring.urls")),
     path("webhooks/", include("connectors.webhook_urls")),
     path("", include("connectors.webchat.urls")),
