@@ -57,6 +57,7 @@ POLICY: dict[str, frozenset[str]] = {
             Perm.INBOX_USE,
             Perm.INBOXES_MANAGE,
             Perm.CONTACTS_PII,
+            Perm.FLOWS_EDIT,
             Perm.AUDIT_VIEW,
             Perm.CONNECTORS_MANAGE,
             Perm.GRANTS_APPROVE,

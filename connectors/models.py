@@ -196,3 +196,41 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"inbound event #{self.pk}"
+
+
+class AiProvider(models.Model):
+    """An OpenAI-compatible chat-completions API the bots' AI answer node may call.
+
+    ``base_url`` is checked like a channel's ``graph_base_url`` (``connectors.ai``);
+    the API key is a vaulted ``Credential`` (kind ``api_key``, connector
+    ``openai``), written through ``connectors.ai.services`` and never read back
+    (pages and the API show its last four characters). ``health`` turns
+    ``auth_failed`` when the provider refuses the key (401/403): the bots then fall
+    back to knowledge-base answers until the key is replaced or a test succeeds.
+    """
+
+    class Health(models.TextChoices):
+        UNKNOWN = "unknown", "Not used yet"
+        OK = "ok", "Working"
+        FAILING = "failing", "Failing"
+        AUTH_FAILED = "auth_failed", "Key refused"
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=80, unique=True)
+    base_url = models.CharField(max_length=300)
+    model = models.CharField(max_length=100)
+    api_key = models.ForeignKey(Credential, on_delete=models.PROTECT, related_name="ai_providers")
+    enabled = models.BooleanField(default=True)
+    timeout_seconds = models.PositiveSmallIntegerField(default=15)
+    max_tokens = models.PositiveIntegerField(default=400)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    health = models.CharField(max_length=12, choices=Health.choices, default=Health.UNKNOWN)
+    last_error_code = models.CharField(max_length=40, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -11,7 +11,15 @@ announces, after the transaction commits, and whoever cares subscribes:
   waits for its channel (the channels' delivery task subscribes, in
   ``ConnectorsConfig.ready``);
 - ``delivery_updated(message_id, conversation_id, inbox_id, delivery)``: the
-  channel's word on an outbound message changed it.
+  channel's word on an outbound message changed it;
+- ``taken_over(conversation_id, inbox_id)``: a person took a conversation from the
+  bot (``takeover``, or an agent's reply while the bot had it): the bot engine ends
+  its run.
+
+One question is asked the other way, synchronously: whether an inbox's auto-reply
+should stay quiet for a new conversation (a bot greets it instead). Layers above
+register a veto with :func:`auto_reply_veto_register`; ``conversations`` never
+knows who answered.
 
 Receivers get ids, never model instances (they may run in another process
 later), plus ``schema``: the tenant schema the ids belong to. A receiver that
@@ -31,6 +39,19 @@ logger = logging.getLogger(__name__)
 message_received = Signal()
 reply_queued = Signal()
 delivery_updated = Signal()
+taken_over = Signal()
+
+_auto_reply_vetoes: list = []
+
+
+def auto_reply_veto_register(veto) -> None:
+    """``veto(inbox_id) -> bool``: True keeps the inbox's auto-reply from a new conversation."""
+    if veto not in _auto_reply_vetoes:
+        _auto_reply_vetoes.append(veto)
+
+
+def auto_reply_vetoed(inbox_id: int) -> bool:
+    return any(veto(inbox_id) for veto in _auto_reply_vetoes)
 
 
 def send_now(signal: Signal, name: str, kwargs: dict) -> None:

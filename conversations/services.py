@@ -339,7 +339,11 @@ def message_receive(
             if created_conversation:
                 if inbox.assignment == Inbox.Assignment.ROUND_ROBIN:
                     assign_round_robin(conversation)
-                if inbox.auto_reply and not within_business_hours(inbox, now):
+                if (
+                    inbox.auto_reply
+                    and not within_business_hours(inbox, now)
+                    and not events.auto_reply_vetoed(inbox.pk)
+                ):
                     auto = _message(
                         conversation,
                         body=inbox.auto_reply,
@@ -569,6 +573,8 @@ def reply_send(*, by, conversation_id, body: str, attachments=()) -> Message:
         )
         _audit("conversation.replied", conversation, message=message.pk)
         _enqueue_delivery(message)
+        if conversation.handler == Conversation.Handler.BOT:
+            _announce_taken_over(conversation)
     return message
 
 
@@ -693,6 +699,139 @@ def takeover(*, by, conversation_id) -> Conversation:
             conversation.assignee = by
         conversation.save(update_fields=["handler", "assignee"])
         _audit("conversation.taken_over", conversation)
+        _announce_taken_over(conversation)
+    return conversation
+
+
+def _announce_taken_over(conversation: Conversation) -> None:
+    events.announce(
+        events.taken_over,
+        "taken_over",
+        conversation_id=conversation.pk,
+        inbox_id=conversation.inbox_id,
+    )
+
+
+# --- the bot (bots.engine calls these; conversations never imports bots) -------------------------
+
+
+def _bot_conversation(conversation_id: int) -> Conversation:
+    return Conversation.objects.select_for_update().get(pk=conversation_id)
+
+
+def bot_start(*, conversation_id: int, flow_id: int, run_id: int) -> Conversation:
+    """The bot takes the conversation (``handler`` bot) for a new flow run; audited."""
+    with transaction.atomic():
+        conversation = _bot_conversation(conversation_id)
+        conversation.handler = Conversation.Handler.BOT
+        conversation.save(update_fields=["handler"])
+        record(
+            "conversation.bot_started",
+            actor=SYSTEM,
+            target_type="conversation",
+            target_id=conversation.pk,
+            details={"flow": flow_id, "run": run_id},
+        )
+    return conversation
+
+
+def bot_reply_send(
+    *, conversation_id: int, body: str, attachments=(), run_id: int | None = None
+) -> Message:
+    """A bot's message to the customer: sender BOT, queued for the channel like an
+    agent's reply (``reply_queued`` after commit); audited with ids, never the text."""
+    body = _clean_body(body)
+    attachments = _clean_attachments(attachments)
+    if not body and not attachments:
+        raise ValidationError({"body": "A bot message needs text or an attachment."})
+    with transaction.atomic():
+        conversation = _bot_conversation(conversation_id)
+        message = _message(
+            conversation,
+            body=body,
+            direction=Message.Direction.OUT,
+            sender=Message.Sender.BOT,
+            attachments=attachments,
+            delivery=Message.Delivery.QUEUED,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=timezone.now())
+        record(
+            "conversation.bot_replied",
+            actor=SYSTEM,
+            target_type="conversation",
+            target_id=conversation.pk,
+            details={"message": message.pk, "run": run_id},
+        )
+        _enqueue_delivery(message)
+    return message
+
+
+def bot_handoff(
+    *,
+    conversation_id: int,
+    note: str,
+    reason: str,
+    inbox_id: int | None = None,
+    run_id: int | None = None,
+) -> Message:
+    """The bot hands the conversation to a person: ``handler`` human, unassigned unless
+    someone has it, and a private note for the agents (the flow's note and the reason).
+    ``inbox_id``: the team the flow asked for; a conversation never changes channel, so
+    it is named in the note and the audit (and assigned round-robin in its own inbox)."""
+    reason = validation.clean_text(reason, field="reason", label="The reason", max_length=60)
+    note = _clean_body(note)
+    with transaction.atomic():
+        conversation = _bot_conversation(conversation_id)
+        target = None
+        if inbox_id is not None and inbox_id != conversation.inbox_id:
+            target = Inbox.objects.filter(pk=inbox_id).first()
+        conversation.handler = Conversation.Handler.HUMAN
+        conversation.save(update_fields=["handler"])
+        lines = [note] if note else []
+        if target is not None:
+            lines.append(f"Asked for: {target.name}")
+        lines.append(f"Handed over by the bot ({reason}).")
+        message = _message(
+            conversation,
+            body="\n".join(lines)[:MAX_BODY],
+            kind=Message.Kind.NOTE,
+            direction=Message.Direction.OUT,
+            sender=Message.Sender.BOT,
+        )
+        if (
+            conversation.assignee_id is None
+            and conversation.inbox.assignment == Inbox.Assignment.ROUND_ROBIN
+        ):
+            assign_round_robin(conversation)
+        record(
+            "bot.handoff",
+            actor=SYSTEM,
+            target_type="conversation",
+            target_id=conversation.pk,
+            details={
+                "reason": reason,
+                "note": message.pk,
+                "run": run_id,
+                "inbox": target.pk if target is not None else conversation.inbox_id,
+            },
+        )
+    return message
+
+
+def bot_finish(*, conversation_id: int, run_id: int | None = None) -> Conversation:
+    """A flow ran to its end: the conversation goes back to the people (``handler``
+    human), without a note: nothing is asked of them; audited."""
+    with transaction.atomic():
+        conversation = _bot_conversation(conversation_id)
+        conversation.handler = Conversation.Handler.HUMAN
+        conversation.save(update_fields=["handler"])
+        record(
+            "conversation.bot_finished",
+            actor=SYSTEM,
+            target_type="conversation",
+            target_id=conversation.pk,
+            details={"run": run_id},
+        )
     return conversation
 
 

