@@ -7,11 +7,11 @@ flows, inbox names and nothing of conversations or credentials.
 
 from __future__ import annotations
 
-from django.http import Http404
 from django.shortcuts import render
 
 from accounts.permissions import permission_required
 from accounts.policy import Perm
+from bots import selectors
 from bots.models import Flow
 from conversations.models import Inbox
 
@@ -47,9 +47,7 @@ def flow_list(request):
 
 @permission_required(Perm.FLOWS_EDIT)
 def flow_editor(request, flow_id: int):
-    flow = Flow.objects.filter(pk=flow_id).only("id", "name").first()
-    if flow is None:
-        raise Http404("No such flow")
+    flow = selectors.flow_get(by=request.user, flow_id=flow_id)  # 404 when missing
     return render(
         request,
         "bots/flow_editor.html",

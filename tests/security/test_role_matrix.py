@@ -28,6 +28,7 @@ from accounts.models import AccessGrant
 from accounts.permissions import required_permission_for
 from accounts.policy import Role, role_has
 from audit.models import AuditEvent, AuditSink
+from bots.models import Flow
 from connectors import services as connector_services
 from connectors.channels import channel_create
 from conversations import access
@@ -119,6 +120,8 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     ),
     "api:channels": ("GET", "policy", {}),
     "api:channel-rotate": ("POST", "policy", {}),
+    "bots:flows": ("GET", "policy", {}),
+    "bots:flow_editor": ("GET", "policy", {}),
     "conversations:inbox_app": ("GET", "policy", {}),
     "conversations:thread": ("GET", "policy", {}),
     "conversations:thread_new": ("GET", "policy", {}),
@@ -215,6 +218,7 @@ def _objects(acme) -> dict:
             secret="matrix-secret-000",
         )
         sink = AuditSink.objects.create(name="matrix", kind="syslog", host="127.0.0.1", port=9)
+        flow = Flow.objects.create(name=f"Matrix {uuid.uuid4().hex[:6]}")
 
         channel, _ = channel_create(
             by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}", outbound_url="https://x.example/"
@@ -278,6 +282,7 @@ def _objects(acme) -> dict:
         "@inbox": str(inbox.pk),
         "conversation_id": conversation.pk,
         "message_id": refused.pk,
+        "flow_id": flow.pk,
     }
 
 
