@@ -665,6 +665,7 @@
       return;
     }
     dirty = true;
+    if (data && Array.isArray(data.problems)) showProblems(data.problems);
     setSave(`Not saved: ${errorText(data)}`, "error");
     if (status >= 500 || status === 0) saveTimer = setTimeout(save, 5000);
   }

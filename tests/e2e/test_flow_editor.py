@@ -1,0 +1,159 @@
+"""The flow editor in a real browser: a marketer builds a flow on the canvas with
+the mouse and the keyboard, sees a problem on its node, fixes it, simulates,
+publishes, and still cannot open the inbox; the pages fit a phone."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import sideways_scroll, sign_in
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def _node(page, gid: str):
+    return page.locator(f"#fe-canvas .fnode[data-gid='{gid}']")
+
+
+def _drag_palette(page, label: str, x: int, y: int) -> None:
+    """HTML5 drag from the palette to a point of the canvas."""
+    item = page.locator(".fe-palette-item", has_text=label)
+    item.drag_to(page.locator("#fe-canvas"), target_position={"x": x, "y": y})
+
+
+def _connect_by_mouse(page, source: str, port_index: int, target: str) -> None:
+    out = _node(page, source).locator(f".outputs .output_{port_index}")
+    box = out.bounding_box()
+    goal = _node(page, target).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(goal["x"] + 30, goal["y"] + 20, steps=8)
+    page.mouse.up()
+
+
+def _saved(page) -> None:
+    expect(page.locator("#fe-save")).to_have_text(re.compile(r"^(Saved|Draft v\d+ saved)$"), timeout=10_000)
+
+
+def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(live_url, page):
+    base = live_url("acme.localhost")
+    sign_in(page, base, "marketer@acme.test")
+    page.get_by_role("link", name="Flows", exact=True).click()
+    expect(page.locator("#flows-status")).not_to_have_text("Loading flows…")
+    page.get_by_label("Name").fill("E2E Orders bot")
+    page.get_by_role("button", name="Create flow").click()
+    page.wait_for_url(re.compile(r"/flows/\d+/$"))
+    expect(_node(page, "start")).to_be_visible()
+    _saved(page)
+
+    # Mouse: drag a "Send message" and an "Intent router" from the palette.
+    _drag_palette(page, "Send message", 330, 90)
+    expect(_node(page, "send_1")).to_be_visible()
+    page.locator("#fe-props-body textarea").first.fill("Hello {{contact.name}}, how can we help?")
+    expect(_node(page, "send_1").locator(".fnode-summary")).to_contain_text("how can we help")
+    _drag_palette(page, "Intent router", 330, 330)
+    expect(_node(page, "intent_1")).to_be_visible()
+
+    # Keyboard: add a "Hand off" node from the palette with Enter, nudge it with arrows.
+    page.locator(".fe-palette-item", has_text="Hand off").focus()
+    page.keyboard.press("Enter")
+    handoff = _node(page, "handoff_1")
+    expect(handoff).to_be_focused()
+    left = handoff.bounding_box()["x"]
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert handoff.bounding_box()["x"] > left + 20
+
+    # Connect: start → send by dragging a port; the rest through the side panel.
+    _connect_by_mouse(page, "start", 1, "send_1")
+    expect(page.locator("#fe-canvas .connection")).to_have_count(1)
+    _node(page, "send_1").click()
+    page.get_by_label("Port next").select_option("intent_1")
+    expect(page.locator("#fe-canvas .connection")).to_have_count(2)
+
+    # The intent router: one intent with no examples yet → a problem on its node.
+    _node(page, "intent_1").click()
+    page.get_by_role("button", name="Add intent", exact=True).click()
+    name = page.get_by_label("Name (a–z, 0–9, _)")
+    name.fill("orders")
+    name.press("Tab")
+    page.get_by_label("Port intent:orders").select_option("handoff_1")
+    page.get_by_label("Port fallback").select_option("handoff_1")
+    _saved(page)
+    intent = _node(page, "intent_1")
+    expect(intent).to_have_class(re.compile(r"\bhas-problem\b"))
+    expect(intent.locator(".fnode-problems")).to_contain_text(re.compile("example", re.I))
+    problem = page.locator("#fe-problems-list button", has_text="intent_1")
+    expect(problem).to_be_visible()
+    # The problem list focuses its node.
+    page.locator("#fe-canvas").click(position={"x": 5, "y": 5})
+    problem.click()
+    expect(intent).to_be_focused()
+    expect(page.locator("#fe-props-title")).to_have_text("Intent router: intent_1")
+
+    # Fix it: examples for the intent; the problem goes away.
+    page.get_by_label("Examples (one per line)").fill(
+        "where is my order\ntrack my parcel\nmy order has not arrived"
+    )
+    _saved(page)
+    expect(intent).not_to_have_class(re.compile(r"\bhas-problem\b"))
+    expect(page.locator("#fe-problems-summary")).to_have_text("No problems: ready to publish.")
+
+    # Undo brings back the old examples (and the problem); redo restores the fix.
+    page.get_by_role("button", name="Undo").click()
+    _saved(page)
+    expect(intent).to_have_class(re.compile(r"\bhas-problem\b"))
+    page.keyboard.press("Control+Shift+Z")
+    _saved(page)
+    expect(intent).not_to_have_class(re.compile(r"\bhas-problem\b"))
+
+    # Simulate: the path lights up on the canvas, the transcript shows the greeting.
+    page.get_by_label("Customer message").fill("where is my ordr")
+    page.locator("#fe-sim-form").get_by_role("button", name="Send").click()
+    transcript = page.locator("#fe-sim-transcript")
+    expect(transcript).to_contain_text("how can we help?")
+    expect(page.locator("#fe-sim-outcome")).to_contain_text("handoff")
+    for gid in ("start", "send_1", "intent_1", "handoff_1"):
+        expect(_node(page, gid)).to_have_class(re.compile(r"\bon-path\b"))
+    expect(page.locator("#fe-sim-path")).to_contain_text("intent:orders")
+
+    # Publish, confirmed in a dialog.
+    page.get_by_role("button", name="Publish…").click()
+    dialog = page.locator("#fe-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Note (optional)").fill("first version")
+    dialog.get_by_role("button", name="Publish").click()
+    expect(page.locator("#fe-notice")).to_contain_text("Published as version 1")
+    expect(page.locator("#fe-live")).to_have_text("Live: v1")
+    expect(page.locator("#fe-versions-list")).to_contain_text("published")
+
+    # The flows list shows it live; the inbox stays closed to a marketer.
+    page.get_by_role("link", name="All flows").click()
+    row = page.locator("#flows-rows tr", has_text="E2E Orders bot")
+    expect(row).to_contain_text("v1")
+    response = page.goto(base + "/inbox/")
+    assert response.status == 403
+
+
+def test_the_flow_pages_fit_a_phone(live_url, page):
+    base = live_url("acme.localhost")
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, base, "marketer@acme.test")
+    page.goto(base + "/flows/")
+    expect(page.locator("#flows-status")).not_to_have_text("Loading flows…")
+    assert sideways_scroll(page) is None
+    page.locator("#flow-name").fill("E2E Phone flow")
+    page.get_by_role("button", name="Create flow").click()
+    page.wait_for_url(re.compile(r"/flows/\d+/$"))
+    expect(_node(page, "start")).to_be_visible()
+    # A node added from the palette with a tap; the panels stack under the canvas.
+    page.locator(".fe-palette-item", has_text="End").click()
+    expect(_node(page, "end_1")).to_be_visible()
+    _saved(page)
+    assert sideways_scroll(page) is None
+    canvas = page.locator("#fe-canvas").bounding_box()
+    panel = page.locator("#fe-props").bounding_box()
+    assert panel["y"] >= canvas["y"] + canvas["height"]
