@@ -378,9 +378,7 @@ class FlowDetailView(BotsView):
         services.flow_update(by=request.user, flow=flow, **body.validated_data)
         return Response(FlowSerializer(self._flow(flow.pk)).data)
 
-    @extend_schema(
-        responses={204: None}, summary="Delete a flow (409 flow_in_use once it has run)"
-    )
+    @extend_schema(responses={204: None}, summary="Delete a flow (409 flow_in_use once it has run)")
     def delete(self, request, flow_id: int):
         services.flow_delete(by=request.user, flow=self._flow(flow_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -471,7 +469,9 @@ class RollbackView(BotsView):
 
 
 class VersionListView(BotsView):
-    @extend_schema(responses=VersionSerializer(many=True), summary="A flow's versions, newest first")
+    @extend_schema(
+        responses=VersionSerializer(many=True), summary="A flow's versions, newest first"
+    )
     def get(self, request, flow_id: int):
         flow = self._flow(flow_id)
         return Response(VersionSerializer(selectors.flow_versions(flow), many=True).data)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 import json
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -31,15 +32,16 @@ from django.utils import timezone
 from accounts.policy import Perm, require
 from audit.context import actor_for_user
 from audit.services import record
-# H21 from bots import engine
+from bots import engine, selectors, validation
 from bots import graph as flow_graph
-from bots import selectors, validation
 from bots.guardrails import article_screen
 from bots.models import AllowedHost, Flow, FlowVersion, KnowledgeArticle
-# H21 from bots.tasks import flow_version_train
+from bots.tasks import flow_version_train
 from conversations.models import Inbox
 from parley import outbound
 from parley import validation as input_validation
+
+logger = logging.getLogger(__name__)
 
 # The graph's hostile-input limits (docs/bots-flows.md): the parser checks the counts.
 MAX_GRAPH_BYTES = 64 * 1024
@@ -164,9 +166,7 @@ def _problems(graph: dict) -> list[dict]:
 
 
 def _has_intents(graph: dict) -> bool:
-    return any(
-        isinstance(n, dict) and n.get("type") == "intent" for n in graph.get("nodes") or []
-    )
+    return any(isinstance(n, dict) and n.get("type") == "intent" for n in graph.get("nodes") or [])
 
 
 def _training_for(graph: dict) -> str:
@@ -177,7 +177,16 @@ def _enqueue_training(version: FlowVersion) -> None:
     if version.training != FlowVersion.Training.PENDING:
         return
     schema, version_id = connection.schema_name, version.pk
-    transaction.on_commit(lambda: flow_version_train.delay(schema, version_id))
+
+    def enqueue() -> None:
+        try:
+            flow_version_train.delay(schema, version_id)
+        except Exception as exc:  # noqa: BLE001 - any broker failure: the version stays pending
+            logger.warning(
+                "could not enqueue training of version %s: %s", version_id, type(exc).__name__
+            )
+
+    transaction.on_commit(enqueue)
 
 
 # --- flows -----------------------------------------------------------------------------------
@@ -231,10 +240,7 @@ def _flow_fields(
         if not isinstance(inboxes, list | tuple) or len(inboxes) > MAX_INBOXES:
             raise ValidationError({"inboxes": "Inboxes is a list of inbox ids."}, code="invalid")
         ids = sorted(
-            {
-                input_validation.parse_int(i, field="inboxes", label="An inbox id")
-                for i in inboxes
-            }
+            {input_validation.parse_int(i, field="inboxes", label="An inbox id") for i in inboxes}
         )
         found = set(Inbox.objects.filter(pk__in=ids).values_list("pk", flat=True))
         if found != set(ids):
@@ -295,9 +301,7 @@ def flow_create(
             draft = FlowVersion.objects.create(
                 flow=flow, number=1, graph=START_GRAPH, author=_author(by)
             )
-            _audit(
-                by, "flow.created", "flow", flow.pk, name=flow.name, version=draft.pk, number=1
-            )
+            _audit(by, "flow.created", "flow", flow.pk, name=flow.name, version=draft.pk, number=1)
     except IntegrityError:
         raise ValidationError(
             {"name": f"A flow named {flow.name!r} exists."}, code="invalid"

@@ -54,7 +54,7 @@ INTENTS = {
 
 
 def client(acme, role: str = "marketer"):
-    return support.signed_in(acme, f"{role}@acme.test")
+    return support.signed_in(acme, f"{role}@{acme.slug}.test")
 
 
 def call(c, method: str, path: str, body=None, *, raw: bytes | None = None, **extra):

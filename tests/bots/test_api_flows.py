@@ -181,7 +181,10 @@ def test_publishing_archives_the_previous_version(acme):
     c = client(acme)
     flow = _create(c)
     _publish(c, flow["id"], GOOD)
-    changed = {**GOOD, "nodes": [*GOOD["nodes"][:2], {**GOOD["nodes"][2], "config": {"text": "Ciao"}}]}
+    changed = {
+        **GOOD,
+        "nodes": [*GOOD["nodes"][:2], {**GOOD["nodes"][2], "config": {"text": "Ciao"}}],
+    }
     v2 = _publish(c, flow["id"], changed)
     assert v2["number"] == 2
     versions = call(c, "GET", f"{FLOWS}{flow['id']}/versions/").json()
@@ -192,7 +195,10 @@ def test_rollback_publishes_a_new_version_with_the_old_graph(acme):
     c = client(acme)
     flow = _create(c)
     _publish(c, flow["id"], GOOD)
-    changed = {**GOOD, "nodes": [*GOOD["nodes"][:2], {**GOOD["nodes"][2], "config": {"text": "Ciao"}}]}
+    changed = {
+        **GOOD,
+        "nodes": [*GOOD["nodes"][:2], {**GOOD["nodes"][2], "config": {"text": "Ciao"}}],
+    }
     _publish(c, flow["id"], changed)
     call(c, "GET", f"{FLOWS}{flow['id']}/draft/")  # an open draft, v3
     response = call(c, "POST", f"{FLOWS}{flow['id']}/rollback/", {"number": 1})

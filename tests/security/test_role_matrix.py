@@ -28,7 +28,7 @@ from accounts.models import AccessGrant
 from accounts.permissions import required_permission_for
 from accounts.policy import Role, role_has
 from audit.models import AuditEvent, AuditSink
-from bots.models import Flow
+from bots import services as bot_services
 from connectors import services as connector_services
 from connectors.channels import channel_create
 from conversations import access
@@ -120,8 +120,6 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     ),
     "api:channels": ("GET", "policy", {}),
     "api:channel-rotate": ("POST", "policy", {}),
-    "bots:flows": ("GET", "policy", {}),
-    "bots:flow_editor": ("GET", "policy", {}),
     "conversations:inbox_app": ("GET", "policy", {}),
     "conversations:thread": ("GET", "policy", {}),
     "conversations:thread_new": ("GET", "policy", {}),
@@ -162,6 +160,27 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "api:credentials": ("GET", "policy", {}),
     "api:credential": ("GET", "policy", {}),
     "api:credential-test": ("POST", "policy", {}),
+    "api:flows": ("GET", "policy", {}),
+    "api:flow": ("GET", "policy", {}),
+    "api:flow-draft": ("GET", "policy", {}),
+    "api:flow-validate": ("POST", "policy", {}),
+    "api:flow-publish": ("POST", "policy", {}),
+    "api:flow-rollback": ("POST", "policy", {"number": "1"}),
+    "api:flow-simulate": ("POST", "policy", {"messages": "hello"}),
+    "api:flow-versions": ("GET", "policy", {}),
+    "api:flow-version": ("GET", "policy", {}),
+    "api:flow-version-diff": ("GET", "policy", {}),
+    "api:articles": ("GET", "policy", {"q": "refund"}),
+    "api:article": ("GET", "policy", {}),
+    "api:bot-hosts": ("GET", "policy", {}),
+    "bots:flows": ("GET", "policy", {}),
+    "bots:flow_editor": ("GET", "policy", {}),
+    "kb:articles": ("GET", "policy", {"q": "refund"}),
+    "kb:article_new": ("GET", "policy", {}),
+    "kb:article_edit": ("GET", "policy", {}),
+    "kb:article_delete": ("GET", "policy", {}),
+    "kb:hosts": ("GET", "policy", {}),
+    "kb:host_remove": ("POST", "policy", {}),
 }
 
 
@@ -218,7 +237,6 @@ def _objects(acme) -> dict:
             secret="matrix-secret-000",
         )
         sink = AuditSink.objects.create(name="matrix", kind="syslog", host="127.0.0.1", port=9)
-        flow = Flow.objects.create(name=f"Matrix {uuid.uuid4().hex[:6]}")
 
         channel, _ = channel_create(
             by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}", outbound_url="https://x.example/"
@@ -255,6 +273,14 @@ def _objects(acme) -> dict:
         Message.objects.filter(pk=refused.pk).update(
             delivery=Message.Delivery.FAILED, delivery_error=OUTSIDE_WINDOW_ERROR
         )
+        # A flow with v1 published and a draft v2, an article, an allowed host.
+        flow = bot_services.flow_create(by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}")
+        bot_services.flow_publish(by=admin, flow=flow)
+        bot_services.draft_get_or_create(by=admin, flow=flow)
+        article = bot_services.article_create(
+            by=admin, title="Refunds", body="Refunds take five working days."
+        )
+        host = bot_services.allowed_host_add(by=admin, host="api.matrix.example")
     with schema_context("public"):
         operator = User.objects.get(username="operator")
         bg = BreakGlassGrant.objects.create(
@@ -283,6 +309,9 @@ def _objects(acme) -> dict:
         "conversation_id": conversation.pk,
         "message_id": refused.pk,
         "flow_id": flow.pk,
+        "number": 1,
+        "article_id": article.pk,
+        "host_id": host.pk,
     }
 
 
