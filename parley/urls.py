@@ -77,11 +77,8 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("connectors.urls")),
     path("", include("conversations.urls")),
-<<<<<<< HEAD
     path("", include("bots.urls")),
-=======
     path("", include("bots.kb_urls")),
->>>>>>> h22
     path("", include("parley.keyring.urls")),
     path("webhooks/", include("connectors.webhook_urls")),
     path("", include("connectors.webchat.urls")),
