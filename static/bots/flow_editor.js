@@ -758,7 +758,7 @@
     const v = data.version || {};
     notice(`Published as version ${v.number ?? "?"}.`, null, null, "success");
     await loadDraft({ keepHistory: true });
-    loadVersions();
+    refreshMeta(); loadVersions();
   });
 
   // --- versions and diff ----------------------------------------------------------------------
@@ -859,7 +859,7 @@
     if (!ok) return;
     const live = data.live_version;
     $("fe-live").textContent = live ? `Live: v${live.number}` : "Not published";
-    $("fe-live").className = `badge ${live ? "active" : ""}`;
+    $("fe-live").className = live ? "badge active" : "badge";
     fillSettings(data);
   }
   let settingsFilled = false;

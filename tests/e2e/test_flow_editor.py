@@ -58,7 +58,7 @@ def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(live_url, page)
     expect(_node(page, "intent_1")).to_be_visible()
 
     # Keyboard: add a "Hand off" node from the palette with Enter, nudge it with arrows.
-    page.locator(".fe-palette-item", has_text="Hand off").focus()
+    page.locator(".fe-palette-item[data-type='handoff']").focus()
     page.keyboard.press("Enter")
     handoff = _node(page, "handoff_1")
     expect(handoff).to_be_focused()
@@ -150,7 +150,7 @@ def test_the_flow_pages_fit_a_phone(live_url, page):
     page.wait_for_url(re.compile(r"/flows/\d+/$"))
     expect(_node(page, "start")).to_be_visible()
     # A node added from the palette with a tap; the panels stack under the canvas.
-    page.locator(".fe-palette-item", has_text="End").click()
+    page.locator(".fe-palette-item[data-type='end']").click()
     expect(_node(page, "end_1")).to_be_visible()
     _saved(page)
     assert sideways_scroll(page) is None
