@@ -4,7 +4,7 @@ body goes through is ``parley.parsers``)."""
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
@@ -40,6 +40,12 @@ class IntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class BodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+    default_detail = "The request body is larger than this API accepts."
+
+
 class Pagination(CursorPagination):
     """Keyset pagination: stable under inserts, no OFFSET scans."""
 
@@ -68,6 +74,10 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        # Past DATA_UPLOAD_MAX_MEMORY_SIZE: Django would answer an HTML 400 (or a 500
+        # under the test client); the API answers JSON like every other refusal.
+        exc = BodyTooLarge()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -99,6 +109,7 @@ _ERROR_DESCRIPTIONS = {
     "403": "Signed in but not allowed (`permission_denied`), or a fresh one-time code is "
     "needed (`step_up_required`).",
     "404": "Not found, or not visible to this caller (`not_found`).",
+    "413": "The body is larger than the server accepts (`too_large`).",
     "415": "The body is not JSON (`unsupported_media_type`).",
     "429": "Too many requests (`throttled`); see `Retry-After`.",
 }
@@ -134,7 +145,7 @@ def document_error_responses(result, generator, request, public):
             if "requestBody" in operation or any(p.get("in") == "query" for p in params):
                 codes.append("400")
             if "requestBody" in operation:
-                codes.append("415")
+                codes += ["413", "415"]
             if operation.get("security", [{}]) != [{}] and operation.get("security") != []:
                 codes += ["401", "403"]
             if any(p.get("in") == "path" or p.get("name") == "cursor" for p in params):

@@ -81,6 +81,7 @@ def test_unpublished_articles_are_not_given_to_a_bot(acme):
 def test_the_audit_trail_never_holds_an_articles_text(acme):
     c = client(acme)
     _create(c, REFUNDS)
+
     def details():
         return list(AuditEvent.objects.filter(action="article.created").values_list("details"))
 
