@@ -156,8 +156,9 @@
     el.querySelector(".fnode-summary").textContent = summaryOf(node).slice(0, 80);
     el.dataset.gid = node.id;
     el.tabIndex = 0;
-    el.setAttribute("role", "button");
-    el.setAttribute("aria-pressed", String(selected === node.id));
+    el.setAttribute("role", "group");
+    el.setAttribute("aria-roledescription", "flow node");
+    if (selected === node.id) el.setAttribute("aria-current", "true"); else el.removeAttribute("aria-current");
     const mine = problems.filter((p) => p.node === node.id);
     el.classList.toggle("has-problem", mine.length > 0);
     el.classList.toggle("is-selected", selected === node.id);
@@ -348,10 +349,10 @@
   function select(gid, { focus = false } = {}) {
     if (selected === gid && !focus) return;
     selected = gid;
-    canvas.querySelectorAll(".fnode.is-selected").forEach((el) => { el.classList.remove("is-selected"); el.setAttribute("aria-pressed", "false"); });
+    canvas.querySelectorAll(".fnode.is-selected").forEach((el) => { el.classList.remove("is-selected"); el.removeAttribute("aria-current"); });
     const el = gid ? nodeElement(gid) : null;
     if (el) {
-      el.classList.add("is-selected"); el.setAttribute("aria-pressed", "true");
+      el.classList.add("is-selected"); el.setAttribute("aria-current", "true");
       if (focus) { el.focus({ preventScroll: true }); bringIntoView(gid); }
     }
     renderPanel();
@@ -629,7 +630,7 @@
   $("fe-zoom-in").addEventListener("click", () => editor.zoom_in());
   $("fe-zoom-out").addEventListener("click", () => editor.zoom_out());
   $("fe-zoom-reset").addEventListener("click", () => editor.zoom_reset());
-  editor.on("zoom", (z) => { $("fe-zoom-reset").textContent = `${Math.round(z * 100)}%`; });
+  editor.on("zoom", (z) => { $("fe-zoom-level").textContent = `${Math.round(z * 100)}%`; });
 
   // --- saving ---------------------------------------------------------------------------------
   const saveState = $("fe-save");

@@ -28,6 +28,7 @@ EVERYONE = ["/", "/access/", "/mfa/"]
 INBOX = ["/inbox/", "/inboxes/"]
 CONNECTORS = ["/connectors/credentials/", "/connectors/channels/"]
 AUDIT = ["/audit/"]
+FLOWS = ["/flows/"]
 
 # The README's page table, per persona (what each is allowed to open).
 TENANT_PAGES = {
@@ -35,6 +36,7 @@ TENANT_PAGES = {
     + INBOX
     + CONNECTORS
     + AUDIT
+    + FLOWS
     + [
         "/users/",
         "/audit/sinks/",
@@ -43,11 +45,16 @@ TENANT_PAGES = {
         "/settings/security/",
         "/api/docs/",
     ],
-    "admin@acme.test": EVERYONE + INBOX + CONNECTORS + AUDIT + ["/users/", "/audit/sinks/"],
+    "admin@acme.test": EVERYONE
+    + INBOX
+    + CONNECTORS
+    + AUDIT
+    + FLOWS
+    + ["/users/", "/audit/sinks/"],
     "agent@acme.test": EVERYONE + INBOX,
     "analyst@acme.test": EVERYONE + AUDIT,
     "integrator@acme.test": EVERYONE + CONNECTORS,
-    "marketer@acme.test": EVERYONE,
+    "marketer@acme.test": EVERYONE + FLOWS,
 }
 CONSOLE_PAGES = ["/", "/audit/", "/audit/sinks/"]
 
@@ -103,7 +110,7 @@ def _check_the_menu(page, base: str) -> None:
     menu = page.locator("#settings-menu .menu-panel")
     expect(menu.get_by_role("link", name="Break-glass")).to_be_visible()
     hrefs = set(menu.locator("a").evaluate_all("links => links.map((a) => a.pathname)"))
-    settings_pages = set(TENANT_PAGES["owner@acme.test"]) - {"/", "/inbox/", "/audit/", "/access/"}
+    settings_pages = set(TENANT_PAGES["owner@acme.test"]) - {"/", "/inbox/", "/audit/", "/access/", "/flows/"}
     assert settings_pages <= hrefs, settings_pages - hrefs
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import sideways_scroll, sign_in
+from tests.e2e.conftest import axe_problems, sideways_scroll, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -119,6 +119,8 @@ def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(live_url, page)
     for gid in ("start", "send_1", "intent_1", "handoff_1"):
         expect(_node(page, gid)).to_have_class(re.compile(r"\bon-path\b"))
     expect(page.locator("#fe-sim-path")).to_contain_text("intent:orders")
+    # The editor as it is now (nodes, a problem-free panel, a transcript) passes axe.
+    assert axe_problems(page) == []
 
     # Publish, confirmed in a dialog.
     page.get_by_role("button", name="Publish…").click()
@@ -145,6 +147,7 @@ def test_the_flow_pages_fit_a_phone(live_url, page):
     page.goto(base + "/flows/")
     expect(page.locator("#flows-status")).not_to_have_text("Loading flows…")
     assert sideways_scroll(page) is None
+    assert axe_problems(page) == []
     page.locator("#flow-name").fill("E2E Phone flow")
     page.get_by_role("button", name="Create flow").click()
     page.wait_for_url(re.compile(r"/flows/\d+/$"))
