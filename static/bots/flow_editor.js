@@ -609,6 +609,12 @@
       if (first) first.focus();
     }
   });
+  // Escape in the side panel: back to the node on the canvas.
+  $("fe-props").addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !selected) return;
+    const node = nodeElement(selected);
+    if (node) { event.preventDefault(); node.focus(); }
+  });
   function focusAfterDelete() {
     const next = canvas.querySelector(".fnode");
     if (next) next.focus(); else document.querySelector(".fe-palette-item").focus();

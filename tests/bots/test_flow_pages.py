@@ -38,8 +38,19 @@ def test_flow_editors_open_the_list_and_the_editor(acme, flow, role):
     html = editor.content.decode()
     assert "vendor/drawflow/drawflow.min.js" in html and "bots/flow_editor.js" in html
     assert f'data-api="/api/v1/flows/{flow.pk}/"' in html
-    for node_type in ("start", "send", "ask", "condition", "set", "intent", "kb_answer",
-                      "ai_answer", "http", "handoff", "end"):
+    for node_type in (
+        "start",
+        "send",
+        "ask",
+        "condition",
+        "set",
+        "intent",
+        "kb_answer",
+        "ai_answer",
+        "http",
+        "handoff",
+        "end",
+    ):
         assert f'data-type="{node_type}"' in html
     assert "Support desk" in html  # inbox names for the handoff node and the trigger
     # The strict CSP: no inline script or style in what the server sends.

@@ -45,12 +45,7 @@ TENANT_PAGES = {
         "/settings/security/",
         "/api/docs/",
     ],
-    "admin@acme.test": EVERYONE
-    + INBOX
-    + CONNECTORS
-    + AUDIT
-    + FLOWS
-    + ["/users/", "/audit/sinks/"],
+    "admin@acme.test": EVERYONE + INBOX + CONNECTORS + AUDIT + FLOWS + ["/users/", "/audit/sinks/"],
     "agent@acme.test": EVERYONE + INBOX,
     "analyst@acme.test": EVERYONE + AUDIT,
     "integrator@acme.test": EVERYONE + CONNECTORS,
@@ -110,7 +105,13 @@ def _check_the_menu(page, base: str) -> None:
     menu = page.locator("#settings-menu .menu-panel")
     expect(menu.get_by_role("link", name="Break-glass")).to_be_visible()
     hrefs = set(menu.locator("a").evaluate_all("links => links.map((a) => a.pathname)"))
-    settings_pages = set(TENANT_PAGES["owner@acme.test"]) - {"/", "/inbox/", "/audit/", "/access/", "/flows/"}
+    settings_pages = set(TENANT_PAGES["owner@acme.test"]) - {
+        "/",
+        "/inbox/",
+        "/audit/",
+        "/access/",
+        "/flows/",
+    }
     assert settings_pages <= hrefs, settings_pages - hrefs
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()

@@ -35,7 +35,9 @@ def _connect_by_mouse(page, source: str, port_index: int, target: str) -> None:
 
 
 def _saved(page) -> None:
-    expect(page.locator("#fe-save")).to_have_text(re.compile(r"^(Saved|Draft v\d+ saved)$"), timeout=10_000)
+    expect(page.locator("#fe-save")).to_have_text(
+        re.compile(r"^(Saved|Draft v\d+ saved)$"), timeout=10_000
+    )
 
 
 def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(live_url, page):
