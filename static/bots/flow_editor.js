@@ -752,9 +752,13 @@
   $("fe-publish").addEventListener("click", async () => {
     const note = await confirmDialog("Publish this draft?", "New conversations will follow it at once; runs under way finish on their version.", "Publish", true);
     if (note === null) return;
+    // Pending changes first: publish what is on the canvas.
     clearTimeout(saveTimer);
-    if (dirty) { await save(); }
-    while (saving) await new Promise((r) => setTimeout(r, 100));
+    while ((dirty || saving) && !conflict) {
+      if (saving) await new Promise((r) => setTimeout(r, 100));
+      else { await save(); if (dirty) break; } // still dirty: the save failed
+    }
+    if (dirty || conflict) { notice("Not published: the draft could not be saved first."); return; }
     const body = note ? { note } : {};
     const { ok, data } = await call("POST", `${API}publish/`, body);
     if (!ok) {
