@@ -569,7 +569,10 @@
     let x = (canvas.clientWidth / 3 - editor.canvas_x) / z;
     let y = (canvas.clientHeight / 4 - editor.canvas_y) / z;
     // Not on top of another node.
-    while (graph.nodes.some((n) => Math.abs(n.x - x) < 60 && Math.abs(n.y - y) < 40)) { x += 30; y += 90; }
+    for (let tries = 0; tries < 40 && graph.nodes.some((n) => Math.abs(n.x - x) < 200 && Math.abs(n.y - y) < 100); tries++) {
+      y += 110;
+      if (tries % 4 === 3) { x += 230; y -= 440; }
+    }
     return [Math.max(0, x), Math.max(0, y)];
   }
   document.querySelectorAll(".fe-palette-item").forEach((item) => {

@@ -21,9 +21,16 @@
   }
 
   async function load() {
-    const { ok, data } = await window.ParleyApi.call("GET", api);
-    if (!ok) { status.textContent = "Flows could not be loaded: " + window.ParleyApi.errorText(data); return; }
-    const flows = Array.isArray(data) ? data : (data.results || []);
+    // Keyset pages of up to 200, followed to the end; shown by name.
+    const flows = [];
+    let url = `${api}?page_size=200`;
+    for (let pages = 0; url && pages < 50; pages++) {
+      const { ok, data } = await window.ParleyApi.call("GET", url);
+      if (!ok) { status.textContent = "Flows could not be loaded: " + window.ParleyApi.errorText(data); return; }
+      flows.push(...(Array.isArray(data) ? data : (data.results || [])));
+      url = Array.isArray(data) ? null : data.next;
+    }
+    flows.sort((a, b) => a.name.localeCompare(b.name));
     rows.replaceChildren();
     for (const flow of flows) {
       const tr = document.createElement("tr");
