@@ -1,10 +1,12 @@
 """The flow editor in a real browser: a marketer builds a flow on the canvas with
 the mouse and the keyboard, sees a problem on its node, fixes it, simulates,
-publishes, and still cannot open the inbox; the pages fit a phone."""
+publishes (a web chat visitor is then answered by it), rolls back, and still
+cannot open the inbox; two tabs on one draft conflict; the pages fit a phone."""
 
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from playwright.sync_api import expect
@@ -12,6 +14,42 @@ from playwright.sync_api import expect
 from tests.e2e.conftest import axe_problems, sideways_scroll, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def bot_chat(live_url, django_db_blocker):
+    """A web chat channel of its own ("E2E Bot chat" inbox), so the flow published
+    here answers no other test's visitors. Returns (base URL, the chat frame's URL)."""
+    base = live_url("acme.localhost")
+    found: list = []
+
+    def setup():
+        from django.contrib.auth import get_user_model
+        from django.db import connection
+        from django_tenants.utils import schema_context
+
+        from connectors.webchat.services import webchat_channel_create
+
+        try:
+            with schema_context("t_acme"):
+                owner = get_user_model().objects.get(email="owner@acme.test")
+                channel = webchat_channel_create(
+                    by=owner, name="E2E Bot chat", allowed_origins=[base]
+                )
+                found.append(channel.public_id)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            found.append(exc)
+        finally:
+            connection.close()
+
+    # A thread of its own: Django refuses database calls in Playwright's event loop thread.
+    with django_db_blocker.unblock():
+        thread = threading.Thread(target=setup)
+        thread.start()
+        thread.join(60)
+    if isinstance(found[0], BaseException):
+        raise found[0]
+    return base, f"{base}/webchat/{found[0]}/"
 
 
 def _node(page, gid: str):
@@ -40,8 +78,10 @@ def _saved(page) -> None:
     )
 
 
-def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(live_url, page):
-    base = live_url("acme.localhost")
+def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(
+    bot_chat, default_worker, browser, page
+):
+    base, chat_url = bot_chat
     sign_in(page, base, "marketer@acme.test")
     page.get_by_role("link", name="Flows", exact=True).click()
     expect(page.locator("#flows-status")).not_to_have_text("Loading flows…")
@@ -147,6 +187,28 @@ def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(live_url, page)
     page.locator("#fe-dialog").get_by_role("button", name="Roll back").click()
     expect(page.locator("#fe-notice")).to_contain_text("version 2 is live")
     expect(page.locator("#fe-live")).to_have_text("Live: v2")
+
+    # The flow serves the bot chat's inbox: a visitor's message follows the live version.
+    settings = page.locator("#fe-settings-form")
+    settings.get_by_label("E2E Bot chat").check()
+    settings.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#fe-settings-status")).to_have_text("Settings saved.")
+    visitor = browser.new_context()
+    try:
+        chat = visitor.new_page()
+        chat.goto(chat_url)
+        chat.get_by_role("button", name="Chat with us").click()
+        chat.get_by_label("Your message").fill("where is my order")
+        chat.get_by_role("button", name="Send").click()
+        log = chat.get_by_role("log")
+        expect(log).to_contain_text("where is my order")
+        expect(log).to_contain_text("how can we help?", timeout=20_000)
+    finally:
+        visitor.close()
+    # Switched off again: nothing else is answered by this flow.
+    settings.get_by_label("Enabled").uncheck()
+    settings.get_by_role("button", name="Save settings").click()
+    expect(page.locator("#fe-settings-status")).to_have_text("Settings saved.")
 
     # The flows list shows it live; the inbox stays closed to a marketer.
     page.get_by_role("link", name="All flows").click()
