@@ -235,6 +235,19 @@ def test_the_flow_pages_fit_a_phone(live_url, page):
     expect(_node(page, "end_1")).to_be_visible()
     _saved(page)
     assert sideways_scroll(page) is None
+    # Keyboard only: Enter on the node jumps to its panel, Escape comes back,
+    # Delete removes it, Ctrl+Z brings it back.
+    end = _node(page, "end_1")
+    end.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Goodbye text")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(end).to_be_focused()
+    page.keyboard.press("Delete")
+    expect(end).to_have_count(0)
+    page.keyboard.press("Control+z")
+    expect(_node(page, "end_1")).to_be_visible()
+    _saved(page)
     canvas = page.locator("#fe-canvas").bounding_box()
     panel = page.locator("#fe-props").bounding_box()
     assert panel["y"] >= canvas["y"] + canvas["height"]
