@@ -8,7 +8,6 @@ draft's current ``updated_at`` (409 ``draft_conflict``).
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -55,6 +54,15 @@ class GraphField(serializers.JSONField):
 
 
 # --- serializers -----------------------------------------------------------------------------
+
+
+class RefusalSerializer(serializers.Serializer):
+    """A refusal: a stable ``code``, a ``detail`` for people (and ``updated_at`` for a
+    ``draft_conflict``)."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    updated_at = serializers.DateTimeField(required=False)
 
 
 class VersionRefSerializer(serializers.Serializer):
@@ -315,6 +323,18 @@ class AllowedHostDeleteSerializer(serializers.Serializer):
     host = StringField(max_length=300)
 
 
+def _page(serializer, name: str):
+    """The OpenAPI shape of a keyset page of ``serializer`` (parley.api.Pagination)."""
+    return inline_serializer(
+        name,
+        fields={
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer(many=True),
+        },
+    )
+
+
 # --- views -----------------------------------------------------------------------------------
 
 
@@ -342,7 +362,7 @@ class BotsView(APIView):
 
 class FlowListView(BotsView):
     @extend_schema(
-        responses=FlowSerializer(many=True),
+        responses=_page(FlowSerializer, "FlowPage"),
         summary="Bot flows (keyset pages)",
         operation_id="flows_list",
     )
@@ -395,7 +415,7 @@ class DraftView(BotsView):
 
     @extend_schema(
         request=DraftWriteSerializer,
-        responses={200: DraftSavedSerializer, 409: OpenApiTypes.OBJECT},
+        responses={200: DraftSavedSerializer, 409: RefusalSerializer},
         summary="Autosave the draft (kept even with problems; 409 draft_conflict when stale)",
     )
     def put(self, request, flow_id: int):
@@ -439,7 +459,7 @@ class ValidateView(BotsView):
 class PublishView(BotsView):
     @extend_schema(
         request=PublishSerializer,
-        responses={200: VersionEnvelopeSerializer, 409: OpenApiTypes.OBJECT},
+        responses={200: VersionEnvelopeSerializer, 409: RefusalSerializer},
         summary="Publish the draft (400 flow_invalid with its problems)",
     )
     def post(self, request, flow_id: int):
@@ -537,7 +557,7 @@ class SimulateView(BotsView):
 class ArticleListView(BotsView):
     @extend_schema(
         parameters=[ArticleQuery],
-        responses=ArticleSerializer(many=True),
+        responses=_page(ArticleSerializer, "ArticlePage"),
         summary="Knowledge-base articles (`q` searches title, body and tags)",
         operation_id="articles_list",
     )
@@ -592,7 +612,7 @@ class AllowedHostListView(BotsView):
     required_permission = Perm.CONNECTORS_MANAGE
 
     @extend_schema(
-        responses=AllowedHostSerializer(many=True),
+        responses=_page(AllowedHostSerializer, "AllowedHostPage"),
         summary="Hosts bot HTTP-request nodes may call",
         operation_id="bot_hosts_list",
     )
@@ -615,7 +635,7 @@ class AllowedHostListView(BotsView):
             OpenApiParameter("host", str, description="The host to remove (or in the body).")
         ],
         request=AllowedHostDeleteSerializer,
-        responses={204: None},
+        responses={204: None, 404: RefusalSerializer},
         summary="Take a host off the list",
     )
     def delete(self, request):

@@ -8,7 +8,7 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from bots import engine, training
-from parley.celery import app, tenant_task
+from parley.celery import app, broker_reachable, tenant_task
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,14 @@ def flow_message_process(self, message_id: int) -> dict:
     return {"schema": connection.schema_name, "message": message_id, "outcome": outcome}
 
 
+@tenant_task()
+def flow_messages_resume() -> dict:
+    """Beat: messages of conversations the bot is walking whose enqueue was lost."""
+    ids = engine.messages_waiting()
+    sent = sum(_enqueue(flow_message_process, message_id) for message_id in ids)
+    return {"schema": connection.schema_name, "waiting": len(ids), "enqueued": sent}
+
+
 @app.task(acks_late=True)
 def flow_version_train(schema: str, version_id: int) -> dict:
     """Train a published version's intent model, in ``schema`` (a business tenant)."""
@@ -39,7 +47,11 @@ def flow_version_train(schema: str, version_id: int) -> dict:
 
 
 def _enqueue(task, *args) -> bool:
-    """Publish after commit; never raises (the message is stored either way)."""
+    """Publish after commit; never raises and never blocks on a dead broker (the
+    message is stored either way; the customer's next message finds the run)."""
+    if not broker_reachable():
+        logger.warning("could not enqueue %s: broker unreachable", task.name)
+        return False
     try:
         task.delay(*args)
     except Exception as exc:  # noqa: BLE001 - any broker failure: logged by type

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import redis
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import connection
@@ -17,7 +15,7 @@ from accounts.policy import POLICY, Perm
 from connectors import delivery, inbound
 from connectors.selectors import credentials_due
 from conversations.models import Message
-from parley.celery import tenant_task
+from parley.celery import broker_reachable, tenant_task
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -90,24 +88,6 @@ def message_deliver(self, message_id: int) -> dict:
         # Another worker holds the lease (or died holding it): look again once it has lapsed.
         raise self.retry(countdown=delivery.LEASE_SECONDS)
     return {"schema": connection.schema_name, "message": message_id, "delivery": outcome}
-
-
-_probe: redis.Redis | None = None
-
-
-def broker_reachable() -> bool:
-    """Whether the broker answers a ping within 250 ms. Publishing to a dead broker
-    blocks in Celery's connection retries for seconds: a webhook must answer at once,
-    and what it stored is relayed later anyway."""
-    global _probe
-    if _probe is None:
-        _probe = redis.Redis.from_url(
-            settings.CELERY_BROKER_URL, socket_connect_timeout=0.25, socket_timeout=0.25
-        )
-    try:
-        return bool(_probe.ping())
-    except redis.RedisError:
-        return False
 
 
 def _enqueue(task, *args) -> bool:

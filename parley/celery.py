@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery.schedules import crontab
 from celery.signals import task_prerun
 from celery.utils.time import get_exponential_backoff_interval
@@ -143,6 +144,8 @@ app.conf.beat_schedule = {
         "task": "connectors.tasks.inbound_events_purge",
         "schedule": crontab(hour=4, minute=15),
     },
+    # Bot flows: a customer's answer whose enqueue was lost (broker down at commit).
+    "bots-resume": {"task": "bots.tasks.flow_messages_resume", "schedule": 60.0},
     "conversations-wake": {"task": "conversations.tasks.snoozed_wake", "schedule": 60.0},
     # API token families and spent-token ids a day past their absolute end.
     "tokens-purge": {"task": "accounts.tasks.tokens_purge", "schedule": crontab(hour=3, minute=30)},
@@ -155,6 +158,24 @@ app.conf.beat_schedule = {
         "tenant_schemas": ["public"],
     },
 }
+
+
+_probe: redis.Redis | None = None
+
+
+def broker_reachable() -> bool:
+    """Whether the broker answers a ping within 250 ms. Publishing to a dead broker
+    blocks in Celery's connection retries for seconds: a webhook must answer at once
+    (callers enqueue after commit, and what they stored is picked up later)."""
+    global _probe
+    if _probe is None:
+        _probe = redis.Redis.from_url(
+            settings.CELERY_BROKER_URL, socket_connect_timeout=0.25, socket_timeout=0.25
+        )
+    try:
+        return bool(_probe.ping())
+    except redis.RedisError:
+        return False
 
 
 class TenantRequiredError(RuntimeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import re
 import unicodedata
@@ -150,6 +151,34 @@ def run_end_for_human(*, conversation_id: int) -> int:
     return FlowRun.objects.filter(conversation_id=conversation_id, ended_at__isnull=True).update(
         outcome=FlowRun.Outcome.ENDED, reason="agent_took_over", ended_at=now, updated_at=now
     )
+
+
+def messages_waiting(*, older_than_seconds: int = 30, limit: int = 500) -> list[int]:
+    """For each open run, its conversation's oldest inbound message the run has not
+    seen, older than ``older_than_seconds`` (its enqueue was lost, e.g. the broker was
+    down at commit). The engine skips what it has seen, so enqueueing twice is harmless."""
+    before = timezone.now() - _dt.timedelta(seconds=older_than_seconds)
+    found = []
+    runs = FlowRun.objects.filter(ended_at__isnull=True).values_list("conversation_id", "state")[
+        :limit
+    ]
+    for conversation_id, state in runs:
+        seen = state.get("last_message", 0) if isinstance(state, dict) else 0
+        first = (
+            Message.objects.filter(
+                conversation_id=conversation_id,
+                direction=Message.Direction.IN,
+                kind=Message.Kind.MESSAGE,
+                pk__gt=seen,
+                created_at__lt=before,
+            )
+            .order_by("id")
+            .values_list("id", flat=True)
+            .first()
+        )
+        if first is not None:
+            found.append(first)
+    return found
 
 
 def message_process(*, message_id: int) -> str:

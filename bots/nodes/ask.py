@@ -13,6 +13,7 @@ from bots.nodes.registry import (
     compile_pattern,
     decimal_of,
     fold,
+    pattern_problem,
     reads_texts,
     register,
     render,
@@ -68,10 +69,9 @@ def _check_ask(node, hosts) -> list[Problem]:
         if not config["pattern"]:
             out.append(Problem(node.id, "ask_no_pattern", "A pattern question needs a pattern."))
         else:
-            try:
-                re.compile(config["pattern"])
-            except (re.error, RecursionError, OverflowError):
-                out.append(Problem(node.id, "ask_bad_pattern", "The pattern does not compile."))
+            problem = pattern_problem(config["pattern"])
+            if problem:
+                out.append(Problem(node.id, "ask_bad_pattern", problem))
     return out
 
 

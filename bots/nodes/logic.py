@@ -9,6 +9,7 @@ from bots.nodes.registry import (
     NodeType,
     Step,
     compare,
+    pattern_problem,
     reads_texts,
     register,
     render,
@@ -65,10 +66,9 @@ def _check_condition(node, hosts) -> list[Problem]:
             )
         )
     if kind in ("variable", "contact") and config["op"] == "matches":
-        try:
-            re.compile(config["value"])
-        except (re.error, RecursionError, OverflowError):
-            out.append(Problem(node.id, "condition_bad_pattern", "The pattern does not compile."))
+        problem = pattern_problem(config["value"])
+        if problem:
+            out.append(Problem(node.id, "condition_bad_pattern", problem))
     if kind == "time":
         if not (_HHMM.fullmatch(config["from"]) and _HHMM.fullmatch(config["to"])):
             out.append(Problem(node.id, "condition_bad_time", "From and to are HH:MM times."))

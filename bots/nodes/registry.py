@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import re._constants as sre_constants  # the parsed form of a pattern, to vet it
+import re._parser as sre_parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -98,11 +100,49 @@ def decimal_of(value: str) -> Decimal | None:
     return Decimal(value)
 
 
-def compile_pattern(pattern: str) -> re.Pattern:
+_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT)
+
+
+def _nested_repeat(items, inside: bool = False) -> bool:
+    """Whether a repeated part holds another unbounded repeat: ``(a+)+``, ``(a*)*``…,
+    the shapes whose backtracking grows exponentially with the customer's input."""
+    for op, arg in items:
+        subs: list = []
+        if op in _REPEATS:
+            unbounded = arg[1] == sre_constants.MAXREPEAT or arg[1] > 10
+            if inside and unbounded:
+                return True
+            if _nested_repeat(arg[2], inside or unbounded):
+                return True
+            continue
+        if op == sre_constants.SUBPATTERN:
+            subs = [arg[-1]]
+        elif op == sre_constants.BRANCH:
+            subs = list(arg[1])
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            subs = [arg[1]]
+        if any(_nested_repeat(sub, inside) for sub in subs):
+            return True
+    return False
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a flow's regular expression may not be used (None: it may)."""
     try:
-        return re.compile(pattern)
+        parsed = sre_parse.parse(pattern)
+        re.compile(pattern)
     except (re.error, RecursionError, OverflowError):
-        raise NodeError("bad_regex") from None
+        return "The pattern does not compile."
+    if _nested_repeat(parsed.data):
+        return "The pattern repeats a repetition (like (a+)+): too slow on some answers."
+    return None
+
+
+def compile_pattern(pattern: str) -> re.Pattern:
+    """The pattern compiled, or NodeError ``bad_regex`` (see :func:`pattern_problem`)."""
+    if pattern_problem(pattern):
+        raise NodeError("bad_regex")
+    return re.compile(pattern)
 
 
 def compare(left: str, op: str, right: str) -> bool:

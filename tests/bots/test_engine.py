@@ -265,12 +265,14 @@ def test_ask_kinds_accept_and_refuse(kind, extra, good, stored, bad):
     assert answer_of(config, bad) is None
 
 
-def test_a_bad_regex_at_run_time_hands_off_with_the_reason(env):
-    # Published graphs are validated; one stored before a check existed still fails safe.
+@pytest.mark.parametrize("pattern", ["([a-z", "(a+)+$"])
+def test_a_bad_regex_at_run_time_hands_off_with_the_reason(env, pattern):
+    # Published graphs are validated; one stored before a check existed still fails safe
+    # (a pattern that does not compile, or one that backtracks exponentially).
     env.publish(
         chain(
             node("start", "start"),
-            node("ask", "ask", text="Code?", kind="regex", pattern="([a-z", variable="code"),
+            node("ask", "ask", text="Code?", kind="regex", pattern=pattern, variable="code"),
             node("ok", "end"),
         )
     )
@@ -750,3 +752,34 @@ def test_a_bot_served_inbox_gets_no_auto_reply(env):
     _, after = env.say("hi", contact="ar2")
     assert not Message.objects.filter(conversation=after, sender="system").exists()
     assert env.bot_said(after) == ["Bot greeting"]
+
+
+def test_a_message_whose_enqueue_was_lost_is_found_for_the_beat(env):
+    env.publish(
+        chain(
+            node("start", "start"),
+            node("ask", "ask", text="Name?", kind="text", variable="w"),
+            node("e", "end", text="ok {{w}}"),
+        )
+    )
+    _, conversation = env.say("hi")
+    lost, _ = services.message_receive(
+        inbox=env.inbox, contact_external_id="cust-1", body="Grace"
+    )  # stored, but its task never ran
+    assert engine.messages_waiting() == []  # too fresh: its task may still be on its way
+    Message.objects.filter(pk=lost.pk).update(created_at=timezone.now() - dt.timedelta(minutes=2))
+    assert engine.messages_waiting() == [lost.pk]
+    assert engine.message_process(message_id=lost.pk) == "completed"
+    assert engine.messages_waiting() == []
+    assert env.bot_said(conversation) == ["Name?", "ok Grace"]
+
+
+def test_receivers_never_cross_tenants(env, caplog, monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks, "_enqueue", lambda task, *args: sent.append(args))
+    tasks.on_message_received(message_id=1, schema="globex")
+    tasks.on_taken_over(conversation_id=1, schema="globex")
+    assert sent == []
+    assert f"globex seen in {env.tenant.schema_name}" in caplog.text
+    tasks.on_message_received(message_id=7, schema=env.tenant.schema_name)
+    assert sent == [(7,)]

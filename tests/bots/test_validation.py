@@ -182,6 +182,15 @@ def test_node_settings_are_checked():
         [
             node("r", "ask", text="Code?", kind="regex", pattern="([a-z", variable="code"),
             node("c", "ask", text="Pick", kind="choice", variable="pick"),
+            node("slow", "ask", text="Code?", kind="regex", pattern=r"(\w+\s?)+$", variable="s"),
+            node(
+                "slowc",
+                "condition",
+                kind="variable",
+                variable="message",
+                op="matches",
+                value="(a*)*b",
+            ),
             node("s", "set", value="x"),
             node("t", "condition", kind="time", days=[], **{"from": "25:00", "to": "10:00"}),
             node("m", "send", media_url="http://example.com/a.png"),
@@ -190,6 +199,8 @@ def test_node_settings_are_checked():
     found = codes(validate(graph, allowed_hosts=HOSTS))
     assert {
         ("r", "ask_bad_pattern"),
+        ("slow", "ask_bad_pattern"),
+        ("slowc", "condition_bad_pattern"),
         ("c", "ask_no_choices"),
         ("s", "set_no_variable"),
         ("t", "condition_bad_time"),

@@ -28,6 +28,8 @@ EVERYONE = ["/", "/access/", "/mfa/"]
 INBOX = ["/inbox/", "/inboxes/"]
 CONNECTORS = ["/connectors/credentials/", "/connectors/channels/"]
 AUDIT = ["/audit/"]
+KNOWLEDGE = ["/knowledge/", "/knowledge/new/"]
+BOT_HOSTS = ["/bots/hosts/"]
 FLOWS = ["/flows/"]
 
 # The README's page table, per persona (what each is allowed to open).
@@ -37,6 +39,8 @@ TENANT_PAGES = {
     + CONNECTORS
     + AUDIT
     + FLOWS
+    + KNOWLEDGE
+    + BOT_HOSTS
     + [
         "/users/",
         "/audit/sinks/",
@@ -45,11 +49,18 @@ TENANT_PAGES = {
         "/settings/security/",
         "/api/docs/",
     ],
-    "admin@acme.test": EVERYONE + INBOX + CONNECTORS + AUDIT + FLOWS + ["/users/", "/audit/sinks/"],
+    "admin@acme.test": EVERYONE
+    + INBOX
+    + CONNECTORS
+    + AUDIT
+    + FLOWS
+    + KNOWLEDGE
+    + BOT_HOSTS
+    + ["/users/", "/audit/sinks/"],
     "agent@acme.test": EVERYONE + INBOX,
     "analyst@acme.test": EVERYONE + AUDIT,
-    "integrator@acme.test": EVERYONE + CONNECTORS,
-    "marketer@acme.test": EVERYONE + FLOWS,
+    "integrator@acme.test": EVERYONE + CONNECTORS + BOT_HOSTS,
+    "marketer@acme.test": EVERYONE + FLOWS + KNOWLEDGE,
 }
 CONSOLE_PAGES = ["/", "/audit/", "/audit/sinks/"]
 
@@ -105,13 +116,8 @@ def _check_the_menu(page, base: str) -> None:
     menu = page.locator("#settings-menu .menu-panel")
     expect(menu.get_by_role("link", name="Break-glass")).to_be_visible()
     hrefs = set(menu.locator("a").evaluate_all("links => links.map((a) => a.pathname)"))
-    settings_pages = set(TENANT_PAGES["owner@acme.test"]) - {
-        "/",
-        "/inbox/",
-        "/audit/",
-        "/access/",
-        "/flows/",
-    }
+    top = {"/", "/inbox/", "/audit/", "/access/", *FLOWS, *KNOWLEDGE}
+    settings_pages = set(TENANT_PAGES["owner@acme.test"]) - top
     assert settings_pages <= hrefs, settings_pages - hrefs
     page.keyboard.press("Escape")
     expect(menu).to_be_hidden()

@@ -34,6 +34,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from accounts.models import TOTPDevice
+from bots import services as bot_services
 from connectors.channels import channel_create
 from connectors.services import credential_set
 from conversations.access import inbox_member_add
@@ -131,7 +132,13 @@ def known_ids(api_schema) -> dict[str, int]:
         channel, _ = channel_create(
             by=owner, name="fuzz channel", outbound_url="https://x.example/"
         )
+        flow = bot_services.flow_create(by=owner, name="fuzz flow")
+        bot_services.flow_publish(by=owner, flow=flow)
+        article = bot_services.article_create(by=owner, title="Fuzz", body="Fuzz article.")
         ids = {
+            "flow_id": flow.pk,
+            "number": 1,
+            "article_id": article.pk,
             "channel_id": channel.pk,
             "conversation_id": conversation.pk,
             "credential_id": credential.pk,

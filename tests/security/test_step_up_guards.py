@@ -24,6 +24,7 @@ TENANT_ACTIONS = [
     ),
     ("owner", "/users/invite/", {"email": "stale@acme.test", "role": "agent"}, "user.created"),
     ("owner", "/settings/mfa/", {"mfa_roles": ["agent"]}, "security.policy_changed"),
+    ("admin", "/bots/hosts/", {"host": "api.example.com"}, "bot_host.added"),
 ]
 
 
@@ -47,6 +48,7 @@ def test_a_stale_session_takes_the_detour(acme, role, path, data, action):
             {"name": "x", "kind": "api_key", "connector": "hubspot", "secret": "s3cret-value-123"},
         ),
         ("/api/v1/users/", {"email": "stale@acme.test", "role": "agent"}),
+        ("/api/v1/bot-hosts/", {"host": "api.example.com"}),
     ],
 )
 def test_the_api_answers_step_up_required(acme, path, data):
