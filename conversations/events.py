@@ -51,7 +51,20 @@ def auto_reply_veto_register(veto) -> None:
 
 
 def auto_reply_vetoed(inbox_id: int) -> bool:
-    return any(veto(inbox_id) for veto in _auto_reply_vetoes)
+    """Whether a registered veto keeps the auto-reply quiet; one that fails does not
+    (logged by type): storing the customer's message matters more."""
+    for veto in _auto_reply_vetoes:
+        try:
+            with transaction.atomic():  # a failed query must not poison the caller's
+                if veto(inbox_id):
+                    return True
+        except Exception as exc:  # noqa: BLE001 - any veto failure: the auto-reply goes out
+            logger.error(
+                "auto-reply veto %s failed: %s",
+                getattr(veto, "__qualname__", veto),
+                type(exc).__name__,
+            )
+    return False
 
 
 def send_now(signal: Signal, name: str, kwargs: dict) -> None:

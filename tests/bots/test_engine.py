@@ -26,7 +26,7 @@ from bots.nodes import answer_of
 from connectors import services as connector_services
 from connectors.ai import services as ai_services
 from connectors.models import Channel
-from conversations import access, services
+from conversations import access, events, services
 from conversations.models import Conversation, Message
 from tests.fakes.llm import FakeLLM
 
@@ -783,3 +783,19 @@ def test_receivers_never_cross_tenants(env, caplog, monkeypatch):
     assert f"globex seen in {env.tenant.schema_name}" in caplog.text
     tasks.on_message_received(message_id=7, schema=env.tenant.schema_name)
     assert sent == [(7,)]
+
+
+def test_a_failing_auto_reply_veto_never_loses_the_message(env, monkeypatch):
+    def broken(inbox_id):
+        Flow.objects.raw("SELECT no_such_column FROM bots_flow")[0]  # a failing query
+
+    monkeypatch.setattr(events, "_auto_reply_vetoes", [broken])
+    env.inbox.auto_reply = "We are closed"
+    env.inbox.business_hours = {"sun": [["00:00", "00:01"]]}
+    env.inbox.save()
+    message, created = services.message_receive(
+        inbox=env.inbox, contact_external_id="veto", body="hello"
+    )
+    assert created
+    system = Message.objects.filter(conversation=message.conversation, sender="system")
+    assert [services.body_of(m) for m in system] == ["We are closed"]
