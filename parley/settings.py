@@ -524,6 +524,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist"),
+    ("vendor/drawflow", BASE_DIR / "node_modules" / "drawflow" / "dist"),
 ]
 # Outside production, WhiteNoise serves straight from the finders (no collectstatic).
 WHITENOISE_USE_FINDERS = not PRODUCTION

@@ -89,6 +89,7 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("connectors.urls")),
     path("", include("conversations.urls")),
+    path("", include("bots.urls")),
     path("", include("bots.kb_urls")),
     path("", include("parley.keyring.urls")),
     path("webhooks/", include("connectors.webhook_urls")),

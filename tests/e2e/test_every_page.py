@@ -30,6 +30,7 @@ CONNECTORS = ["/connectors/credentials/", "/connectors/channels/", "/connectors/
 AUDIT = ["/audit/"]
 KNOWLEDGE = ["/knowledge/", "/knowledge/new/"]
 BOT_HOSTS = ["/bots/hosts/"]
+FLOWS = ["/flows/"]
 
 # The README's page table, per persona (what each is allowed to open).
 TENANT_PAGES = {
@@ -37,6 +38,7 @@ TENANT_PAGES = {
     + INBOX
     + CONNECTORS
     + AUDIT
+    + FLOWS
     + KNOWLEDGE
     + BOT_HOSTS
     + [
@@ -51,13 +53,14 @@ TENANT_PAGES = {
     + INBOX
     + CONNECTORS
     + AUDIT
+    + FLOWS
     + KNOWLEDGE
     + BOT_HOSTS
     + ["/users/", "/audit/sinks/"],
     "agent@acme.test": EVERYONE + INBOX,
     "analyst@acme.test": EVERYONE + AUDIT,
     "integrator@acme.test": EVERYONE + CONNECTORS + BOT_HOSTS,
-    "marketer@acme.test": EVERYONE + KNOWLEDGE,
+    "marketer@acme.test": EVERYONE + FLOWS + KNOWLEDGE,
 }
 CONSOLE_PAGES = ["/", "/audit/", "/audit/sinks/"]
 
@@ -113,7 +116,7 @@ def _check_the_menu(page, base: str) -> None:
     menu = page.locator("#settings-menu .menu-panel")
     expect(menu.get_by_role("link", name="Break-glass")).to_be_visible()
     hrefs = set(menu.locator("a").evaluate_all("links => links.map((a) => a.pathname)"))
-    top = {"/", "/inbox/", "/audit/", "/access/", *KNOWLEDGE}
+    top = {"/", "/inbox/", "/audit/", "/access/", *FLOWS, *KNOWLEDGE}
     settings_pages = set(TENANT_PAGES["owner@acme.test"]) - top
     assert settings_pages <= hrefs, settings_pages - hrefs
     page.keyboard.press("Escape")

@@ -181,6 +181,8 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     "api:articles": ("GET", "policy", {"q": "refund"}),
     "api:article": ("GET", "policy", {}),
     "api:bot-hosts": ("GET", "policy", {}),
+    "bots:flows": ("GET", "policy", {}),
+    "bots:flow_editor": ("GET", "policy", {}),
     "kb:articles": ("GET", "policy", {"q": "refund"}),
     "kb:article_new": ("GET", "policy", {}),
     "kb:article_edit": ("GET", "policy", {}),
