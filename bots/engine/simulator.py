@@ -76,7 +76,9 @@ def simulate(
     )
     ctx.intent_scores = intent_scorer(graph_model(parsed))
     pool = list(articles)
-    ctx.kb_answer = kb_answerer(pool, ("sim", tuple((a.id, a.title, a.body, a.tags) for a in pool)))
+    ctx.kb_answer = kb_answerer(
+        pool, ("sim", tuple((a.id, a.title, a.body, tuple(a.tags)) for a in pool))
+    )
 
     def history() -> list[tuple[str, str]]:
         # The other turns: the customer's latest message is the question itself.

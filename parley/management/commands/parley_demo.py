@@ -8,6 +8,7 @@ from django_tenants.utils import schema_context, tenant_context
 from accounts import mfa
 from accounts.models import BackupCodeDevice
 from accounts.policy import Role
+from bots.demo import demo_bot_ensure
 from connectors.webchat.services import webchat_demo_ensure
 from parley import devstack
 from parley.base_url import tenant_base_url
@@ -69,11 +70,14 @@ class Command(BaseCommand):
                     user.save()
                     self._demo_codes(user, f"{slug}: {email}", codes, known)
                 # A web chat on the tenant's demo page (/demo/chat/), answered by agent@.
-                webchat_demo_ensure(
-                    by=User.objects.get(email=f"owner@{slug}.test"),
+                owner = User.objects.get(email=f"owner@{slug}.test")
+                chat = webchat_demo_ensure(
+                    by=owner,
                     origin=tenant_base_url(tenant),
                     members=[User.objects.get(email=f"agent@{slug}.test")],
                 )
+                # A published bot on that web chat: greets, answers, hands off to agent@.
+                demo_bot_ensure(by=owner, inbox=chat.inbox)
             lines.append(
                 f"Tenant {slug:<8}   {tenant_base_url(tenant)}/  <role>@{slug}.test / {DEMO_PASSWORD}"
                 f"  (roles: {', '.join(r.value for r in Role)})"
@@ -81,7 +85,8 @@ class Command(BaseCommand):
         lines.append(
             "Web chat demo     "
             f"{tenant_base_url(Tenant.objects.get(slug='acme'))}/demo/chat/  "
-            "(chat as a customer; answer in the Website chat inbox as agent@acme.test)"
+            "(chat as a customer with the demo bot; type agent to be handed to agent@acme.test; "
+            "marketer@acme.test edits the bot under Flows)"
         )
         path.write_text("\n".join(codes) + "\n")
         path.chmod(0o600)
