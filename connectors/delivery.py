@@ -22,7 +22,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -37,7 +37,7 @@ from connectors.channels import (
     channel_health_ok,
     channel_secrets,
 )
-from connectors.models import Channel
+from connectors.models import Channel, ChannelCredential
 from conversations.models import OUTSIDE_WINDOW_ERROR, ContactIdentity, Message
 from conversations.services import (
     body_of,
@@ -188,29 +188,34 @@ def pull_kinds() -> tuple[str, ...]:
     return tuple(kind for kind in registry.kinds() if registry.get(kind).PULL)
 
 
-def _pulled(message: Message) -> bool:
+def _channel_of(message: Message) -> Channel | None:
+    """The message's channel with its credentials (one read for the whole attempt)."""
     channel_id = message.conversation.inbox.channel_id
+    if not channel_id:
+        return None
     return (
-        bool(channel_id) and Channel.objects.filter(pk=channel_id, kind__in=pull_kinds()).exists()
-    )
-
-
-def _problem(message: Message) -> tuple[Channel | None, str, str]:
-    """(channel, recipient id, problem); an empty problem means go."""
-    inbox = message.conversation.inbox
-    channel = (
-        Channel.objects.prefetch_related("credential_links__credential")
-        .filter(pk=inbox.channel_id)
+        Channel.objects.prefetch_related(
+            Prefetch(
+                "credential_links", queryset=ChannelCredential.objects.select_related("credential")
+            )
+        )
+        .filter(pk=channel_id)
         .first()
-        if inbox.channel_id
-        else None
     )
+
+
+def _pulled(channel: Channel | None) -> bool:
+    return channel is not None and channel.kind in pull_kinds()
+
+
+def _problem(message: Message, channel: Channel | None) -> tuple[str, str]:
+    """(recipient id, problem); an empty problem means go."""
     if channel is None:
-        return None, "", "The inbox has no channel."
+        return "", "The inbox has no channel."
     if channel.kind not in registry.kinds():
-        return channel, "", f"No sender for {channel.kind} channels."
+        return "", f"No sender for {channel.kind} channels."
     if not channel.enabled:
-        return channel, "", "The channel is disabled."
+        return "", "The channel is disabled."
     identity = (
         ContactIdentity.objects.filter(
             contact_id=message.conversation.contact_id, channel_id=channel.pk
@@ -219,8 +224,8 @@ def _problem(message: Message) -> tuple[Channel | None, str, str]:
         .first()
     )
     if identity is None:
-        return channel, "", "The contact has no id on this channel."
-    return channel, identity, ""
+        return "", "The contact has no id on this channel."
+    return identity, ""
 
 
 @sensitive_variables("keys")
@@ -239,7 +244,8 @@ def delivery_attempt(*, message_id: int) -> str:
     message = base.select_related("conversation__inbox").first()
     if message is None:
         return "missing"
-    if _pulled(message):
+    channel = _channel_of(message)
+    if _pulled(channel):
         # Web chat: the reply waits for the visitor's poll, which marks it
         # delivered. No attempt is counted, nothing fails or retries, and the
         # channel's health is not touched.
@@ -252,7 +258,7 @@ def delivery_attempt(*, message_id: int) -> str:
             return "skipped"
         message.refresh_from_db(fields=["delivery", "delivery_attempts"])
         attempts = message.delivery_attempts
-        channel, recipient, problem = _problem(message)
+        recipient, problem = _problem(message, channel)
         if problem:
             delivery_fail(
                 message_id=message_id,
@@ -300,7 +306,9 @@ def delivery_attempt(*, message_id: int) -> str:
                 attempt=attempts,
             )
         try:
-            keys = channel_secrets(channel, purpose="channel.sign", roles=adapter.SEND_SECRETS)
+            keys = channel_secrets(
+                channel, purpose="channel.sign", roles=adapter.SEND_SECRETS, reuse=True
+            )
         except KeyringError as exc:
             delivery_fail(
                 message_id=message_id,
@@ -355,7 +363,8 @@ def delivery_attempt(*, message_id: int) -> str:
         message_delivery_update(
             message=message, status=Message.Delivery.SENT, external_id=result.external_id
         )
-        channel_health_ok(channel_id=channel.pk)
+        if channel.health != Channel.Health.OK:
+            channel_health_ok(channel_id=channel.pk)
         return "sent"
     finally:
         if cache.get(lease_key) == lease:
