@@ -73,13 +73,18 @@ class TransientDeliveryError(Exception):
 
 class _ChannelHttp:
     """The :class:`HttpCall` one delivery attempt hands its adapter: ``outbound_http``
-    bound to the channel's rate key and rate, recording every network attempt (and
-    every local refusal) on the message's ``delivery_log``. It remembers whether
-    the last call was held back without a request (``held_back``)."""
+    bound to the channel's rate key and rate, noting every network attempt (and
+    every local refusal) for the message's ``delivery_log``. It remembers whether
+    the last call was held back without a request (``held_back``).
+
+    The notes are written by :meth:`flush`: on success in the same transaction as
+    the message's ``sent`` status (one commit per reply instead of two), otherwise
+    before anything else the attempt records."""
 
     def __init__(self, *, message_id: int, attempt: int, channel: Channel, rate: float):
         self.message_id, self.attempt = message_id, attempt
         self.held_back: HttpTransportError | None = None
+        self.pending: list[dict] = []
         self._call = functools.partial(
             outbound_http,
             rate_key=rate_key(channel),
@@ -88,17 +93,31 @@ class _ChannelHttp:
         )
 
     def _record(self, *, attempt: int, status: int | None, error: str | None, elapsed_ms: float):
-        message_delivery_log(
-            message_id=self.message_id,
-            entry={
+        self.pending.append(
+            {
                 "attempt": self.attempt,
                 "at": timezone.now().isoformat(),
                 "status": status,
                 "error": error,
                 "ms": round(elapsed_ms),
                 "network": True,
-            },
+            }
         )
+
+    def flush(self, *, best_effort: bool = False) -> None:
+        """Append the noted attempts to the message's ``delivery_log``. ``best_effort``:
+        a failure is logged, never raised (a transient refusal must not become an
+        error of its own)."""
+        entries, self.pending = self.pending, []
+        for entry in entries:
+            try:
+                message_delivery_log(message_id=self.message_id, entry=entry)
+            except Exception:
+                if not best_effort:
+                    raise
+                logger.exception(
+                    "delivery: attempt of message %s not recorded", self.message_id
+                )
 
     def __call__(self, method: str, url: str, **kwargs) -> HttpReply:
         self.held_back = None
@@ -107,26 +126,17 @@ class _ChannelHttp:
         except HttpTransportError as exc:
             if not exc.attempted:
                 self.held_back = exc
-                self._record_held_back()
+                self.pending.append(
+                    {
+                        "attempt": self.attempt,
+                        "at": timezone.now().isoformat(),
+                        "status": None,
+                        "error": "held_back",
+                        "ms": 0,
+                        "network": False,
+                    }
+                )
             raise
-
-    def _record_held_back(self) -> None:
-        # Never let the record turn a transient refusal into an error of its own:
-        # the adapter would take it for a broken transport and fail the message.
-        try:
-            message_delivery_log(
-                message_id=self.message_id,
-                entry={
-                    "attempt": self.attempt,
-                    "at": timezone.now().isoformat(),
-                    "status": None,
-                    "error": "held_back",
-                    "ms": 0,
-                    "network": False,
-                },
-            )
-        except Exception:
-            logger.exception("delivery: held-back send of message %s not recorded", self.message_id)
 
 
 def rate_key(channel: Channel) -> str:
@@ -324,6 +334,7 @@ def delivery_attempt(*, message_id: int) -> str:
             result = adapter.send(outbound, dict(channel.settings or {}), keys, http)
         except DeliveryError as exc:
             del keys
+            http.flush(best_effort=True)
             if http.held_back is not None and not exc.permanent:
                 # Parley's own rate limit or circuit breaker refused the send before
                 # any request: not an attempt. Give the count back and come back
@@ -359,10 +370,15 @@ def delivery_attempt(*, message_id: int) -> str:
                 message_id=message_id, error=error, attempts=attempts, channel_id=channel.pk
             )
             return "failed"
+        except Exception:
+            http.flush(best_effort=True)
+            raise
         del keys
-        message_delivery_update(
-            message=message, status=Message.Delivery.SENT, external_id=result.external_id
-        )
+        with transaction.atomic():
+            http.flush()
+            message_delivery_update(
+                message=message, status=Message.Delivery.SENT, external_id=result.external_id
+            )
         if channel.health != Channel.Health.OK:
             channel_health_ok(channel_id=channel.pk)
         return "sent"
