@@ -26,6 +26,7 @@ from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.throttles import redis_client
 from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
@@ -193,6 +194,27 @@ def delivery_fail(*, message_id: int, error: str, attempts: int, channel_id=None
     logger.warning("channel delivery failed for good: message=%s attempts=%s", message_id, attempts)
 
 
+def _lease_take(key: str, lease: str) -> bool:
+    """Take the message's sending lease (``LEASE_SECONDS``), False if another holds it.
+
+    Through the process's one Redis client (``accounts.throttles.redis_client``):
+    Django's cache builds a client per call, three per reply."""
+    client = redis_client()
+    if client is None:
+        return cache.add(key, lease, LEASE_SECONDS)
+    return bool(client.set(cache.make_key(key), lease, nx=True, ex=LEASE_SECONDS))
+
+
+def _lease_release(key: str, lease: str) -> None:
+    client = redis_client()
+    if client is None:
+        if cache.get(key) == lease:
+            cache.delete(key)
+        return
+    if client.get(cache.make_key(key)) == lease.encode():
+        client.delete(cache.make_key(key))
+
+
 def pull_kinds() -> tuple[str, ...]:
     """Kinds whose adapter leaves replies for the recipient to fetch (``PULL``)."""
     return tuple(kind for kind in registry.kinds() if registry.get(kind).PULL)
@@ -261,7 +283,7 @@ def delivery_attempt(*, message_id: int) -> str:
         # channel's health is not touched.
         return AWAITING_RECIPIENT
     lease_key, lease = f"channel-deliver:{message_id}", uuid.uuid4().hex
-    if not cache.add(lease_key, lease, LEASE_SECONDS):
+    if not _lease_take(lease_key, lease):
         return "busy"
     try:
         if not base.filter(_eligible()).update(delivery_attempts=F("delivery_attempts") + 1):
@@ -383,5 +405,4 @@ def delivery_attempt(*, message_id: int) -> str:
             channel_health_ok(channel_id=channel.pk)
         return "sent"
     finally:
-        if cache.get(lease_key) == lease:
-            cache.delete(lease_key)
+        _lease_release(lease_key, lease)
