@@ -116,9 +116,7 @@ class _ChannelHttp:
             except Exception:
                 if not best_effort:
                     raise
-                logger.exception(
-                    "delivery: attempt of message %s not recorded", self.message_id
-                )
+                logger.exception("delivery: attempt of message %s not recorded", self.message_id)
 
     def __call__(self, method: str, url: str, **kwargs) -> HttpReply:
         self.held_back = None

@@ -143,6 +143,10 @@ REUSE_SECONDS = 60
 REUSE_MAX_ENTRIES = 1024
 _reused: dict[tuple[str, int, str, bytes], tuple[str, float]] = {}
 _reuse_lock = threading.Lock()
+# One decryption per key at a time: the threads that miss together (a process's
+# first events, or the minute running out under load) wait for it instead of
+# each decrypting, recording and auditing the same secret.
+_filling: dict[tuple[str, int, str, bytes], threading.Lock] = {}
 
 
 def _reuse_key(credential: Credential, purpose: str) -> tuple[str, int, str, bytes]:
@@ -162,8 +166,9 @@ def _reused_secret(key) -> str | None:
     return entry[0]
 
 
-@sensitive_variables("plaintext")
-def _keep(key, plaintext: str) -> None:
+@sensitive_variables("secret")
+def _keep(key, secret: str) -> None:
+    # Named "secret": the error reporter masks such locals in the closure's frame too.
     def store() -> None:
         now = time.monotonic()
         with _reuse_lock:
@@ -172,7 +177,7 @@ def _keep(key, plaintext: str) -> None:
                     del _reused[stale]
                 if len(_reused) >= REUSE_MAX_ENTRIES:
                     _reused.clear()
-            _reused[key] = (plaintext, now + REUSE_SECONDS)
+            _reused[key] = (secret, now + REUSE_SECONDS)
 
     # Kept only once its use is recorded (committed): a rolled-back record leaves no reuse.
     transaction.on_commit(store)
@@ -183,6 +188,15 @@ def credentials_forget(credential_id: int | None = None) -> None:
     with _reuse_lock:
         for key in [k for k in _reused if credential_id is None or k[1] == credential_id]:
             del _reused[key]
+        for key in [k for k in _filling if credential_id is None or k[1] == credential_id]:
+            del _filling[key]
+
+
+def _fill_lock(key) -> threading.Lock:
+    with _reuse_lock:
+        if len(_filling) >= REUSE_MAX_ENTRIES:
+            _filling.clear()
+        return _filling.setdefault(key, threading.Lock())
 
 
 @sensitive_variables("plaintext")
@@ -198,11 +212,21 @@ def credential_use(
     ciphertext within the last ``REUSE_SECONDS`` (see above); each decryption is
     recorded, a reuse is not.
     """
-    key = _reuse_key(credential, purpose) if reuse else None
-    if key is not None:
-        plaintext = _reused_secret(key)
+    if not reuse:
+        return _decrypt_and_record(credential, purpose, actor, key=None)
+    key = _reuse_key(credential, purpose)
+    plaintext = _reused_secret(key)
+    if plaintext is not None:
+        return plaintext
+    with _fill_lock(key):
+        plaintext = _reused_secret(key)  # another thread may have just decrypted it
         if plaintext is not None:
             return plaintext
+        return _decrypt_and_record(credential, purpose, actor, key=key)
+
+
+@sensitive_variables("plaintext")
+def _decrypt_and_record(credential: Credential, purpose: str, actor: Actor | None, *, key) -> str:
     plaintext = fields.decrypt(
         credential.secret_ct,
         schema=connection.schema_name,
@@ -220,7 +244,7 @@ def credential_use(
             credential,
             actor,
             purpose=purpose[:80],
-            **({"reused_for_seconds": REUSE_SECONDS} if reuse else {}),
+            **({"reused_for_seconds": REUSE_SECONDS} if key is not None else {}),
         )
         if key is not None:
             _keep(key, plaintext)

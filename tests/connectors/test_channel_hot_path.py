@@ -16,6 +16,8 @@ decrypted secret is kept, once its use is recorded) run only inside
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -146,9 +148,7 @@ def test_a_replaced_secret_is_never_served_from_a_previous_decryption(
 
 
 @pytest.mark.django_db
-def test_a_paused_or_deleted_channel_s_secret_is_not_used(
-    acme, django_capture_on_commit_callbacks
-):
+def test_a_paused_or_deleted_channel_s_secret_is_not_used(acme, django_capture_on_commit_callbacks):
     channel = _meta_channel(acme, "whatsapp", PHONE)
     assert _webhook(channel, 0, committed=django_capture_on_commit_callbacks).status_code == 200
     with tenant_context(acme):
@@ -303,7 +303,9 @@ def test_queries_per_inbound_message_and_per_reply_are_pinned(
         channel = _reply_channel(acme, graph)
         _one_message(acme, channel, 0, django_capture_on_commit_callbacks)  # warm
 
-        counts = [_one_message(acme, channel, n, django_capture_on_commit_callbacks) for n in (1, 2)]
+        counts = [
+            _one_message(acme, channel, n, django_capture_on_commit_callbacks) for n in (1, 2)
+        ]
 
         assert len(graph.requests) == 3
     assert counts[0] == counts[1], counts
@@ -317,3 +319,31 @@ def test_queries_per_inbound_message_and_per_reply_are_pinned(
         # Three replies, one decryption of the access token (and one of the app secret).
         assert [u["purpose"] for u in _uses(token.credential_id)] == ["channel.sign"]
         assert len(_uses(_app_secret(channel).pk)) == 1
+
+
+def test_threads_that_miss_together_decrypt_once(monkeypatch):
+    """A process's first events (or the minute running out) arrive on several threads
+    at once: one decrypts and records, the others wait for it and reuse."""
+    decrypted = []
+
+    def decrypt_and_record(credential, purpose, actor, *, key):
+        decrypted.append(purpose)
+        time.sleep(0.05)  # the decryption, its UPDATE and audit event, the commit
+        services._reused[key] = ("the-secret", time.monotonic() + 60)  # as on commit
+        return "the-secret"
+
+    monkeypatch.setattr(services, "_decrypt_and_record", decrypt_and_record)
+    credential = Credential(pk=987654, secret_ct=b"\x01ciphertext")
+    results = []
+
+    def use():
+        results.append(credential_use(credential=credential, purpose="channel.verify", reuse=True))
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results == ["the-secret"] * 8
+    assert decrypted == ["channel.verify"]
