@@ -48,7 +48,7 @@ ACTIONS: dict[str, str] = {
     "credential.set": "A connector credential was stored.",
     "credential.replaced": "A connector credential's secret was replaced (rotated).",
     "credential.deleted": "A connector credential was deleted.",
-    "credential.used": "A connector credential was decrypted for one use.",
+    "credential.used": "A connector credential was decrypted: for one use, or for this process's uses in the next minute (details.reused_for_seconds).",
     "tenant.offboarding_scheduled": "A tenant was closed; its schema and keys go when the retention window ends.",
     "tenant.offboarded": "A tenant's schema was dropped and its keys destroyed (crypto-shredding).",
     # inboxes

@@ -193,11 +193,13 @@ class Server:
 
 
 class Worker:
-    """One Celery worker process, one task at a time, on the default queue."""
+    """One Celery worker instance on the default queue: ``concurrency`` prefork
+    processes (1: one task at a time)."""
 
-    def __init__(self):
+    def __init__(self, concurrency: int = 1):
         self.dir = Path(tempfile.mkdtemp(prefix="parley-bench-worker-"))
         self.proc: subprocess.Popen | None = None
+        self.concurrency = concurrency
 
     def start(self) -> Worker:
         log = (self.dir / "worker.log").open("wb")
@@ -210,7 +212,7 @@ class Worker:
                 "-Q",
                 "default",
                 "-c",
-                "1",
+                str(self.concurrency),
                 "-n",
                 "bench@%h",
                 "-l",

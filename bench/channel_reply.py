@@ -2,7 +2,9 @@
 
 Its own database (``bench_parley_reply``, recreated; dropped at the end unless
 ``--keep``) and Redis database (13, flushed). gunicorn as in bench/webhooks.py,
-one Celery worker (``-c 1``, the default queue, as ``make run`` starts it), and
+one Celery worker on the default queue, ``-c 1`` unless ``--worker-concurrency N``
+gives that one worker N prefork processes (``make run`` starts it with ``-c 2``;
+the deployed ``celery worker`` has Celery's default, one per core), and
 the local Graph API of the tests (``tests/fakes/graph.py``) in this process,
 which notes when each reply arrives. The channel's ``graph_base_url`` points at it.
 
@@ -21,7 +23,7 @@ event → worker (parse, contact, conversation, message, auto-reply) →
 Target: >= 80 messages/s with one worker.
 
     python bench/channel_reply.py [--rate 10] [--count 300] [--burst 1000]
-                                  [--workers 3] [--threads 4] [--keep]
+                                  [--workers 3] [--threads 4] [--worker-concurrency 1] [--keep]
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=1,
+        help="prefork processes of the one Celery worker (deploy default: one per core)",
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
 
@@ -124,14 +132,17 @@ def main() -> None:
         return make
 
     server = Server(workers=args.workers, threads=args.threads).start()
-    worker = Worker().start()
+    worker = Worker(concurrency=args.worker_concurrency).start()
     result = {
         "benchmark": "channel_reply",
         "machine": {
             "cores": len(os.sched_getaffinity(0)),
             "shared_with": "gunicorn, load generator, fake Graph API, PostgreSQL, Redis",
         },
-        "config": {**server.config, "celery_worker": "1 process, -c 1, queue default"},
+        "config": {
+            **server.config,
+            "celery_worker": f"1 worker, -c {args.worker_concurrency} (prefork), queue default",
+        },
     }
     try:
         print("warm-up (worker start, first replies)…", file=sys.stderr)

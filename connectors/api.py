@@ -37,6 +37,17 @@ class CredentialSerializer(serializers.ModelSerializer):
             "use_count",
         ]
         read_only_fields = [f for f in fields if f not in ("name", "kind", "connector", "secret")]
+        extra_kwargs = {
+            "use_count": {
+                "help_text": "How many times the secret was decrypted (each a credential.used "
+                "audit event). A channel's secrets, used on every event, are decrypted at "
+                "most once a minute per process."
+            },
+            "last_used_at": {
+                "help_text": "When the secret was last decrypted (for a secret in constant "
+                "use, at most a minute ago)."
+            },
+        }
 
     def validate_connector(self, value: str) -> str:
         if not services.CONNECTOR_RE.match(value):

@@ -17,6 +17,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -25,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -65,14 +66,20 @@ def channel_actor(channel: Channel) -> Actor:
     return Actor(kind="connector", id=str(channel.pk), name=f"{channel.kind}:{channel.name}"[:200])
 
 
-def channel_secrets(channel: Channel, *, purpose: str, roles=None) -> dict[str, str]:
-    """Decrypt the channel's secrets (each use audited) for one call; drop them after."""
+def channel_secrets(
+    channel: Channel, *, purpose: str, roles=None, reuse: bool = False
+) -> dict[str, str]:
+    """Decrypt the channel's secrets (each decryption audited) for one call; drop them after.
+
+    ``reuse``: for secrets used on every event (verifying webhooks, sending
+    replies), a decryption of the same ciphertext by this process in the last
+    minute may serve (``connectors.services.credential_use``)."""
     actor = channel_actor(channel)
     out = {}
     for link in channel.credential_links.all():
         if roles is None or link.role in roles:
             out[link.role] = credential_use(
-                credential=link.credential, purpose=purpose, actor=actor
+                credential=link.credential, purpose=purpose, actor=actor, reuse=reuse
             )
     return out
 
@@ -105,12 +112,19 @@ def channel_get(*, channel_id) -> Channel:
 
 
 def channel_for_webhook(*, kind: str, public_id: str) -> Channel | None:
-    """The enabled channel of ``kind`` behind a webhook URL, in the request's tenant (None otherwise)."""
+    """The enabled channel of ``kind`` behind a webhook URL, in the request's tenant (None otherwise).
+
+    Its credentials come with their ciphertext (the signature check decrypts one,
+    or finds this process's recent decryption of that same ciphertext)."""
     if not public_id or len(public_id) > 32 or kind not in registry.kinds():
         return None
     return (
         Channel.objects.select_related("inbox")
-        .prefetch_related(_links())
+        .prefetch_related(
+            Prefetch(
+                "credential_links", queryset=ChannelCredential.objects.select_related("credential")
+            )
+        )
         .filter(public_id=public_id, kind=kind, enabled=True)
         .first()
     )
@@ -630,9 +644,24 @@ def channel_test_connection(*, by, channel: Channel) -> ConnectionTest:
 # --- health -----------------------------------------------------------------------------------------
 
 
-def channel_event_seen(*, channel_id: int) -> None:
-    """A verified event arrived (the list page's "last event")."""
-    Channel.objects.filter(pk=channel_id).update(last_event_at=timezone.now())
+EVENT_SEEN_SECONDS = 60  # "last event" is kept to this precision
+
+
+def channel_event_seen(*, channel: Channel) -> None:
+    """A verified event arrived (the list page's "last event", to the minute).
+
+    Written at most once per ``EVENT_SEEN_SECONDS``: every webhook of a channel
+    writing the channel's row made them queue on its lock (docs/scaling.md). The
+    update is conditional, so concurrent webhooks that all saw an old value
+    write it once."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=EVENT_SEEN_SECONDS)
+    if channel.last_event_at is not None and channel.last_event_at > stale:
+        return
+    Channel.objects.filter(pk=channel.pk).filter(
+        Q(last_event_at__isnull=True) | Q(last_event_at__lte=stale)
+    ).update(last_event_at=now)
+    channel.last_event_at = now
 
 
 def channel_health_ok(*, channel_id: int) -> None:

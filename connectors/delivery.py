@@ -22,10 +22,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.throttles import redis_client
 from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
@@ -37,7 +38,7 @@ from connectors.channels import (
     channel_health_ok,
     channel_secrets,
 )
-from connectors.models import Channel
+from connectors.models import Channel, ChannelCredential
 from conversations.models import OUTSIDE_WINDOW_ERROR, ContactIdentity, Message
 from conversations.services import (
     body_of,
@@ -73,13 +74,18 @@ class TransientDeliveryError(Exception):
 
 class _ChannelHttp:
     """The :class:`HttpCall` one delivery attempt hands its adapter: ``outbound_http``
-    bound to the channel's rate key and rate, recording every network attempt (and
-    every local refusal) on the message's ``delivery_log``. It remembers whether
-    the last call was held back without a request (``held_back``)."""
+    bound to the channel's rate key and rate, noting every network attempt (and
+    every local refusal) for the message's ``delivery_log``. It remembers whether
+    the last call was held back without a request (``held_back``).
+
+    The notes are written by :meth:`flush`: on success in the same transaction as
+    the message's ``sent`` status (one commit per reply instead of two), otherwise
+    before anything else the attempt records."""
 
     def __init__(self, *, message_id: int, attempt: int, channel: Channel, rate: float):
         self.message_id, self.attempt = message_id, attempt
         self.held_back: HttpTransportError | None = None
+        self.pending: list[dict] = []
         self._call = functools.partial(
             outbound_http,
             rate_key=rate_key(channel),
@@ -88,17 +94,29 @@ class _ChannelHttp:
         )
 
     def _record(self, *, attempt: int, status: int | None, error: str | None, elapsed_ms: float):
-        message_delivery_log(
-            message_id=self.message_id,
-            entry={
+        self.pending.append(
+            {
                 "attempt": self.attempt,
                 "at": timezone.now().isoformat(),
                 "status": status,
                 "error": error,
                 "ms": round(elapsed_ms),
                 "network": True,
-            },
+            }
         )
+
+    def flush(self, *, best_effort: bool = False) -> None:
+        """Append the noted attempts to the message's ``delivery_log``. ``best_effort``:
+        a failure is logged, never raised (a transient refusal must not become an
+        error of its own)."""
+        entries, self.pending = self.pending, []
+        for entry in entries:
+            try:
+                message_delivery_log(message_id=self.message_id, entry=entry)
+            except Exception:
+                if not best_effort:
+                    raise
+                logger.exception("delivery: attempt of message %s not recorded", self.message_id)
 
     def __call__(self, method: str, url: str, **kwargs) -> HttpReply:
         self.held_back = None
@@ -107,26 +125,17 @@ class _ChannelHttp:
         except HttpTransportError as exc:
             if not exc.attempted:
                 self.held_back = exc
-                self._record_held_back()
+                self.pending.append(
+                    {
+                        "attempt": self.attempt,
+                        "at": timezone.now().isoformat(),
+                        "status": None,
+                        "error": "held_back",
+                        "ms": 0,
+                        "network": False,
+                    }
+                )
             raise
-
-    def _record_held_back(self) -> None:
-        # Never let the record turn a transient refusal into an error of its own:
-        # the adapter would take it for a broken transport and fail the message.
-        try:
-            message_delivery_log(
-                message_id=self.message_id,
-                entry={
-                    "attempt": self.attempt,
-                    "at": timezone.now().isoformat(),
-                    "status": None,
-                    "error": "held_back",
-                    "ms": 0,
-                    "network": False,
-                },
-            )
-        except Exception:
-            logger.exception("delivery: held-back send of message %s not recorded", self.message_id)
 
 
 def rate_key(channel: Channel) -> str:
@@ -183,34 +192,60 @@ def delivery_fail(*, message_id: int, error: str, attempts: int, channel_id=None
     logger.warning("channel delivery failed for good: message=%s attempts=%s", message_id, attempts)
 
 
+def _lease_take(key: str, lease: str) -> bool:
+    """Take the message's sending lease (``LEASE_SECONDS``), False if another holds it.
+
+    Through the process's one Redis client (``accounts.throttles.redis_client``):
+    Django's cache builds a client per call, three per reply."""
+    client = redis_client()
+    if client is None:
+        return cache.add(key, lease, LEASE_SECONDS)
+    return bool(client.set(cache.make_key(key), lease, nx=True, ex=LEASE_SECONDS))
+
+
+def _lease_release(key: str, lease: str) -> None:
+    client = redis_client()
+    if client is None:
+        if cache.get(key) == lease:
+            cache.delete(key)
+        return
+    if client.get(cache.make_key(key)) == lease.encode():
+        client.delete(cache.make_key(key))
+
+
 def pull_kinds() -> tuple[str, ...]:
     """Kinds whose adapter leaves replies for the recipient to fetch (``PULL``)."""
     return tuple(kind for kind in registry.kinds() if registry.get(kind).PULL)
 
 
-def _pulled(message: Message) -> bool:
+def _channel_of(message: Message) -> Channel | None:
+    """The message's channel with its credentials (one read for the whole attempt)."""
     channel_id = message.conversation.inbox.channel_id
+    if not channel_id:
+        return None
     return (
-        bool(channel_id) and Channel.objects.filter(pk=channel_id, kind__in=pull_kinds()).exists()
-    )
-
-
-def _problem(message: Message) -> tuple[Channel | None, str, str]:
-    """(channel, recipient id, problem); an empty problem means go."""
-    inbox = message.conversation.inbox
-    channel = (
-        Channel.objects.prefetch_related("credential_links__credential")
-        .filter(pk=inbox.channel_id)
+        Channel.objects.prefetch_related(
+            Prefetch(
+                "credential_links", queryset=ChannelCredential.objects.select_related("credential")
+            )
+        )
+        .filter(pk=channel_id)
         .first()
-        if inbox.channel_id
-        else None
     )
+
+
+def _pulled(channel: Channel | None) -> bool:
+    return channel is not None and channel.kind in pull_kinds()
+
+
+def _problem(message: Message, channel: Channel | None) -> tuple[str, str]:
+    """(recipient id, problem); an empty problem means go."""
     if channel is None:
-        return None, "", "The inbox has no channel."
+        return "", "The inbox has no channel."
     if channel.kind not in registry.kinds():
-        return channel, "", f"No sender for {channel.kind} channels."
+        return "", f"No sender for {channel.kind} channels."
     if not channel.enabled:
-        return channel, "", "The channel is disabled."
+        return "", "The channel is disabled."
     identity = (
         ContactIdentity.objects.filter(
             contact_id=message.conversation.contact_id, channel_id=channel.pk
@@ -219,8 +254,8 @@ def _problem(message: Message) -> tuple[Channel | None, str, str]:
         .first()
     )
     if identity is None:
-        return channel, "", "The contact has no id on this channel."
-    return channel, identity, ""
+        return "", "The contact has no id on this channel."
+    return identity, ""
 
 
 @sensitive_variables("keys")
@@ -239,20 +274,21 @@ def delivery_attempt(*, message_id: int) -> str:
     message = base.select_related("conversation__inbox").first()
     if message is None:
         return "missing"
-    if _pulled(message):
+    channel = _channel_of(message)
+    if _pulled(channel):
         # Web chat: the reply waits for the visitor's poll, which marks it
         # delivered. No attempt is counted, nothing fails or retries, and the
         # channel's health is not touched.
         return AWAITING_RECIPIENT
     lease_key, lease = f"channel-deliver:{message_id}", uuid.uuid4().hex
-    if not cache.add(lease_key, lease, LEASE_SECONDS):
+    if not _lease_take(lease_key, lease):
         return "busy"
     try:
         if not base.filter(_eligible()).update(delivery_attempts=F("delivery_attempts") + 1):
             return "skipped"
         message.refresh_from_db(fields=["delivery", "delivery_attempts"])
         attempts = message.delivery_attempts
-        channel, recipient, problem = _problem(message)
+        recipient, problem = _problem(message, channel)
         if problem:
             delivery_fail(
                 message_id=message_id,
@@ -300,7 +336,9 @@ def delivery_attempt(*, message_id: int) -> str:
                 attempt=attempts,
             )
         try:
-            keys = channel_secrets(channel, purpose="channel.sign", roles=adapter.SEND_SECRETS)
+            keys = channel_secrets(
+                channel, purpose="channel.sign", roles=adapter.SEND_SECRETS, reuse=True
+            )
         except KeyringError as exc:
             delivery_fail(
                 message_id=message_id,
@@ -316,6 +354,7 @@ def delivery_attempt(*, message_id: int) -> str:
             result = adapter.send(outbound, dict(channel.settings or {}), keys, http)
         except DeliveryError as exc:
             del keys
+            http.flush(best_effort=True)
             if http.held_back is not None and not exc.permanent:
                 # Parley's own rate limit or circuit breaker refused the send before
                 # any request: not an attempt. Give the count back and come back
@@ -351,12 +390,17 @@ def delivery_attempt(*, message_id: int) -> str:
                 message_id=message_id, error=error, attempts=attempts, channel_id=channel.pk
             )
             return "failed"
+        except Exception:
+            http.flush(best_effort=True)
+            raise
         del keys
-        message_delivery_update(
-            message=message, status=Message.Delivery.SENT, external_id=result.external_id
-        )
-        channel_health_ok(channel_id=channel.pk)
+        with transaction.atomic():
+            http.flush()
+            message_delivery_update(
+                message=message, status=Message.Delivery.SENT, external_id=result.external_id
+            )
+        if channel.health != Channel.Health.OK:
+            channel_health_ok(channel_id=channel.pk)
         return "sent"
     finally:
-        if cache.get(lease_key) == lease:
-            cache.delete(lease_key)
+        _lease_release(lease_key, lease)

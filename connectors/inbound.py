@@ -84,7 +84,7 @@ def inbound_event_store(*, channel: Channel, raw: bytes, key: str) -> tuple[Inbo
     except IntegrityError:
         # The same event, delivered twice at once: the other request stored it.
         return InboundEvent.objects.get(channel=channel, dedupe_key=key), False
-    channel_event_seen(channel_id=channel.pk)
+    channel_event_seen(channel=channel)
     return event, True
 
 

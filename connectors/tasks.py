@@ -61,7 +61,9 @@ def credential_rotation_reminders() -> dict:
     return {"schema": connection.schema_name, "reminded": len(due), "recipients": len(recipients)}
 
 
-@tenant_task(bind=True, acks_late=True, max_retries=HELD_BACK_RETRIES + 10)
+# Fire and forget (no caller reads a result): ignore_result spares the result
+# backend a write per task (two Redis round trips per message on the reply path).
+@tenant_task(bind=True, acks_late=True, ignore_result=True, max_retries=HELD_BACK_RETRIES + 10)
 def message_deliver(self, message_id: int) -> dict:
     """Send one outbound message through its inbox's channel (enqueued when
     ``conversations`` announces ``reply_queued``); retried with backoff on transient
@@ -146,7 +148,7 @@ def deliveries_resume(older_than_seconds: int = 120) -> int:
 # --- inbound events ---------------------------------------------------------------------------------
 
 
-@tenant_task(bind=True, acks_late=True, max_retries=5)
+@tenant_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
 def inbound_event_process(self, event_id: int) -> dict:
     """Process one stored webhook event (``connectors.inbound``) in this tenant."""
     try:

@@ -141,7 +141,7 @@ def channel_webhook(request, kind: str, public_id: str):
         )
     try:
         keys = channels.channel_secrets(
-            channel, purpose="channel.verify", roles=adapter.VERIFY_SECRETS
+            channel, purpose="channel.verify", roles=adapter.VERIFY_SECRETS, reuse=True
         )
     except KeyringError:
         return json_error(

@@ -207,7 +207,24 @@ def tenant_task(*task_args: Any, **task_kwargs: Any) -> Callable:
     return decorator
 
 
-from celery.signals import worker_ready  # noqa: E402
+from celery.signals import task_postrun, worker_ready  # noqa: E402
+from django.db import close_old_connections  # noqa: E402
+
+
+# Celery's Django fixup closes every database connection before and after each
+# task (unless CELERY_DB_REUSE_MAX), so each task paid a new PostgreSQL backend:
+# connect, authenticate, set the time zone and search_path, and cold catalog
+# caches (about half the database time of a reply; docs/scaling.md, "Channels:
+# measured"). CELERY_DB_REUSE_MAX in settings turns that off; a worker process
+# then keeps its connection like a web thread does, and after each task closes
+# it only when Django would after a request: older than CONN_MAX_AGE, broken,
+# or left outside autocommit. django-tenants sets the next task's search_path
+# (tenant_schemas_celery switches schema before every task).
+@task_postrun.connect(dispatch_uid="parley_close_old_connections")
+def _close_old_connections(sender=None, **kwargs: Any) -> None:
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run in the caller's process and transaction (tests, .apply())
+    close_old_connections()
 
 
 @worker_ready.connect

@@ -258,6 +258,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup would close the database connection around every task; a
+# worker process keeps it instead and parley.celery closes it after a task only
+# when it is older than CONN_MAX_AGE or broken. The fixup still closes it once
+# every this many tasks.
+CELERY_DB_REUSE_MAX = 500
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
