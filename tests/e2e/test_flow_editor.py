@@ -214,6 +214,8 @@ def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(
     page.get_by_role("link", name="All flows").click()
     row = page.locator("#flows-rows tr", has_text="E2E Orders bot")
     expect(row).to_contain_text("v2")
+    expect(row).to_contain_text("E2E Bot chat")
+    expect(row).to_contain_text("switched off")
     response = page.goto(base + "/inbox/")
     assert response.status == 403
 
