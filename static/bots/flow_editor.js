@@ -249,11 +249,17 @@
   }
 
   function restore(text) {
+    const onCanvas = canvas.contains(document.activeElement);
     graph = JSON.parse(text);
     lastKey = null;
     if (selected && !nodeById(selected)) selected = null;
     render();
     renderPanel();
+    if (onCanvas) {
+      // Focus stays on the canvas: the selected node, or the first one.
+      const target = (selected && nodeElement(selected)) || canvas.querySelector(".fnode");
+      if (target) target.focus({ preventScroll: true });
+    }
     updateHistoryButtons();
     scheduleSave();
   }
@@ -537,8 +543,21 @@
     return box;
   }
 
+  const FOCUSABLE = "input, select, textarea, button";
   function renderPanel() {
     const body = $("fe-props-body");
+    // Rebuilding the panel must not drop the keyboard user's place in it.
+    const controls = Array.from(body.querySelectorAll(FOCUSABLE));
+    const at = controls.indexOf(document.activeElement);
+    fillPanel(body);
+    if (at >= 0) {
+      const again = body.querySelectorAll(FOCUSABLE);
+      const target = again[Math.min(at, again.length - 1)];
+      if (target) target.focus();
+    }
+  }
+
+  function fillPanel(body) {
     const node = selected ? nodeById(selected) : null;
     if (!node) {
       $("fe-props-title").textContent = "Node";

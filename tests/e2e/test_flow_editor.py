@@ -249,7 +249,17 @@ def test_the_flow_pages_fit_a_phone(live_url, page):
     expect(end).to_have_count(0)
     page.keyboard.press("Control+z")
     expect(_node(page, "end_1")).to_be_visible()
+    expect(page.locator("#fe-canvas .fnode:focus")).to_have_count(1)  # focus stays on the canvas
     _saved(page)
+    # An "Ask" node: changing its answer kind rebuilds the panel, focus stays on the kind.
+    page.locator(".fe-palette-item[data-type='ask']").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    kind = page.get_by_label("Answer kind")
+    kind.focus()
+    kind.select_option("choice")
+    expect(page.get_by_label("Choices (one per line)")).to_be_visible()
+    expect(kind).to_be_focused()
     canvas = page.locator("#fe-canvas").bounding_box()
     panel = page.locator("#fe-props").bounding_box()
     assert panel["y"] >= canvas["y"] + canvas["height"]
