@@ -40,6 +40,7 @@ from bots.tasks import flow_version_train
 from conversations.models import Inbox
 from parley import outbound
 from parley import validation as input_validation
+from parley.celery import broker_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,9 @@ def _enqueue_training(version: FlowVersion) -> None:
     schema, version_id = connection.schema_name, version.pk
 
     def enqueue() -> None:
+        if not broker_reachable():  # publishing to a dead broker blocks for seconds
+            logger.warning("could not enqueue training of version %s: no broker", version_id)
+            return
         try:
             flow_version_train.delay(schema, version_id)
         except Exception as exc:  # noqa: BLE001 - any broker failure: the version stays pending
@@ -337,6 +341,14 @@ def flow_update(
         inboxes=list(inboxes) if isinstance(inboxes, tuple) else inboxes,
     )
     inbox_ids = values.pop("inboxes", None)
+    try:
+        return _flow_update(by, flow, values, inbox_ids)
+    except IntegrityError:
+        # Two renames to the same name at once: the unique constraint decides.
+        raise ValidationError({"name": "A flow with that name exists."}, code="invalid") from None
+
+
+def _flow_update(by, flow: Flow, values: dict, inbox_ids: list[int] | None) -> Flow:
     with transaction.atomic():
         flow = Flow.objects.select_for_update().get(pk=flow.pk)
         changed = sorted(k for k, v in values.items() if getattr(flow, k) != v)
