@@ -196,6 +196,7 @@
           Number(node.x) || 0, Number(node.y) || 0, `fnode fnode-${node.type}`, { gid: node.id }, NODE_HTML);
         dfOf.set(node.id, df); gidOf.set(String(df), node.id);
       }
+      graph.nodes.forEach(paintNode); // sized by their text before the edges are drawn
       for (const edge of graph.edges) {
         const from = nodeById(edge.from); const to = nodeById(edge.to);
         if (!from || !to || !hasInput(to.type)) continue;
@@ -203,14 +204,17 @@
         if (index < 0) continue;
         editor.addConnection(dfOf.get(edge.from), dfOf.get(edge.to), `output_${index + 1}`, "input_1");
       }
-      graph.nodes.forEach(paintNode);
+      redrawEdges();
       paintPath();
     } finally {
       quiet--;
     }
   }
 
-  function paintAll() { graph.nodes.forEach(paintNode); paintPath(); }
+  // A node's text changes its height, and so where its ports are: edges follow.
+  function redrawEdges() { for (const df of dfOf.values()) editor.updateConnectionNodes(`node-${df}`); }
+
+  function paintAll() { graph.nodes.forEach(paintNode); redrawEdges(); paintPath(); }
 
   function paintPath() {
     canvas.querySelectorAll(".connection.on-path").forEach((c) => c.classList.remove("on-path"));
