@@ -13,6 +13,7 @@ from django.http import Http404
 from accounts.policy import Perm, require
 from bots import knowledge
 from bots.models import AllowedHost, Flow, FlowVersion, KnowledgeArticle
+from conversations.models import Inbox
 
 MAX_QUERY = 200
 
@@ -178,3 +179,12 @@ def allowed_host_list(*, by):
 
 def allowed_host_names() -> list[str]:
     return list(AllowedHost.objects.order_by("host").values_list("host", flat=True))
+
+
+# --- the flow editor's choices ---------------------------------------------------------------
+
+
+def flow_inbox_choices(*, by) -> list[dict]:
+    """Every inbox's id and name (a flow's inboxes, a handoff's target): nothing else of it."""
+    require(by, Perm.FLOWS_EDIT, write=False)
+    return list(Inbox.objects.order_by("name").values("id", "name"))

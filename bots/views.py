@@ -13,7 +13,6 @@ from accounts.permissions import permission_required
 from accounts.policy import Perm
 from bots import selectors
 from bots.models import Flow
-from conversations.models import Inbox
 
 # The node types of docs/bots-flows.md, in the palette's order: (type, label, hint).
 NODE_TYPES = [
@@ -31,17 +30,15 @@ NODE_TYPES = [
 ]
 
 
-def _inboxes():
-    # Names and ids only: the handoff node's and the trigger's choices.
-    return list(Inbox.objects.order_by("name").values("id", "name"))
-
-
 @permission_required(Perm.FLOWS_EDIT)
 def flow_list(request):
     return render(
         request,
         "bots/flow_list.html",
-        {"inboxes": _inboxes(), "triggers": Flow.Trigger.choices},
+        {
+            "inboxes": selectors.flow_inbox_choices(by=request.user),
+            "triggers": Flow.Trigger.choices,
+        },
     )
 
 
@@ -53,7 +50,7 @@ def flow_editor(request, flow_id: int):
         "bots/flow_editor.html",
         {
             "flow": flow,
-            "inboxes": _inboxes(),
+            "inboxes": selectors.flow_inbox_choices(by=request.user),
             "triggers": Flow.Trigger.choices,
             "node_types": NODE_TYPES,
         },

@@ -196,6 +196,7 @@
           Number(node.x) || 0, Number(node.y) || 0, `fnode fnode-${node.type}`, { gid: node.id }, NODE_HTML);
         dfOf.set(node.id, df); gidOf.set(String(df), node.id);
       }
+      graph.nodes.forEach(paintNode); // sized by their text before the edges are drawn
       for (const edge of graph.edges) {
         const from = nodeById(edge.from); const to = nodeById(edge.to);
         if (!from || !to || !hasInput(to.type)) continue;
@@ -203,14 +204,17 @@
         if (index < 0) continue;
         editor.addConnection(dfOf.get(edge.from), dfOf.get(edge.to), `output_${index + 1}`, "input_1");
       }
-      graph.nodes.forEach(paintNode);
+      redrawEdges();
       paintPath();
     } finally {
       quiet--;
     }
   }
 
-  function paintAll() { graph.nodes.forEach(paintNode); paintPath(); }
+  // A node's text changes its height, and so where its ports are: edges follow.
+  function redrawEdges() { for (const df of dfOf.values()) editor.updateConnectionNodes(`node-${df}`); }
+
+  function paintAll() { graph.nodes.forEach(paintNode); redrawEdges(); paintPath(); }
 
   function paintPath() {
     canvas.querySelectorAll(".connection.on-path").forEach((c) => c.classList.remove("on-path"));
@@ -249,11 +253,17 @@
   }
 
   function restore(text) {
+    const onCanvas = canvas.contains(document.activeElement);
     graph = JSON.parse(text);
     lastKey = null;
     if (selected && !nodeById(selected)) selected = null;
     render();
     renderPanel();
+    if (onCanvas) {
+      // Focus stays on the canvas: the selected node, or the first one.
+      const target = (selected && nodeElement(selected)) || canvas.querySelector(".fnode");
+      if (target) target.focus({ preventScroll: true });
+    }
     updateHistoryButtons();
     scheduleSave();
   }
@@ -537,8 +547,21 @@
     return box;
   }
 
+  const FOCUSABLE = "input, select, textarea, button";
   function renderPanel() {
     const body = $("fe-props-body");
+    // Rebuilding the panel must not drop the keyboard user's place in it.
+    const controls = Array.from(body.querySelectorAll(FOCUSABLE));
+    const at = controls.indexOf(document.activeElement);
+    fillPanel(body);
+    if (at >= 0) {
+      const again = body.querySelectorAll(FOCUSABLE);
+      const target = again[Math.min(at, again.length - 1)];
+      if (target) target.focus();
+    }
+  }
+
+  function fillPanel(body) {
     const node = selected ? nodeById(selected) : null;
     if (!node) {
       $("fe-props-title").textContent = "Node";

@@ -47,7 +47,10 @@
       cell(tr, live ? `v${live.number}${live.published_at ? ", " + new Date(live.published_at).toLocaleString() : ""}` : "not published");
       const draft = flow.draft;
       cell(tr, draft ? `v${draft.number}, saved ${new Date(draft.updated_at).toLocaleString()}` : "none");
-      if (flow.enabled === false) tr.classList.add("muted");
+      if (flow.enabled === false) {
+        tr.classList.add("muted");
+        tr.firstChild.appendChild(document.createTextNode(" (switched off)"));
+      }
       rows.appendChild(tr);
     }
     table.hidden = flows.length === 0;

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django_tenants.utils import tenant_context
 
-from bots import services
+from bots import selectors, services
 from connectors import services as connector_services
 from connectors.models import Channel
 from conversations import access
@@ -106,3 +107,14 @@ def test_the_marketer_sees_no_conversation_or_credential(acme, flow):
         assert "Secret Sam" not in html and "4111" not in html
     assert c.get("/inbox/").status_code == 403
     assert c.get("/connectors/credentials/").status_code == 403
+
+
+def test_inbox_choices_are_ids_and_names_for_flow_editors_only(acme, flow):
+    with tenant_context(acme):
+        marketer = User.objects.get(email="marketer@acme.test")
+        choices = selectors.flow_inbox_choices(by=marketer)
+        assert [c["name"] for c in choices] == sorted(c["name"] for c in choices)
+        assert all(set(c) == {"id", "name"} for c in choices)
+        assert "Support desk" in [c["name"] for c in choices]
+        with pytest.raises(PermissionDenied):
+            selectors.flow_inbox_choices(by=User.objects.get(email="agent@acme.test"))

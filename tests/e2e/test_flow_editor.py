@@ -14,12 +14,15 @@ from playwright.sync_api import expect
 from tests.e2e.conftest import axe_problems, sideways_scroll, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+BOT_CHAT = "Website chat bot E2E"
 
 
 @pytest.fixture(scope="module")
 def bot_chat(live_url, django_db_blocker):
-    """A web chat channel of its own ("E2E Bot chat" inbox), so the flow published
-    here answers no other test's visitors. Returns (base URL, the chat frame's URL)."""
+    """A web chat channel of its own (inbox "Website chat bot E2E"), so the flow
+    published here answers no other test's visitors. Its name sorts after the demo's
+    "Website chat": /demo/chat/ shows the first web chat by name, and stays the demo's.
+    Returns (base URL, the chat frame's URL)."""
     base = live_url("acme.localhost")
     found: list = []
 
@@ -33,9 +36,7 @@ def bot_chat(live_url, django_db_blocker):
         try:
             with schema_context("t_acme"):
                 owner = get_user_model().objects.get(email="owner@acme.test")
-                channel = webchat_channel_create(
-                    by=owner, name="E2E Bot chat", allowed_origins=[base]
-                )
+                channel = webchat_channel_create(by=owner, name=BOT_CHAT, allowed_origins=[base])
                 found.append(channel.public_id)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             found.append(exc)
@@ -190,7 +191,7 @@ def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(
 
     # The flow serves the bot chat's inbox: a visitor's message follows the live version.
     settings = page.locator("#fe-settings-form")
-    settings.get_by_label("E2E Bot chat").check()
+    settings.get_by_label(BOT_CHAT, exact=True).check()
     settings.get_by_role("button", name="Save settings").click()
     expect(page.locator("#fe-settings-status")).to_have_text("Settings saved.")
     visitor = browser.new_context()
@@ -214,6 +215,8 @@ def test_a_marketer_builds_checks_simulates_and_publishes_a_flow(
     page.get_by_role("link", name="All flows").click()
     row = page.locator("#flows-rows tr", has_text="E2E Orders bot")
     expect(row).to_contain_text("v2")
+    expect(row).to_contain_text(BOT_CHAT)
+    expect(row).to_contain_text("switched off")
     response = page.goto(base + "/inbox/")
     assert response.status == 403
 
@@ -247,7 +250,17 @@ def test_the_flow_pages_fit_a_phone(live_url, page):
     expect(end).to_have_count(0)
     page.keyboard.press("Control+z")
     expect(_node(page, "end_1")).to_be_visible()
+    expect(page.locator("#fe-canvas .fnode:focus")).to_have_count(1)  # focus stays on the canvas
     _saved(page)
+    # An "Ask" node: changing its answer kind rebuilds the panel, focus stays on the kind.
+    page.locator(".fe-palette-item[data-type='ask']").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    kind = page.get_by_label("Answer kind")
+    kind.focus()
+    kind.select_option("choice")
+    expect(page.get_by_label("Choices (one per line)")).to_be_visible()
+    expect(kind).to_be_focused()
     canvas = page.locator("#fe-canvas").bounding_box()
     panel = page.locator("#fe-props").bounding_box()
     assert panel["y"] >= canvas["y"] + canvas["height"]
