@@ -60,11 +60,18 @@ def _enqueue(task, *args) -> bool:
     return True
 
 
-def on_message_received(*, message_id: int, schema: str, **_: object) -> None:
-    """Subscriber of ``conversations.events.message_received`` (BotsConfig.ready)."""
+def on_message_received(
+    *, message_id: int, schema: str, conversation_id=None, inbox_id=None, **_: object
+) -> None:
+    """Subscriber of ``conversations.events.message_received`` (BotsConfig.ready).
+    A message no bot can take (no live flow on its inbox, no open run on its
+    conversation) costs one or two cheap reads here instead of a task per message."""
     if connection.schema_name != schema:
         logger.error("message_received for %s seen in %s: ignored", schema, connection.schema_name)
         return
+    if inbox_id is not None and conversation_id is not None:
+        if not engine.bot_may_take(inbox_id=inbox_id, conversation_id=conversation_id):
+            return
     _enqueue(flow_message_process, message_id)
 
 

@@ -445,6 +445,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status": name the flow versions' one explicitly.
+    "ENUM_NAME_OVERRIDES": {"FlowVersionStatusEnum": "bots.models.FlowVersion.Status"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "parley.api.document_error_responses",

@@ -34,6 +34,7 @@ from bots.engine.walk import (
     version_model,
 )
 from bots.engine.worker import (
+    bot_may_take,
     inbox_has_greeting_flow,
     keyword_match,
     message_process,
@@ -49,6 +50,7 @@ __all__ = [
     "Simulation",
     "Walked",
     "advance",
+    "bot_may_take",
     "caches_clear",
     "inbox_has_greeting_flow",
     "keyword_match",

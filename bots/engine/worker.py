@@ -76,6 +76,19 @@ def keyword_match(keywords: Iterable[str], text: str) -> bool:
     return False
 
 
+def bot_may_take(*, inbox_id: int, conversation_id: int) -> bool:
+    """Whether the engine could act on a message: a live, enabled flow serves the
+    inbox, or the conversation has an open run (a flow switched off finishes it)."""
+    # One round trip: this runs for every inbound message of every inbox.
+    flows = Flow.objects.filter(
+        inboxes=inbox_id, enabled=True, live_version__isnull=False
+    ).values_list("pk")
+    runs = FlowRun.objects.filter(
+        conversation_id=conversation_id, ended_at__isnull=True
+    ).values_list("pk")
+    return flows.union(runs, all=True).exists()
+
+
 def inbox_has_greeting_flow(inbox_id: int) -> bool:
     """The auto-reply veto: a live flow that starts on every new conversation serves the
     inbox, so the bot greets instead of the out-of-hours auto-reply."""
