@@ -69,9 +69,12 @@ def on_message_received(
     if connection.schema_name != schema:
         logger.error("message_received for %s seen in %s: ignored", schema, connection.schema_name)
         return
-    if inbox_id is not None and conversation_id is not None:
-        if not engine.bot_may_take(inbox_id=inbox_id, conversation_id=conversation_id):
-            return
+    if (
+        inbox_id is not None
+        and conversation_id is not None
+        and not engine.bot_may_take(inbox_id=inbox_id, conversation_id=conversation_id)
+    ):
+        return
     _enqueue(flow_message_process, message_id)
 
 
