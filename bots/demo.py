@@ -205,10 +205,33 @@ def demo_graph() -> dict:
         ("route", "intent:human", "connecting"),
         ("connecting", "next", "handoff"),
     ]
+    for node in nodes:
+        node["x"], node["y"] = LAYOUT[node["id"]]
     return {
         "nodes": nodes,
         "edges": [{"from": a, "port": p, "to": b} for a, p, b in edges],
     }
+
+
+# Where the editor shows each node: columns left to right as the flow goes, a row
+# per branch, spaced so no two nodes overlap on the canvas.
+LAYOUT = {
+    "start": (40, 300),
+    "route": (270, 300),
+    "hello": (540, 20),
+    "ask_order": (540, 140),
+    "kb_returns": (540, 260),
+    "kb_shipping": (540, 370),
+    "kb_hours": (540, 480),
+    "kb": (540, 590),
+    "connecting": (540, 700),
+    "more": (820, 20),
+    "order_thanks": (820, 140),
+    "unsure": (820, 420),
+    "handoff": (820, 700),
+    "order_handoff": (1100, 140),
+    "unknown_handoff": (1100, 420),
+}
 
 
 def demo_bot_ensure(*, by, inbox) -> Flow:
