@@ -20,17 +20,17 @@ Answers (bodies from tests/fixtures/meta, the documented shapes):
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from connectors.adapters.http import HttpReply, HttpTransportError
+from tests.fakes.server import Answer, JsonServer, Recorded
+
+__all__ = ["FAILURES", "FakeGraph", "Recorded", "fixture", "plain_http"]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "meta"
 
@@ -85,41 +85,24 @@ FAILURES: dict[str, tuple[int, Any, dict[str, str]]] = {
 }
 
 
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
+class FakeGraph(JsonServer):
+    content_type = "application/json; charset=UTF-8"
 
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class FakeGraph:
     def __init__(self, *, token: str | None = None, owners: Mapping[str, str] | None = None):
         self.token = token
         # Account id -> the access token that reaches it: ``GET /{version}/{id}``
         # answers ``{"id": id}`` for that token only (Meta's answer to a token
         # without access is error 100, "Unsupported get request").
         self.owners = dict(owners or {})
-        self.requests: list[Recorded] = []
         self._answers: deque[tuple[int, Any, dict[str, str]]] = deque()
-        self._lock = threading.Lock()
         self._ids = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        super().__init__()
 
     # --- control -------------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.origin
 
     def answer(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
         """Queue one answer (a JSON-able value or raw bytes) for the next request."""
@@ -129,22 +112,11 @@ class FakeGraph:
     def fail(self, name: str) -> None:
         self.answer(*FAILURES[name])
 
-    def start(self) -> FakeGraph:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeGraph:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # --- the protocol --------------------------------------------------------------------------
+
+    def _answer(self, recorded: Recorded) -> Answer:
+        status, body, headers = self._respond(recorded)
+        return Answer(status, body, headers)
 
     def _respond(self, recorded: Recorded) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
@@ -181,39 +153,6 @@ class FakeGraph:
             return 200, answer, {}
         recipient = (body.get("recipient") or {}).get("id", "") if isinstance(body, dict) else ""
         return 200, {"recipient_id": recipient, "message_id": f"m_FAKE{serial:08d}"}, {}
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                recorded = Recorded(
-                    method=self.command,
-                    path=self.path,
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=self.rfile.read(length) if length else b"",
-                )
-                with fake._lock:
-                    fake.requests.append(recorded)
-                status, body, headers = fake._respond(recorded)
-                raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(raw)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_POST = do_GET = _serve  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass  # quiet test output
-
-        return Handler
 
 
 def plain_http(

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.fakes.server import Answer, JsonServer, Recorded
+
+__all__ = ["FakeLLM", "Recorded"]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openai"
 
@@ -89,23 +91,6 @@ MALFORMED: dict[str, bytes | Any] = {
 }
 
 
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        """Everything the request carried, as one string (for "never sent" checks)."""
-        return self.body.decode("utf-8", "replace") + " " + " ".join(self.headers.values())
-
-
 @dataclass
 class _Answer:
     status: int = 200
@@ -113,27 +98,20 @@ class _Answer:
     delay: float = 0.0
 
 
-class FakeLLM:
+class FakeLLM(JsonServer):
     def __init__(self, *, key: str | None = None, default_answer: str = "Happy to help."):
         self.key = key
         self.default_answer = default_answer
-        self.requests: list[Recorded] = []
         self._queue: deque[_Answer] = deque()
         self._compute: Callable[[Any], str] | None = None
-        self._lock = threading.Lock()
         self._serial = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        super().__init__()
 
     # --- control -------------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{self.origin}/v1"
 
     def reply(self, text: str, *, delay: float = 0.0) -> None:
         """Queue one successful answer whose message content is ``text``."""
@@ -157,21 +135,6 @@ class FakeLLM:
         """Answer every unqueued request with ``compute(request_json)``."""
         self._compute = compute
 
-    def start(self) -> FakeLLM:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeLLM:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def received(self) -> str:
         """Every recorded request as one string."""
@@ -190,6 +153,10 @@ class FakeLLM:
         body["model"] = model
         body["choices"][0]["message"]["content"] = text
         return body
+
+    def _answer(self, recorded: Recorded) -> Answer:
+        status, body, delay = self._respond(recorded)
+        return Answer(status, body, delay=delay)
 
     def _respond(self, recorded: Recorded) -> tuple[int, Any, float]:
         with self._lock:
@@ -220,39 +187,3 @@ class FakeLLM:
         if queued.status == 200 and isinstance(queued.body, str):
             return 200, self._completion(queued.body, model), queued.delay
         return queued.status, queued.body, queued.delay
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                recorded = Recorded(
-                    method=self.command,
-                    path=self.path,
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=self.rfile.read(length) if length else b"",
-                )
-                with fake._lock:
-                    fake.requests.append(recorded)
-                status, body, delay = fake._respond(recorded)
-                if delay:
-                    time.sleep(delay)
-                raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
-
-            do_POST = do_GET = _serve  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass  # quiet test output
-
-        return Handler
