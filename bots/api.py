@@ -22,26 +22,8 @@ from accounts.permissions import HasPolicyPermission, StepUpFresh
 from accounts.policy import Perm
 from bots import selectors, services
 from bots.models import AllowedHost, Flow, FlowVersion, KnowledgeArticle
-from parley.api import IntegerField, Pagination, TextField
+from parley.api import IntegerField, Pagination, StrictBooleanField, StringField
 from parley.validation import INT64_MAX, ascii_int
-
-
-class StringField(TextField):
-    """A JSON string only (DRF's CharField turns 5 into "5")."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """true or false only (DRF's own also takes "yes", 1, "on" …)."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid", input=str(data)[:20])
-        return data
 
 
 class GraphField(serializers.JSONField):

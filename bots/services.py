@@ -465,13 +465,29 @@ def flow_validate(*, by, flow: Flow, graph=None) -> list[dict]:
     return _problems(graph)
 
 
-def _publish(by, flow: Flow, version: FlowVersion) -> None:
-    """Archive the published version, point the flow at ``version`` (already published)."""
-    FlowVersion.objects.filter(flow=flow, status=FlowVersion.Status.PUBLISHED).exclude(
-        pk=version.pk
-    ).update(status=FlowVersion.Status.ARCHIVED)
+def _archive_published(flow: Flow) -> None:
+    """First of a publish or rollback: at most one published version per flow."""
+    FlowVersion.objects.filter(flow=flow, status=FlowVersion.Status.PUBLISHED).update(
+        status=FlowVersion.Status.ARCHIVED
+    )
+
+
+def _go_live(by, flow: Flow, version: FlowVersion, action: str, **details) -> None:
+    """Last of a publish or rollback, in its transaction: the flow points at
+    ``version`` (already published), the audit event, training after the commit."""
     flow.live_version = version
     flow.save(update_fields=["live_version", "updated_at"])
+    _audit(
+        by,
+        action,
+        "flow",
+        flow.pk,
+        name=flow.name,
+        version=version.pk,
+        number=version.number,
+        **details,
+    )
+    _enqueue_training(version)
 
 
 def flow_publish(*, by, flow: Flow, note: str = "") -> FlowVersion:
@@ -490,10 +506,7 @@ def flow_publish(*, by, flow: Flow, note: str = "") -> FlowVersion:
         problems = _problems(draft.graph)
         if problems:
             raise FlowInvalid(problems)
-        # Archive the old one first: at most one published version per flow.
-        FlowVersion.objects.filter(flow=flow, status=FlowVersion.Status.PUBLISHED).update(
-            status=FlowVersion.Status.ARCHIVED
-        )
+        _archive_published(flow)
         draft.status = FlowVersion.Status.PUBLISHED
         draft.published_at = timezone.now()
         draft.published_by = _author(by)
@@ -509,18 +522,7 @@ def flow_publish(*, by, flow: Flow, note: str = "") -> FlowVersion:
                 "updated_at",
             ]
         )
-        _publish(by, flow, draft)
-        _audit(
-            by,
-            "flow.published",
-            "flow",
-            flow.pk,
-            name=flow.name,
-            version=draft.pk,
-            number=draft.number,
-            training=draft.training,
-        )
-        _enqueue_training(draft)
+        _go_live(by, flow, draft, "flow.published", training=draft.training)
     return draft
 
 
@@ -546,9 +548,7 @@ def flow_rollback(*, by, flow: Flow, number: int) -> FlowVersion:
             # it open can still save.
             FlowVersion.objects.filter(pk=draft.pk).update(number=top)
             top = draft.number
-        FlowVersion.objects.filter(flow=flow, status=FlowVersion.Status.PUBLISHED).update(
-            status=FlowVersion.Status.ARCHIVED
-        )
+        _archive_published(flow)
         version = FlowVersion.objects.create(
             flow=flow,
             number=top,
@@ -560,18 +560,7 @@ def flow_rollback(*, by, flow: Flow, number: int) -> FlowVersion:
             published_by=_author(by),
             training=_training_for(source.graph),
         )
-        _publish(by, flow, version)
-        _audit(
-            by,
-            "flow.rolled_back",
-            "flow",
-            flow.pk,
-            name=flow.name,
-            version=version.pk,
-            number=version.number,
-            to_number=source.number,
-        )
-        _enqueue_training(version)
+        _go_live(by, flow, version, "flow.rolled_back", to_number=source.number)
     return version
 
 

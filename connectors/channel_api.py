@@ -14,7 +14,7 @@ from accounts.permissions import HasPolicyPermission, StepUpFresh
 from accounts.policy import Perm
 from connectors import channels
 from connectors.models import Channel
-from parley.api import IntegerField, TextField
+from parley.api import IntegerField, StringField
 
 
 class ChannelInboxSerializer(serializers.Serializer):
@@ -110,16 +110,6 @@ class ChannelWithSecretSerializer(ChannelSerializer):
     def get_signing_secret(self, channel) -> str:
         """Shown in this response only: store it now."""
         return self.context["signing_secret"]
-
-
-class StringField(TextField):
-    """A JSON string only: DRF's CharField turns 5 into "5", and an account id or a
-    secret given as a number is a mistake to report, not to guess."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class MetaSecretsSerializer(serializers.Serializer):

@@ -24,6 +24,25 @@ class TextField(serializers.CharField):
         self.validators.append(validation.validate_text)
 
 
+class StringField(TextField):
+    """A JSON string only: DRF's CharField turns 5 into "5", and a name, an id or a
+    secret given as a number is a mistake to report, not to guess."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false only (DRF's own also takes "yes", 1, "on" …)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=str(data)[:20])
+        return data
+
+
 class IntegerField(serializers.IntegerField):
     """Whole numbers as JSON numbers or ASCII digits: DRF's own accepts ``"١٢"`` as 12
     (``int()`` reads any Unicode digit) and strings of thousands of digits."""

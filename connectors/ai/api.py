@@ -13,7 +13,7 @@ from accounts.policy import Perm
 from connectors.ai import selectors, services
 from connectors.models import AiProvider
 from connectors.services import MAX_SECRET
-from parley.api import IntegerField, TextField
+from parley.api import IntegerField, StrictBooleanField, StringField
 
 
 class AiProviderSerializer(serializers.ModelSerializer):
@@ -41,34 +41,18 @@ class AiProviderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class StrictString(TextField):
-    """A JSON string only (DRF turns 5 into "5")."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictBoolean(serializers.BooleanField):
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid", input=str(data)[:20])
-        return data
-
-
 class AiProviderWriteSerializer(serializers.Serializer):
-    name = StrictString(max_length=80)
-    base_url = StrictString(
+    name = StringField(max_length=80)
+    base_url = StringField(
         max_length=services.MAX_BASE_URL,
         help_text="https://… (http only for a loopback host outside production); "
         "we POST to {base_url}/chat/completions.",
     )
-    model = StrictString(max_length=100)
-    api_key = StrictString(
+    model = StringField(max_length=100)
+    api_key = StringField(
         max_length=MAX_SECRET, write_only=True, trim_whitespace=False, help_text="Write-only."
     )
-    enabled = StrictBoolean(required=False)
+    enabled = StrictBooleanField(required=False)
     timeout_seconds = IntegerField(
         required=False, min_value=services.TIMEOUT_MIN, max_value=services.TIMEOUT_MAX
     )
