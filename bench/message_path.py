@@ -1,0 +1,200 @@
+"""Profile: where one WhatsApp message's CPU goes, in process (issue 12). Prints JSON.
+
+Complements bench/webhooks.py and bench/channel_reply.py (wall-clock, real
+gunicorn and worker): this one runs each stage of the message path in this
+process, so CPU time (``time.process_time``) and SQL statements per stage are
+measured exactly, whatever else the machine does. Its own database
+(``bench_parley_path``, recreated, dropped unless ``--keep``) and Redis database 13.
+
+Stages, per message (each message from a new sender, so each gets the inbox's
+auto-reply, as in bench/channel_reply.py):
+
+* ``webhook``: the signed POST through the whole Django stack (test Client);
+* ``process``: the stored event's processing (``connectors.tasks.inbound_event_process``
+  run in this process, the tenant schema active);
+* ``deliver``: the reply's delivery (``connectors.tasks.message_deliver``) to the
+  local Graph API.
+
+``--batch N`` posts N messages per webhook instead of one. ``--profile STAGE``
+adds cProfile's top functions (cumulative) of that stage.
+
+    python bench/message_path.py [--count 200] [--batch 1] [--profile process]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _channels import (  # noqa: E402
+    ACCESS_TOKEN,
+    BASE_DIR,
+    HOST,
+    SLUG,
+    drop_database,
+    redis_for_bench,
+    seed,
+    whatsapp_payload,
+)
+from _setup import migrate_and_create, prepare, use_role  # noqa: E402
+
+sys.path.insert(0, str(BASE_DIR))
+
+BENCH_DB = "bench_parley_path"
+SORT = "cumulative"
+QUERIES = [0]  # SQL statements executed so far (counted by an execute wrapper)
+
+
+def _count(execute, sql, params, many, context):
+    QUERIES[0] += 1
+    return execute(sql, params, many, context)
+
+
+APP_SECRET = "bench-path-app-secret"  # noqa: S105 - the benchmark's own channel
+
+
+class Stage:
+    def __init__(self, name: str, profile: bool):
+        self.name = name
+        self.cpu = self.wall = 0.0
+        self.queries = 0
+        self.runs = 0
+        self.profiler = cProfile.Profile() if profile else None
+
+    def __enter__(self):
+        self._q = QUERIES[0]
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+        if self.profiler:
+            self.profiler.enable()
+        return self
+
+    def __exit__(self, *exc):
+        if self.profiler:
+            self.profiler.disable()
+        self.cpu += time.process_time() - self._cpu
+        self.wall += time.perf_counter() - self._wall
+        self.queries += QUERIES[0] - self._q
+        self.runs += 1
+
+    def report(self, messages: int) -> dict:
+        out = {
+            "cpu_ms_per_message": round(1000 * self.cpu / messages, 2),
+            "wall_ms_per_message": round(1000 * self.wall / messages, 2),
+            "queries_per_message": round(self.queries / messages, 2),
+            "runs": self.runs,
+        }
+        if self.profiler:
+            buffer = io.StringIO()
+            pstats.Stats(self.profiler, stream=buffer).sort_stats(SORT).print_stats(45)
+            out["profile"] = buffer.getvalue().splitlines()
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--profile", choices=("webhook", "process", "deliver"), action="append")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+
+    prepare(BENCH_DB)
+    redis_for_bench()
+    import django
+
+    django.setup()
+    migrate_and_create(SLUG)
+    use_role("app")
+    import hashlib
+    import hmac
+
+    from django.db import connection
+    from django.test import Client
+    from django_tenants.utils import tenant_context
+
+    from connectors.models import InboundEvent
+    from connectors.tasks import inbound_event_process, message_deliver
+    from conversations.models import Message
+    from tenants.models import Tenant
+    from tests.fakes.graph import FakeGraph
+
+    graph = FakeGraph(token=ACCESS_TOKEN).start()
+    public_id = seed(channels={"path": APP_SECRET}, graph_base_url=graph.base_url)["path"]
+    hook = f"/webhooks/whatsapp/{public_id}/"
+    client = Client(HTTP_HOST=HOST)
+    tenant = Tenant.objects.get(slug=SLUG)
+    wanted = set(args.profile or ())
+    stages = {name: Stage(name, name in wanted) for name in ("webhook", "process", "deliver")}
+
+    def post(first: int, count: int, run: str):
+        body = whatsapp_payload(first=first, count=count, run=run, sender_per_message=True)
+        mac = hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        return client.post(
+            hook, body, content_type="application/json", HTTP_X_HUB_SIGNATURE_256=f"sha256={mac}"
+        )
+
+    def one_round(first: int, count: int, run: str, measure: bool):
+        with stages["webhook"] if measure else _null():
+            response = post(first, count, run)
+        assert response.status_code == 200, response.content
+        event_id = response.json()["event_id"]
+        with tenant_context(tenant):
+            with stages["process"] if measure else _null():
+                inbound_event_process.run(event_id)
+            replies = list(
+                Message.objects.filter(
+                    direction=Message.Direction.OUT, delivery=Message.Delivery.QUEUED
+                ).values_list("id", flat=True)
+            )
+            with stages["deliver"] if measure else _null():
+                for message_id in replies:
+                    message_deliver.run(message_id)
+        return len(replies)
+
+    with connection.execute_wrapper(_count):
+        # Warm-up: the first requests fill caches (secrets, tenant, templates).
+        for i in range(5):
+            one_round(10**8 + i * args.batch, args.batch, "warm", measure=False)
+        messages = replies = 0
+        for i in range(args.count // args.batch):
+            replies += one_round(i * args.batch, args.batch, "run", measure=True)
+            messages += args.batch
+    with tenant_context(tenant):
+        events = InboundEvent.objects.count()
+    graph.stop()
+    result = {
+        "benchmark": "message_path",
+        "messages": messages,
+        "per_webhook": args.batch,
+        "replies_sent": replies,
+        "events_stored": events,
+        "graph_requests": len(graph.requests),
+        "stages": {name: stage.report(messages) for name, stage in stages.items()},
+    }
+    result["total_cpu_ms_per_message"] = round(
+        sum(s["cpu_ms_per_message"] for s in result["stages"].values()), 2
+    )
+    print(json.dumps(result, indent=2))
+    connection.close()
+    if not args.keep:
+        drop_database(BENCH_DB)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+if __name__ == "__main__":
+    main()
