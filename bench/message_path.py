@@ -10,8 +10,8 @@ Stages, per message (each message from a new sender, so each gets the inbox's
 auto-reply, as in bench/channel_reply.py):
 
 * ``webhook``: the signed POST through the whole Django stack (test Client);
-* ``process``: the stored event's processing (``connectors.tasks.inbound_event_process``
-  run in this process, the tenant schema active);
+* ``process``: the stored event's processing (``connectors.tasks.inbound_events_drain``,
+  as the worker runs it, in this process, the tenant schema active);
 * ``deliver``: the reply's delivery (``connectors.tasks.message_deliver``) to the
   local Graph API.
 
@@ -53,8 +53,14 @@ SORT = "cumulative"
 QUERIES = [0]  # SQL statements executed so far (counted by an execute wrapper)
 
 
+SHOW_SQL = [False]
+PROFILE_DUMP = [""]  # --profile-dump PREFIX: also write PREFIX.<stage>.prof
+SQL: list[str] = []  # with --sql: the statements of the last measured message, by stage
+
+
 def _count(execute, sql, params, many, context):
     QUERIES[0] += 1
+    SQL.append(sql)
     return execute(sql, params, many, context)
 
 
@@ -67,10 +73,11 @@ class Stage:
         self.cpu = self.wall = 0.0
         self.queries = 0
         self.runs = 0
-        self.profiler = cProfile.Profile() if profile else None
+        self.profiler = cProfile.Profile(time.process_time) if profile else None  # CPU, not wall
 
     def __enter__(self):
         self._q = QUERIES[0]
+        SQL.clear()
         self._cpu, self._wall = time.process_time(), time.perf_counter()
         if self.profiler:
             self.profiler.enable()
@@ -83,6 +90,7 @@ class Stage:
         self.wall += time.perf_counter() - self._wall
         self.queries += QUERIES[0] - self._q
         self.runs += 1
+        self.last_sql = list(SQL)
 
     def report(self, messages: int) -> dict:
         out = {
@@ -91,7 +99,11 @@ class Stage:
             "queries_per_message": round(self.queries / messages, 2),
             "runs": self.runs,
         }
+        if SHOW_SQL[0]:
+            out["last_sql"] = [sql[:300] for sql in getattr(self, "last_sql", [])]
         if self.profiler:
+            if PROFILE_DUMP[0]:
+                self.profiler.dump_stats(f"{PROFILE_DUMP[0]}.{self.name}.prof")
             buffer = io.StringIO()
             pstats.Stats(self.profiler, stream=buffer).sort_stats(SORT).print_stats(45)
             out["profile"] = buffer.getvalue().splitlines()
@@ -102,9 +114,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--profile", choices=("webhook", "process", "deliver"), action="append")
+    parser.add_argument("--profile", choices=("floor", "webhook", "process", "deliver"), action="append")
+    parser.add_argument("--profile-dump", default="", metavar="PREFIX")
+    parser.add_argument("--sql", action="store_true", help="print the last message's SQL")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
+    SHOW_SQL[0] = args.sql
+    PROFILE_DUMP[0] = args.profile_dump
 
     prepare(BENCH_DB)
     redis_for_bench()
@@ -121,7 +137,7 @@ def main() -> None:
     from django_tenants.utils import tenant_context
 
     from connectors.models import InboundEvent
-    from connectors.tasks import inbound_event_process, message_deliver
+    from connectors.tasks import inbound_events_drain, message_deliver
     from conversations.models import Message
     from tenants.models import Tenant
     from tests.fakes.graph import FakeGraph
@@ -132,7 +148,12 @@ def main() -> None:
     client = Client(HTTP_HOST=HOST)
     tenant = Tenant.objects.get(slug=SLUG)
     wanted = set(args.profile or ())
-    stages = {name: Stage(name, name in wanted) for name in ("webhook", "process", "deliver")}
+    stages = {
+        name: Stage(name, name in wanted) for name in ("floor", "webhook", "process", "deliver")
+    }
+    from django.test import override_settings
+
+    floor_urls = override_settings(ROOT_URLCONF="bench_urls")
 
     def post(first: int, count: int, run: str):
         body = whatsapp_payload(first=first, count=count, run=run, sender_per_message=True)
@@ -142,13 +163,20 @@ def main() -> None:
         )
 
     def one_round(first: int, count: int, run: str, measure: bool):
+        # The floor: the same signed body to bench/bench_urls.py's bare view, through
+        # the same middleware (what bench/webhooks.py compares the webhook with).
+        body = whatsapp_payload(first=first, count=count, run="floor", sender_per_message=True)
+        with floor_urls, stages["floor"] if measure else _null():
+            response = client.post("/bench/ok/", body, content_type="application/json")
+        assert response.status_code == 200, response.status_code
         with stages["webhook"] if measure else _null():
             response = post(first, count, run)
         assert response.status_code == 200, response.content
         event_id = response.json()["event_id"]
         with tenant_context(tenant):
             with stages["process"] if measure else _null():
-                inbound_event_process.run(event_id)
+                drained = inbound_events_drain.run()
+            assert drained.get("processed") == 1, (drained, event_id)
             replies = list(
                 Message.objects.filter(
                     direction=Message.Direction.OUT, delivery=Message.Delivery.QUEUED
@@ -180,7 +208,7 @@ def main() -> None:
         "stages": {name: stage.report(messages) for name, stage in stages.items()},
     }
     result["total_cpu_ms_per_message"] = round(
-        sum(s["cpu_ms_per_message"] for s in result["stages"].values()), 2
+        sum(s["cpu_ms_per_message"] for n, s in result["stages"].items() if n != "floor"), 2
     )
     print(json.dumps(result, indent=2))
     connection.close()

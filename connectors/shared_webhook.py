@@ -44,7 +44,7 @@ from connectors.adapters.payload import load_json
 from connectors.channels import ROUTING_SETTINGS, channel_is_shared
 from connectors.meta import common as meta_common
 from connectors.models import Channel
-from connectors.tasks import inbound_event_enqueue
+from connectors.tasks import inbound_drain_request
 from connectors.webhooks import json_body, json_error
 from parley import faults
 from tenants.selectors import channel_routes_for
@@ -112,9 +112,9 @@ def split_by_routing_id(adapter, document: dict) -> tuple[OrderedDict[str, list]
     return parts, unroutable
 
 
-def _enqueue_in(tenant, event_id: int) -> None:
+def _drain_in(tenant) -> None:
     with tenant_context(tenant):
-        inbound_event_enqueue(event_id)
+        inbound_drain_request()
 
 
 def _store_part(route, kind: str, adapter, body: dict) -> bool:
@@ -138,8 +138,8 @@ def _store_part(route, kind: str, adapter, body: dict) -> bool:
         with transaction.atomic():
             event, _created = inbound.inbound_event_store(channel=channel, raw=raw, key=key)
             if event.status == event.Status.PENDING:
-                tenant, event_id = route.tenant, event.pk
-                transaction.on_commit(lambda: _enqueue_in(tenant, event_id))
+                tenant = route.tenant
+                transaction.on_commit(lambda: _drain_in(tenant))
     return True
 
 

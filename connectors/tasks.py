@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
+import redis
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import connection
@@ -15,7 +17,7 @@ from accounts.policy import POLICY, Perm
 from connectors import delivery, inbound
 from connectors.selectors import credentials_due
 from conversations.models import Message
-from parley.celery import broker_reachable, tenant_task
+from parley.celery import broker_client, broker_reachable, tenant_task
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -161,6 +163,52 @@ def inbound_event_process(self, event_id: int) -> dict:
 
 def inbound_event_enqueue(event_id: int) -> bool:
     return _enqueue(inbound_event_process, event_id)
+
+
+DRAIN_FLAG_SECONDS = 60  # a queued drain's flag lapses (its task lost) after this
+
+
+def _drain_flag(schema: str) -> str:
+    return f"parley:inbound-drain:{schema}"
+
+
+def inbound_drain_request() -> bool:
+    """After a commit that stored events: make sure one drain of this tenant's pending
+    events is queued (``inbound_events_drain``). False when the broker is down (the
+    relay enqueues later); never raises, the events are already stored.
+
+    One flag per tenant in the broker's Redis (``SET NX``) stands for "a drain is
+    queued": a webhook that finds it set publishes nothing, because the drain clears
+    the flag *before* it claims, so it sees every event committed before the flag
+    was found set. A busy channel therefore costs one Redis round trip per event
+    instead of a task publish (and a task) per event."""
+    schema = connection.schema_name
+    try:
+        if not broker_client().set(_drain_flag(schema), "1", nx=True, ex=DRAIN_FLAG_SECONDS):
+            return True
+    except redis.RedisError as exc:
+        logger.warning("could not request an inbound drain: broker %s", type(exc).__name__)
+        return False
+    if _enqueue(inbound_events_drain):
+        return True
+    with contextlib.suppress(redis.RedisError):  # else it lapses; the relay covers the gap
+        broker_client().delete(_drain_flag(schema))
+    return False
+
+
+@tenant_task(acks_late=True, ignore_result=True)
+def inbound_events_drain() -> dict:
+    """Process this tenant's pending webhook events in batches (``connectors.inbound``).
+
+    Clears the tenant's drain flag first (see :func:`inbound_drain_request`); after
+    its time budget, with events still waiting, it asks for another drain, so the
+    tenants' drains take turns on the queue."""
+    with contextlib.suppress(redis.RedisError):  # the flag lapses; this drain still runs
+        broker_client().delete(_drain_flag(connection.schema_name))
+    drained = inbound.inbound_events_drain()
+    if drained.more:
+        inbound_drain_request()
+    return {"schema": connection.schema_name, **drained.outcomes, "more": drained.more}
 
 
 @tenant_task()

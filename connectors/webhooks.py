@@ -32,7 +32,7 @@ from audit.services import record
 from connectors import channels, inbound
 from connectors.adapters import registry
 from connectors.adapters.base import PayloadInvalid
-from connectors.tasks import inbound_event_enqueue
+from connectors.tasks import inbound_drain_request
 from parley import faults
 from parley.keyring.providers import KeyringError
 
@@ -172,8 +172,7 @@ def _store(request, channel, adapter, parsed, raw: bytes):
             if adapter.answers_inline:
                 applied = _apply_inline(channel, parsed, event)
             if applied is None and event.status == event.Status.PENDING:
-                event_id = event.pk
-                transaction.on_commit(lambda: inbound_event_enqueue(event_id))
+                transaction.on_commit(inbound_drain_request)
     except ValidationError as exc:
         errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
         return _refuse(request, channel, 400, "invalid", "The event is invalid.", errors=errors)

@@ -63,16 +63,16 @@ def contact_create(*, name: str = "", phone: str = "", email: str = "") -> Conta
     )
     email = fields.normalise_email(email) if email else ""
     contact = Contact()
-    with transaction.atomic():
-        contact.allocate_pk()
-        contact.name_ct = _encrypt(contact, "name", name)
-        contact.phone_ct = _encrypt(contact, "phone", phone)
-        contact.email_ct = _encrypt(contact, "email", email)
-        contact.phone_bi = phone_blind_index(phone_key, schema=schema)
-        contact.email_bi = (
-            fields.blind_index(email, schema=schema, field="contact.email") if email else ""
-        )
-        contact.save(force_insert=True)
+    # One INSERT (atomic on its own); the id is reserved first, as the ciphertexts name the row.
+    contact.allocate_pk()
+    contact.name_ct = _encrypt(contact, "name", name)
+    contact.phone_ct = _encrypt(contact, "phone", phone)
+    contact.email_ct = _encrypt(contact, "email", email)
+    contact.phone_bi = phone_blind_index(phone_key, schema=schema)
+    contact.email_bi = (
+        fields.blind_index(email, schema=schema, field="contact.email") if email else ""
+    )
+    contact.save(force_insert=True)
     return contact
 
 
@@ -209,14 +209,16 @@ def _clean_attachments(attachments) -> list[dict]:
     return out
 
 
-def _message(conversation, *, body, **values) -> Message:
+def _message(conversation, *, body, pk: int | None = None, **values) -> Message:
+    """Insert a message (its id reserved first, or ``pk`` already reserved: the
+    body's ciphertext names the row)."""
     message = Message(
         conversation=conversation,
         inbox_id_denorm=conversation.inbox_id,
         created_at=values.pop("created_at", None) or timezone.now(),
         **values,
     )
-    message.pk = fields.reserve_ids(MESSAGE_TABLE)[0]
+    message.pk = pk or fields.reserve_ids(MESSAGE_TABLE)[0]
     message.body_ct = body_encrypt(message, body)
     message.save(force_insert=True)
     return message
@@ -310,8 +312,13 @@ def message_receive(
             )
             created_conversation = conversation is None
             if created_conversation:
+                # Born as the message leaves it: open, one unread, active now.
                 conversation = Conversation.objects.create(
-                    inbox=inbox, contact_id=identity.contact_id, last_activity_at=now
+                    inbox=inbox,
+                    contact_id=identity.contact_id,
+                    status=Conversation.Status.OPEN,
+                    unread=1,
+                    last_activity_at=now,
                 )
                 record(
                     "conversation.created",
@@ -320,6 +327,26 @@ def message_receive(
                     target_id=conversation.pk,
                     details={"inbox": inbox.pk},
                 )
+            else:
+                # The row is locked (select_for_update): its new values are known here.
+                Conversation.objects.filter(pk=conversation.pk).update(
+                    unread=F("unread") + 1,
+                    last_activity_at=now,
+                    status=Conversation.Status.OPEN,
+                    snoozed_until=None,
+                )
+                conversation.unread += 1
+                conversation.last_activity_at = now
+                conversation.status = Conversation.Status.OPEN
+                conversation.snoozed_until = None
+            auto_reply = (
+                created_conversation
+                and inbox.auto_reply
+                and not within_business_hours(inbox, now)
+                and not events.auto_reply_vetoed(inbox.pk)
+            )
+            # One round trip for both ids when the auto-reply goes out too.
+            ids = fields.reserve_ids(MESSAGE_TABLE, 2 if auto_reply else 1)
             message = _message(
                 conversation,
                 body=body,
@@ -328,28 +355,19 @@ def message_receive(
                 attachments=attachments,
                 external_id=external_id,
                 created_at=at or now,
+                pk=ids[0],
             )
-            Conversation.objects.filter(pk=conversation.pk).update(
-                unread=F("unread") + 1,
-                last_activity_at=now,
-                status=Conversation.Status.OPEN,
-                snoozed_until=None,
-            )
-            conversation.refresh_from_db()
             if created_conversation:
                 if inbox.assignment == Inbox.Assignment.ROUND_ROBIN:
                     assign_round_robin(conversation)
-                if (
-                    inbox.auto_reply
-                    and not within_business_hours(inbox, now)
-                    and not events.auto_reply_vetoed(inbox.pk)
-                ):
+                if auto_reply:
                     auto = _message(
                         conversation,
                         body=inbox.auto_reply,
                         direction=Message.Direction.OUT,
                         sender=Message.Sender.SYSTEM,
                         delivery=Message.Delivery.QUEUED,
+                        pk=ids[1],
                     )
                     _enqueue_delivery(auto)
             events.announce(

@@ -163,17 +163,23 @@ app.conf.beat_schedule = {
 _probe: redis.Redis | None = None
 
 
-def broker_reachable() -> bool:
-    """Whether the broker answers a ping within 250 ms. Publishing to a dead broker
-    blocks in Celery's connection retries for seconds: a webhook must answer at once
-    (callers enqueue after commit, and what they stored is picked up later)."""
+def broker_client() -> redis.Redis:
+    """The process's one client of the broker's Redis, with 250 ms timeouts (a dead
+    broker answers ``redis.RedisError`` at once instead of blocking a request)."""
     global _probe
     if _probe is None:
         _probe = redis.Redis.from_url(
             settings.CELERY_BROKER_URL, socket_connect_timeout=0.25, socket_timeout=0.25
         )
+    return _probe
+
+
+def broker_reachable() -> bool:
+    """Whether the broker answers a ping within 250 ms. Publishing to a dead broker
+    blocks in Celery's connection retries for seconds: a webhook must answer at once
+    (callers enqueue after commit, and what they stored is picked up later)."""
     try:
-        return bool(_probe.ping())
+        return bool(broker_client().ping())
     except redis.RedisError:
         return False
 

@@ -76,17 +76,25 @@ def keyword_match(keywords: Iterable[str], text: str) -> bool:
     return False
 
 
+_MAY_TAKE = """
+    SELECT EXISTS (
+        SELECT 1 FROM bots_flow f JOIN bots_flow_inboxes fi ON fi.flow_id = f.id
+        WHERE fi.inbox_id = %(inbox)s AND f.enabled AND f.live_version_id IS NOT NULL
+    ) OR EXISTS (
+        SELECT 1 FROM bots_flowrun r
+        WHERE r.conversation_id = %(conversation)s AND r.ended_at IS NULL
+    )
+"""
+
+
 def bot_may_take(*, inbox_id: int, conversation_id: int) -> bool:
     """Whether the engine could act on a message: a live, enabled flow serves the
     inbox, or the conversation has an open run (a flow switched off finishes it)."""
-    # One round trip: this runs for every inbound message of every inbox.
-    flows = Flow.objects.filter(
-        inboxes=inbox_id, enabled=True, live_version__isnull=False
-    ).values_list("pk")
-    runs = FlowRun.objects.filter(
-        conversation_id=conversation_id, ended_at__isnull=True
-    ).values_list("pk")
-    return flows.union(runs, all=True).exists()
+    # This runs for every inbound message of every inbox: one statement, written out
+    # (the ORM's UNION of two querysets cost more CPU to build than to run).
+    with connection.cursor() as cursor:
+        cursor.execute(_MAY_TAKE, {"inbox": inbox_id, "conversation": conversation_id})
+        return bool(cursor.fetchone()[0])
 
 
 def inbox_has_greeting_flow(inbox_id: int) -> bool:

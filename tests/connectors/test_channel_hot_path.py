@@ -44,11 +44,15 @@ CLOSED = {d: [["00:00", "00:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "
 # keys (parley.keyring caches a key once committed), so the figures here are a little
 # above a real worker's; they are pinned so that a change shows up, not as the real
 # counts. Raise them only with a reason in docs/scaling.md ("Channels: measured").
-WEBHOOK_QUERIES = 12
-# Processing: 26 for the message itself, + 3 for the bots' auto-reply veto (one read in
-# its own savepoint) + 1 for "may a bot take it?" (bots.engine.bot_may_take), which
-# spares a Celery task per message on inboxes without a bot.
-PROCESS_QUERIES = 30
+# Webhook: 12 before the store became one INSERT … ON CONFLICT (no SELECT first, no
+# savepoint around the insert).
+WEBHOOK_QUERIES = 9
+# Processing: the message itself (the conversation's new values computed under its row
+# lock instead of read back, both message ids reserved in one round trip, the contact
+# inserted without a savepoint of its own), + 3 for the bots' auto-reply veto (one read
+# in its own savepoint) + 1 for "may a bot take it?" (bots.engine.bot_may_take), which
+# spares a Celery task per message on inboxes without a bot. 30 before those changes.
+PROCESS_QUERIES = 25
 DELIVER_QUERIES = 16
 
 

@@ -22,8 +22,9 @@ from accounts.models import TOTPDevice
 from audit.models import AuditEvent
 from connectors.delivery import OUTSIDE_WINDOW
 from connectors.models import Channel, Credential, InboundEvent
-from connectors.tasks import inbound_event_process, message_deliver
+from connectors.tasks import inbound_event_process, inbound_events_drain, message_deliver
 from conversations.models import Contact, ContactIdentity, Conversation, Inbox, Message
+from parley.celery import broker_client
 from tenants.models import Tenant
 from tests import support
 from tests.connectors.meta.support import TOKEN
@@ -96,9 +97,9 @@ def test_whatsapp_text_in_reply_out_retry_window_and_auth_with_a_real_worker(
     django_db_blocker, monkeypatch
 ):
     queue = f"wa-e2e-{uuid.uuid4().hex[:6]}"
-    # The webhook and reply_send enqueue with .delay on commit: route both to this
-    # test's own worker.
-    for task in (inbound_event_process, message_deliver):
+    # The webhook (a drain of its tenant) and reply_send enqueue with .delay on commit:
+    # route them to this test's own worker.
+    for task in (inbound_event_process, inbound_events_drain, message_deliver):
         monkeypatch.setattr(
             task,
             "delay",
@@ -108,6 +109,8 @@ def test_whatsapp_text_in_reply_out_retry_window_and_auth_with_a_real_worker(
     with django_db_blocker.unblock(), FakeGraph(token=TOKEN) as graph:
         connection.set_schema_to_public()
         tenant = Tenant.objects.get(slug="globex")
+        # A drain flag left by an earlier test would stand for a drain this worker never sees.
+        broker_client().delete(f"parley:inbound-drain:{tenant.schema_name}")
         with _committed_whatsapp(tenant, graph.base_url) as channel:
             try:
                 worker = support.Worker(queue).start()
