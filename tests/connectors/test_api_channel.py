@@ -58,7 +58,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/parley/replies"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     def close(self):
@@ -727,7 +729,9 @@ def test_outbound_calls_do_not_follow_redirects():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    ).start()
     try:
         with pytest.raises(outbound.OutboundError) as exc:
             outbound.request(

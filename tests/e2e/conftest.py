@@ -70,7 +70,9 @@ class _Receiver(BaseHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def channel_receiver():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    ).start()
     yield f"http://127.0.0.1:{server.server_port}/parley-events"
     server.shutdown()
 

@@ -114,7 +114,9 @@ def _reset(httpd: ThreadingHTTPServer) -> None:
 def server() -> Iterator[ThreadingHTTPServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     _reset(httpd)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    ).start()
     yield httpd
     httpd.shutdown()
     httpd.server_close()
@@ -215,7 +217,9 @@ def test_tls_and_the_host_header_keep_the_host_name(dns, tmp_path):
     context.load_cert_chain(cert, key)
     context.sni_callback = lambda sock, name, ctx: seen_sni.append(name)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    ).start()
     port = httpd.server_address[1]
     try:
         dns.answers["crm.test"] = ["127.0.0.1"]

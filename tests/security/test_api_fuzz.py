@@ -17,6 +17,7 @@ JSON errors every operation can answer).
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,6 +35,8 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from accounts.models import TOTPDevice
+from accounts.permissions import required_permission_for
+from accounts.policy import role_has
 from bots import services as bot_services
 from connectors.ai.services import ai_provider_create
 from connectors.channels import channel_create
@@ -168,18 +171,43 @@ def _routed(response) -> bool:
     return True
 
 
+def _refused(role: str, operation) -> bool:
+    """Whether the policy table refuses ``role`` the operation's view (as the role
+    matrix reads it: the permission the view names for the method). Such a request
+    is answered 403 by the view's permission check, before any input is read."""
+    if role == "anonymous":
+        return False  # checked on its own: 401 everywhere but signing in
+    path = re.sub(r"\{[^}]+\}", "1", operation.path)
+    match = resolve(path, urlconf=django_settings.ROOT_URLCONF)
+    view = getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+    perm = required_permission_for(view, operation.method.upper())
+    return perm is not None and not role_has(role, perm)
+
+
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 # Examples per operation and pass, bounded for CI. To dig deeper locally:
 # PARLEY_FUZZ_EXAMPLES=50 PARLEY_FUZZ_RANDOM=1 (new inputs each run instead of the same ones).
-# Anonymous callers are refused before any input is read: a few positive examples suffice.
+# Anonymous callers, and roles the policy table refuses an operation, are turned away
+# before any input is read (the test checks they are: 401, 403): a few examples suffice.
+# Every operation still gets DEFAULT_EXAMPLES per pass from each role it allows (owner:
+# all of them), and the role matrix checks every refusal with a valid request.
 DEFAULT_EXAMPLES = int(os.environ.get("PARLEY_FUZZ_EXAMPLES", "5"))
-EXAMPLES = {"anonymous": 3}
+ANONYMOUS_EXAMPLES = 3
+REFUSED_EXAMPLES = 1
+
+
+def _examples(role: str, refused: bool) -> int:
+    if role == "anonymous":
+        return ANONYMOUS_EXAMPLES
+    return REFUSED_EXAMPLES if refused else DEFAULT_EXAMPLES
 
 
 def _fuzz(operation, mode, headers, role, path_parameters=None) -> None:
+    refused = _refused(role, operation)
+
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
     @settings(
-        max_examples=EXAMPLES.get(role, DEFAULT_EXAMPLES),
+        max_examples=_examples(role, refused),
         deadline=None,
         derandomize=not os.environ.get("PARLEY_FUZZ_RANDOM"),
         database=None,
@@ -192,6 +220,8 @@ def _fuzz(operation, mode, headers, role, path_parameters=None) -> None:
         case.validate_response(response, checks=CHECKS, headers=headers)
         if role == "anonymous" and case.operation.path not in PUBLIC and _routed(response):
             assert response.status_code == 401, f"anonymous got {response.status_code}"
+        if refused and _routed(response):
+            assert response.status_code == 403, f"{role} (refused) got {response.status_code}"
 
     run()
 

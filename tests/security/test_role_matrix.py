@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
@@ -35,7 +35,7 @@ from connectors.channels import channel_create
 from conversations import access
 from conversations.models import OUTSIDE_WINDOW_ERROR, Contact, Conversation, Message
 from conversations.services import reply_send
-from tenants.models import BreakGlassGrant
+from tenants.models import BreakGlassGrant, Tenant
 from tests import support
 
 # route name → (method, what kind of access, data). Kinds:
@@ -364,13 +364,33 @@ def _data(data: dict, objects: dict) -> dict:
     return out
 
 
+@pytest.fixture(scope="module")
+def objects(django_db_setup, django_db_blocker):
+    """``_objects``, made once for the module inside a transaction that is rolled back
+    after its last test. Each test runs in a savepoint of it (pytest-django's own
+    transaction, nested), so whatever a request changes (a credential deleted, a user
+    deactivated, an event audited) is undone before the next test, which sees the
+    objects exactly as made."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            yield _objects(Tenant.objects.get(slug="acme"))
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            connection.set_schema_to_public()
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("who", WHO)
 @pytest.mark.parametrize("name", sorted(HOW_TO_CALL))
-def test_the_policy_table_decides(acme, name, who):
+def test_the_policy_table_decides(objects, acme, name, who):
+    assert connection.in_atomic_block and len(connection.savepoint_ids) >= 1, (
+        "the test must run in a savepoint of the module's transaction"
+    )
     method, kind, data = HOW_TO_CALL[name]
     callback = dict(ROUTES)[name]
-    objects = _objects(acme)
     url = _url(name, objects)
     client = (
         support.tenant_client("acme")
