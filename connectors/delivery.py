@@ -17,6 +17,7 @@ import logging
 import math
 import secrets as _random
 import uuid
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
+from redis.exceptions import RedisError
 
 from accounts.throttles import redis_client
 from audit.context import Actor
@@ -582,3 +584,222 @@ def _send(
     if channel.health != Channel.Health.OK:
         channel_health_ok(channel_id=channel.pk)
     return "sent"
+
+
+# --- draining an inbox's replies in one task -------------------------------------------------------
+
+DRAIN_BATCH = 50  # replies one drain task sends at most; more go to the next drain
+DRAIN_KEEP_SECONDS = 24 * 3600  # an inbox's queue of reply ids outlives any drain
+DRAIN_FLAG_SECONDS = 120  # a lost drain task stops holding the flag after this
+
+# Queue a reply id and raise the inbox's "drain pending" flag, in one step (MULTI):
+# returns the SET NX answer, so exactly one of the replies queued while no drain is
+# pending enqueues the drain.
+_DRAIN_PUSH = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 1 end
+return 0
+"""
+# Lower the flag *then* take the ids, in one step: a reply pushed before this is
+# in the ids taken; one pushed after it finds the flag down and enqueues a new drain.
+# The ids taken are kept under the drain task's own key (KEYS[3]) until it is done:
+# a drain redelivered after its worker died (acks_late) takes the same ids again.
+_DRAIN_TAKE = """
+local ids = redis.call('LRANGE', KEYS[3], 0, -1)
+if #ids == 0 then
+  redis.call('DEL', KEYS[2])
+  ids = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+  redis.call('LTRIM', KEYS[1], tonumber(ARGV[1]), -1)
+  if #ids > 0 then
+    redis.call('RPUSH', KEYS[3], unpack(ids))
+    redis.call('EXPIRE', KEYS[3], ARGV[2])
+  end
+end
+return {ids, redis.call('LLEN', KEYS[1])}
+"""
+_drain_scripts: dict[tuple[int, str], object] = {}
+
+
+def _script(client, source: str):
+    key = (id(client), source)
+    script = _drain_scripts.get(key)
+    if script is None:
+        script = _drain_scripts[key] = client.register_script(source)
+    return script
+
+
+def _drain_keys(inbox_id: int) -> list[str]:
+    # Through the cache's key function: the tenant's schema is part of each key.
+    return [
+        cache.make_key(f"channel-drain-ids:{inbox_id}"),
+        cache.make_key(f"channel-drain:{inbox_id}"),
+    ]
+
+
+def drain_push(*, inbox_id: int, message_id: int) -> bool | None:
+    """Queue a reply for its inbox's drain: True when the caller must enqueue the
+    drain task (none was pending), False when a pending drain will send it, None
+    when Redis cannot be used (the caller sends it with a task of its own)."""
+    client = redis_client()
+    if client is None:
+        return None
+    try:
+        pushed = _script(client, _DRAIN_PUSH)(
+            keys=_drain_keys(inbox_id),
+            args=[int(message_id), DRAIN_KEEP_SECONDS, DRAIN_FLAG_SECONDS],
+        )
+    except RedisError as exc:
+        logger.warning("delivery: drain queue unavailable (%s)", type(exc).__name__)
+        return None
+    return bool(int(pushed))
+
+
+def drain_flag_raise(*, inbox_id: int) -> bool | None:
+    """Raise the inbox's flag (a drain left ids for the next one): True when the caller
+    must enqueue that drain, False when one is pending, None when Redis failed."""
+    client = redis_client()
+    if client is None:
+        return None
+    try:
+        return bool(client.set(_drain_keys(inbox_id)[1], "1", nx=True, ex=DRAIN_FLAG_SECONDS))
+    except RedisError as exc:
+        logger.warning("delivery: drain flag not raised (%s)", type(exc).__name__)
+        return None
+
+
+def drain_release(*, inbox_id: int) -> None:
+    """Lower the inbox's flag without taking ids (the drain task could not be
+    enqueued): the next reply enqueues one; ``deliveries_resume`` is the backstop."""
+    client = redis_client()
+    if client is None:
+        return
+    try:
+        client.delete(_drain_keys(inbox_id)[1])
+    except RedisError as exc:
+        logger.warning("delivery: drain flag not lowered (%s)", type(exc).__name__)
+
+
+def _taking_key(inbox_id: int, drain_id: str) -> str:
+    return cache.make_key(f"channel-drain-taken:{inbox_id}:{drain_id}")
+
+
+def _drain_take(inbox_id: int, drain_id: str, limit: int) -> tuple[list[int], int]:
+    """(up to ``limit`` queued ids, how many are left after them)."""
+    client = redis_client()
+    if client is None:
+        return [], 0
+    ids, left = _script(client, _DRAIN_TAKE)(
+        keys=[*_drain_keys(inbox_id), _taking_key(inbox_id, drain_id)],
+        args=[limit, DRAIN_KEEP_SECONDS],
+    )
+    out = []
+    for raw in ids:
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if text.isascii() and text.isdigit():
+            out.append(int(text))
+    return out, int(left)
+
+
+def _drain_done(inbox_id: int, drain_id: str) -> None:
+    client = redis_client()
+    if client is None:
+        return
+    try:
+        client.delete(_taking_key(inbox_id, drain_id))
+    except RedisError as exc:  # it expires by itself
+        logger.warning("delivery: drain's ids not released (%s)", type(exc).__name__)
+
+
+@dataclass
+class Drained:
+    """What one drain did: ``outcomes`` counted by name, ``retries`` the messages to
+    hand to ``message_deliver`` after ``countdown`` seconds (a transient failure, a
+    lease another worker holds, an unexpected error), ``more`` when ids were left."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)
+    retries: list[tuple[int, int]] = field(default_factory=list)
+    more: bool = False
+
+
+def _load_many(message_ids: list[int]) -> list[tuple[Message, Channel | None, int]]:
+    sql, message_fields, channel_fields = _read_sql()
+    q = connection.ops.quote_name
+    m = q(Message._meta.db_table)
+    sql = sql.replace(f"WHERE {m}.{q('id')} = %s", f"WHERE {m}.{q('id')} = ANY(%s)")
+    sql += f" ORDER BY {m}.{q('id')}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [message_ids, Message.Kind.MESSAGE, Message.Direction.OUT])
+        rows = cursor.fetchall()
+    n = len(message_fields)
+    out = []
+    for row in rows:
+        channel_values = row[n + 1 :]
+        channel = (
+            None
+            if channel_values[0] is None
+            else _from_row(Channel, channel_fields, channel_values)
+        )
+        out.append((_from_row(Message, message_fields, row[:n]), channel, row[n]))
+    return out
+
+
+def deliveries_drain(*, inbox_id: int, drain_id: str, limit: int = DRAIN_BATCH) -> Drained:
+    """Send the replies queued for one inbox's drain (:func:`drain_push`), one after
+    the other, reading the channel and its credentials once for all of them.
+
+    Each message keeps everything of a single attempt (:func:`delivery_attempt`): its
+    own lease, its attempt counted by the claim before anything leaves, its log and
+    status, the rate limit and circuit breaker per send. A message that fails
+    transiently, is held by another worker's lease, or meets an unexpected error is
+    handed back in ``retries`` (the task schedules it on ``message_deliver``) and the
+    drain goes on with the next one. ``drain_id`` (the task's id) names the ids this
+    drain took, kept until it is done: a drain run again under the same id (its
+    worker died) sends what it took, as a redelivered ``message_deliver`` would.
+    """
+    drained = Drained()
+    ids, left = _drain_take(inbox_id, drain_id, limit)
+    drained.more = left > 0
+    if not ids:
+        return drained
+    # An error before any message is claimed (reading the rows or the credentials)
+    # leaves the ids taken under ``drain_id``: the task's retry takes them again.
+    _drain_ids(inbox_id, ids, drained)
+    _drain_done(inbox_id, drain_id)
+    return drained
+
+
+def _drain_ids(inbox_id: int, ids: list[int], drained: Drained) -> None:
+    rows = _load_many(list(dict.fromkeys(ids)))
+    credentials: list[tuple[str, Credential]] | None = None
+    for message, channel, contact_id in rows:
+        if message.inbox_id_denorm != inbox_id:
+            continue  # not this inbox's (an id cannot move; never send it from here)
+        if _pulled(channel):
+            drained.outcomes[AWAITING_RECIPIENT] = drained.outcomes.get(AWAITING_RECIPIENT, 0) + 1
+            continue
+        if credentials is None:
+            credentials = (
+                _credentials_load(channel)
+                if channel is not None and channel.enabled and channel.kind in registry.kinds()
+                else []
+            )
+        try:
+            outcome = _attempt(message, channel, credentials, contact_id)
+        except TransientDeliveryError as exc:
+            drained.retries.append((message.pk, exc.countdown))
+            outcome = "retry"
+        except Exception as exc:  # noqa: BLE001 - one message's error never blocks the others
+            logger.error(
+                "delivery: drain of inbox %s, message %s: %s",
+                inbox_id,
+                message.pk,
+                type(exc).__name__,
+            )
+            drained.retries.append((message.pk, retry_delay(1)))
+            outcome = "error"
+        if outcome == "busy":
+            drained.retries.append((message.pk, LEASE_SECONDS))
+        if outcome == "sent" and channel is not None:
+            channel.health = Channel.Health.OK  # set by the first send; not again
+        drained.outcomes[outcome] = drained.outcomes.get(outcome, 0) + 1

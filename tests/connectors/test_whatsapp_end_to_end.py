@@ -22,7 +22,7 @@ from accounts.models import TOTPDevice
 from audit.models import AuditEvent
 from connectors.delivery import OUTSIDE_WINDOW
 from connectors.models import Channel, Credential, InboundEvent
-from connectors.tasks import inbound_event_process, message_deliver
+from connectors.tasks import inbound_event_process, message_deliver, message_drain
 from conversations.models import Contact, ContactIdentity, Conversation, Inbox, Message
 from tenants.models import Tenant
 from tests import support
@@ -98,7 +98,7 @@ def test_whatsapp_text_in_reply_out_retry_window_and_auth_with_a_real_worker(
     queue = f"wa-e2e-{uuid.uuid4().hex[:6]}"
     # The webhook and reply_send enqueue with .delay on commit: route both to this
     # test's own worker.
-    for task in (inbound_event_process, message_deliver):
+    for task in (inbound_event_process, message_drain, message_deliver):
         monkeypatch.setattr(
             task,
             "delay",
