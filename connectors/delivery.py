@@ -1,7 +1,10 @@
 """Sending replies: one attempt through the channel's adapter, whatever its kind.
 
-``connectors.tasks.message_deliver`` calls :func:`delivery_attempt` when
-``conversations`` announces ``reply_queued``. Every attempt is counted on the
+When ``conversations`` announces ``reply_queued`` the reply joins its inbox's drain
+queue (:func:`drain_push`) and ``connectors.tasks.message_drain`` sends the queued
+replies in turn (:func:`deliveries_drain`); a retry, or a reply Redis could not
+queue, is ``connectors.tasks.message_deliver``'s (:func:`delivery_attempt`). Both
+run the same attempt per message (:func:`_attempt`). Every attempt is counted on the
 message row (a conditional UPDATE before anything leaves), its error and next
 retry recorded; transient ``DeliveryError``s are retried with backoff that
 honours ``retry_after``, permanent ones stop at once. ``auth_failed`` marks the

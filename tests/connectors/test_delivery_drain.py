@@ -14,6 +14,7 @@ import uuid
 import pytest
 import redis
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from connectors import delivery, tasks
@@ -89,6 +90,36 @@ def test_a_transient_failure_of_one_reply_retries_it_and_sends_the_others(acme, 
     first = _rows(acme, [first.pk])[0]
     assert (first.delivery, first.delivery_attempts) == ("sent", 2)
     assert len(graph.requests) == 4
+
+
+def test_a_drain_reads_the_channel_once_for_all_its_replies(
+    acme, graph, scheduled, django_capture_on_commit_callbacks
+):
+    channel = whatsapp_channel(acme, graph.base_url)
+    inbound = received_in_process(acme, channel, customer_text())
+
+    def drain_three() -> dict:
+        replies = [agent_replies(acme, channel, inbound, body=f"Reply {n}") for n in range(3)]
+        with tenant_context(acme):
+            for reply in replies:
+                delivery.drain_push(inbox_id=reply.inbox_id_denorm, message_id=reply.pk)
+            # As a real commit would: the decrypted token is kept for reuse.
+            inbox_id = replies[0].inbox_id_denorm
+            with (
+                django_capture_on_commit_callbacks(execute=True),
+                CaptureQueriesContext(connection) as queries,
+            ):
+                result = tasks.message_drain.apply(args=(inbox_id,)).get()
+        connection.set_schema_to_public()
+        # (django-tenants' SET search_path after the schema switch is not the drain's)
+        ours = [q for q in queries.captured_queries if not q["sql"].startswith("SET search_path")]
+        return {"sent": result["sent"], "queries": len(ours)}
+
+    drain_three()  # warm: the access token decrypted once
+    # The replies' rows and the channel's credentials once, then per reply its claim
+    # and its "sent" (a message_deliver per reply: 4 each, see test_channel_hot_path).
+    assert drain_three() == {"sent": 3, "queries": 2 + 2 * 3}
+    assert scheduled == []
 
 
 def test_two_drains_at_once_never_send_a_reply_twice(acme, graph, scheduled, monkeypatch):
