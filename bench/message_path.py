@@ -16,6 +16,9 @@ auto-reply, as in bench/channel_reply.py):
   local Graph API; with ``--drain``, what production runs instead: one
   ``connectors.tasks.message_drain`` per webhook for the replies it queued (the
   processing stage's ``reply_queued`` put them in the inbox's drain queue).
+  Without ``--drain`` nothing drains that queue, so the inbox's "drain pending"
+  flag stays up and the processing stage publishes no task after the first
+  reply: its figure is the realistic one with ``--drain``.
 
 ``--batch N`` posts N messages per webhook instead of one. ``--profile STAGE``
 adds cProfile's top functions (cumulative) of that stage.
