@@ -13,12 +13,17 @@ auto-reply, as in bench/channel_reply.py):
 * ``process``: the stored event's processing (``connectors.tasks.inbound_events_drain``,
   as the worker runs it, in this process, the tenant schema active);
 * ``deliver``: the reply's delivery (``connectors.tasks.message_deliver``) to the
-  local Graph API.
+  local Graph API; with ``--drain``, what production runs instead: one
+  ``connectors.tasks.message_drain`` per webhook for the replies it queued (the
+  processing stage's ``reply_queued`` put them in the inbox's drain queue).
+  Without ``--drain`` nothing drains that queue, so the inbox's "drain pending"
+  flag stays up and the processing stage publishes no task after the first
+  reply: its figure is the realistic one with ``--drain``.
 
 ``--batch N`` posts N messages per webhook instead of one. ``--profile STAGE``
 adds cProfile's top functions (cumulative) of that stage.
 
-    python bench/message_path.py [--count 200] [--batch 1] [--profile process]
+    python bench/message_path.py [--count 200] [--batch 1] [--drain] [--profile process]
 """
 
 from __future__ import annotations
@@ -114,10 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--profile", choices=("floor", "webhook", "process", "deliver"), action="append")
+    parser.add_argument(
+        "--profile", choices=("floor", "webhook", "process", "deliver"), action="append"
+    )
     parser.add_argument("--profile-dump", default="", metavar="PREFIX")
     parser.add_argument("--sql", action="store_true", help="print the last message's SQL")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--drain", action="store_true", help="deliver with message_drain")
     args = parser.parse_args()
     SHOW_SQL[0] = args.sql
     PROFILE_DUMP[0] = args.profile_dump
@@ -137,7 +145,7 @@ def main() -> None:
     from django_tenants.utils import tenant_context
 
     from connectors.models import InboundEvent
-    from connectors.tasks import inbound_events_drain, message_deliver
+    from connectors.tasks import inbound_events_drain, message_deliver, message_drain
     from conversations.models import Message
     from tenants.models import Tenant
     from tests.fakes.graph import FakeGraph
@@ -180,11 +188,15 @@ def main() -> None:
             replies = list(
                 Message.objects.filter(
                     direction=Message.Direction.OUT, delivery=Message.Delivery.QUEUED
-                ).values_list("id", flat=True)
+                ).values_list("id", "inbox_id_denorm")
             )
             with stages["deliver"] if measure else _null():
-                for message_id in replies:
-                    message_deliver.run(message_id)
+                if args.drain:
+                    for inbox_id in sorted({inbox for _id, inbox in replies}):
+                        message_drain.run(inbox_id)
+                else:
+                    for message_id, _inbox in replies:
+                        message_deliver.run(message_id)
         return len(replies)
 
     with connection.execute_wrapper(_count):
@@ -202,6 +214,7 @@ def main() -> None:
         "benchmark": "message_path",
         "messages": messages,
         "per_webhook": args.batch,
+        "deliver_with": "message_drain" if args.drain else "message_deliver",
         "replies_sent": replies,
         "events_stored": events,
         "graph_requests": len(graph.requests),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from datetime import timedelta
 
 import redis
@@ -108,23 +109,78 @@ def _enqueue(task, *args) -> bool:
     return True
 
 
-def on_reply_queued(*, message_id: int, schema: str, **_: object) -> None:
-    """Subscriber of ``conversations.events.reply_queued`` (connected in ConnectorsConfig.ready)."""
+@tenant_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
+def message_drain(self, inbox_id: int) -> dict:
+    """Send the replies queued for one inbox (``connectors.delivery.deliveries_drain``):
+    the channel, its credentials and this task's own cost paid once for up to
+    ``DRAIN_BATCH`` replies. A reply that needs another try goes to ``message_deliver``
+    (its own retry schedule, as if it had been sent alone); more replies left, the
+    next drain is enqueued."""
+    try:
+        drain_id = str(self.request.id or uuid.uuid4().hex)  # run directly: no task id
+        drained = delivery.deliveries_drain(inbox_id=inbox_id, drain_id=drain_id)
+    except Exception as exc:
+        # Nothing was claimed yet (see deliveries_drain): the retry takes the same ids.
+        raise self.retry(exc=exc, countdown=10 * (self.request.retries + 1)) from None
+    # On the queue this drain came from, as a task's own retry would be.
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    options = {"queue": queue} if queue else {}
+    for message_id, countdown in drained.retries:
+        try:
+            message_deliver.apply_async((message_id,), countdown=countdown, **options)
+        except Exception as exc:  # noqa: BLE001 - deliveries_resume is the backstop
+            logger.warning(
+                "could not schedule the delivery of %s: %s", message_id, type(exc).__name__
+            )
+    if drained.more:
+        _drain_enqueue(inbox_id)
+    return {"schema": connection.schema_name, "inbox": inbox_id, **drained.outcomes}
+
+
+def _drain_enqueue(inbox_id: int) -> None:
+    """Enqueue an inbox's drain unless one is pending (its flag up)."""
+    # Redis failed (None): the ids stay queued; deliveries_resume sends them.
+    if delivery.drain_flag_raise(inbox_id=inbox_id) and not _enqueue(message_drain, inbox_id):
+        delivery.drain_release(inbox_id=inbox_id)
+
+
+def on_reply_queued(
+    *, message_id: int, schema: str, inbox_id: int | None = None, **_: object
+) -> None:
+    """Subscriber of ``conversations.events.reply_queued`` (connected in ConnectorsConfig.ready).
+
+    The reply joins its inbox's drain queue (``connectors.delivery.drain_push``); the
+    first reply queued while no drain is pending enqueues ``message_drain``. Redis
+    unusable for that: the reply gets a ``message_deliver`` task of its own."""
     if connection.schema_name != schema:
         # Announced after commit in the schema the reply was written in; never cross tenants.
         logger.error(
             "reply_queued for schema %s seen in %s: ignored", schema, connection.schema_name
         )
         return
-    _enqueue(message_deliver, message_id)
+    if not broker_reachable():
+        # Nothing can be enqueued; deliveries_resume sends it once Redis is back.
+        logger.warning("could not enqueue the delivery of %s: broker unreachable", message_id)
+        return
+    pushed = (
+        None
+        if inbox_id is None
+        else delivery.drain_push(inbox_id=int(inbox_id), message_id=message_id)
+    )
+    if pushed is None:
+        _enqueue(message_deliver, message_id)
+    elif pushed and not _enqueue(message_drain, int(inbox_id)):
+        # The flag would hold back the next replies' drains until it lapses.
+        delivery.drain_release(inbox_id=int(inbox_id))
 
 
 @tenant_task()
 def deliveries_resume(older_than_seconds: int = 120) -> int:
     """Beat: replies still queued and never attempted (their enqueue was lost, e.g.
-    the broker was down at commit, or a held-back send's scheduled retry was lost)
-    are handed to ``message_deliver`` again.
-    The per-message lease in ``connectors.delivery`` keeps a send single."""
+    the broker or Redis was down at commit, a drain task or the drain queue was
+    lost, or a held-back send's scheduled retry was lost) are handed to
+    ``message_deliver`` again. The per-message lease and the claim in
+    ``connectors.delivery`` keep a send single, also against a drain holding the id."""
     stale = Message.objects.filter(
         direction=Message.Direction.OUT,
         kind=Message.Kind.MESSAGE,

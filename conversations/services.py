@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -439,43 +440,119 @@ def assign_round_robin(conversation: Conversation):
     return chosen
 
 
+_DELIVERY_ORDER = ("queued", "sent", "delivered", "read")
+DELIVERY_LOG_MAX = 20  # send attempts kept per message (5 counted, plus refusals held back)
+_LOG_KEYS = {"attempt": int, "at": str, "status": int, "error": str, "ms": int, "network": bool}
+
+
+def _log_entry_clean(entry: dict) -> dict:
+    """Only the known keys of the known types, strings cut at 64: the log can never
+    carry a body or a secret."""
+    clean: dict = {}
+    for key, kind in _LOG_KEYS.items():
+        value = entry.get(key)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            clean[key] = value[:64] if isinstance(value, str) else value
+        else:
+            clean[key] = None
+    return clean
+
+
+def _log_append_sql() -> str:
+    """SQL for ``delivery_log`` with a JSON array (the first parameter) appended, the
+    oldest entries dropped beyond the second (``DELIVERY_LOG_MAX``): in the UPDATE itself, so the
+    append is one statement under the row's lock (no read-modify-write)."""
+    return (
+        "delivery_log = (SELECT COALESCE(jsonb_agg(kept.e ORDER BY kept.n), '[]'::jsonb) "
+        "FROM (SELECT t.e, t.n FROM jsonb_array_elements("
+        "CASE WHEN jsonb_typeof(delivery_log) = 'array' THEN delivery_log ELSE '[]'::jsonb END"
+        " || %s::jsonb) WITH ORDINALITY AS t(e, n) ORDER BY t.n DESC LIMIT %s)"
+        " AS kept)"
+    )
+
+
 def message_delivery_update(
-    *, message: Message, status: str, error: str = "", external_id: str = ""
+    *,
+    message: Message,
+    status: str,
+    error: str = "",
+    external_id: str = "",
+    log: tuple[dict, ...] | list[dict] = (),
 ) -> Message:
     """The channel's word on an outbound message (sent, delivered, read, failed).
 
     ``external_id`` is the channel's id of the sent message (its status
     updates name it); announced as ``delivery_updated`` when anything changed.
+    ``log``: send attempts to append to ``delivery_log`` in the same statement
+    (see :func:`message_delivery_log`; the channel layer's ``sent``).
+
+    A status only moves forward (queued → sent → delivered → read; ``failed`` from
+    anywhere). The usual case, a status that moves the message forward, is one
+    conditional UPDATE; anything else (a late or repeated status, an id that is not
+    an outgoing message) takes the locked read below.
     """
-    order = ["queued", "sent", "delivered", "read"]
-    if status not in (*order, "failed"):
+    if status not in (*_DELIVERY_ORDER, "failed"):
         raise ValidationError({"status": "Unknown delivery status."})
+    entries = [_log_entry_clean(entry) for entry in log]
+    # The statuses a message must not be at for ``status`` to move it forward.
+    ahead = () if status == "failed" else _DELIVERY_ORDER[_DELIVERY_ORDER.index(status) :]
+    table = connection.ops.quote_name(Message._meta.db_table)
+    sets = [
+        "delivery = %s",
+        "delivery_error = %s",
+        "external_id = CASE WHEN external_id = '' THEN %s ELSE external_id END",
+    ]
+    params: list = [status, error[:300] if status == "failed" else "", external_id[:128]]
+    if status != "failed":
+        sets.append("delivery_next_at = NULL")
+    if entries:
+        sets.append(_log_append_sql())
+        params += [json.dumps(entries), DELIVERY_LOG_MAX]
+    where = "id = %s AND direction = %s"
+    params += [message.pk, Message.Direction.OUT]
+    if ahead:
+        where += f" AND delivery NOT IN ({', '.join(['%s'] * len(ahead))})"
+        params += list(ahead)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {', '.join(sets)} WHERE {where} "  # noqa: S608 - names from _meta
+            "RETURNING conversation_id, inbox_id_denorm, external_id",
+            params,
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        message.conversation_id, message.inbox_id_denorm, message.external_id = row
+        message.delivery = status
+        message.delivery_error = error[:300] if status == "failed" else ""
+        if status != "failed":
+            message.delivery_next_at = None
+        events.announce(
+            events.delivery_updated,
+            "delivery_updated",
+            message_id=message.pk,
+            conversation_id=message.conversation_id,
+            inbox_id=message.inbox_id_denorm,
+            delivery=status,
+        )
+        return message
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message.pk)
         if message.direction != Message.Direction.OUT:
             raise ValidationError({"status": "Only outgoing messages have a delivery status."})
-        current = message.delivery
-        update = ["delivery", "delivery_error"]
+        # Not moved forward (the UPDATE above found it at or past ``status``): only
+        # the channel's id, if it had none, and the attempts are kept.
+        update = []
         if external_id and not message.external_id:
             message.external_id = external_id[:128]
             update.append("external_id")
-        if status == "failed" or current not in order or order.index(status) > order.index(current):
-            message.delivery = status
-            message.delivery_error = error[:300] if status == "failed" else ""
-            if status != "failed":
-                message.delivery_next_at = None
-                update.append("delivery_next_at")
+        if entries:
+            message.delivery_log = [
+                *(message.delivery_log if isinstance(message.delivery_log, list) else []),
+                *entries,
+            ][-DELIVERY_LOG_MAX:]
+            update.append("delivery_log")
+        if update:
             message.save(update_fields=update)
-            events.announce(
-                events.delivery_updated,
-                "delivery_updated",
-                message_id=message.pk,
-                conversation_id=message.conversation_id,
-                inbox_id=message.inbox_id_denorm,
-                delivery=status,
-            )
-        elif len(update) > 2:
-            message.save(update_fields=update[2:])
     return message
 
 
@@ -486,32 +563,23 @@ def message_delivery_retry(*, message: Message, error: str, next_at: _dt.datetim
     )
 
 
-DELIVERY_LOG_MAX = 20  # send attempts kept per message (5 counted, plus refusals held back)
-_LOG_KEYS = {"attempt": int, "at": str, "status": int, "error": str, "ms": int, "network": bool}
-
-
 def message_delivery_log(*, message_id: int, entry: dict) -> None:
     """Append one send attempt to the message's ``delivery_log`` (the oldest dropped
     beyond ``DELIVERY_LOG_MAX``). Only the known keys of the known types are kept,
-    strings cut at 64: the log can never carry a body or a secret."""
-    clean: dict = {}
-    for key, kind in _LOG_KEYS.items():
-        value = entry.get(key)
-        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-            clean[key] = value[:64] if isinstance(value, str) else value
-        else:
-            clean[key] = None
-    with transaction.atomic():
-        row = (
-            Message.objects.select_for_update()
-            .filter(pk=message_id, direction=Message.Direction.OUT)
-            .values_list("delivery_log", flat=True)
-            .first()
+    strings cut at 64: the log can never carry a body or a secret. One UPDATE: the
+    append happens in the statement, under the row's lock."""
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {_log_append_sql()} "  # noqa: S608 - names from _meta
+            "WHERE id = %s AND direction = %s",
+            [
+                json.dumps([_log_entry_clean(entry)]),
+                DELIVERY_LOG_MAX,
+                message_id,
+                Message.Direction.OUT,
+            ],
         )
-        if row is None:
-            return
-        log = [*(row if isinstance(row, list) else []), clean][-DELIVERY_LOG_MAX:]
-        Message.objects.filter(pk=message_id).update(delivery_log=log)
 
 
 # WhatsApp template names are lower-case letters, digits and underscores (at most

@@ -23,7 +23,7 @@ from audit.models import AuditEvent
 from connectors import channels, tasks
 from connectors import services as connector_services
 from connectors.models import Channel, Credential
-from connectors.tasks import message_deliver
+from connectors.tasks import message_deliver, message_drain
 from conversations import access, services
 from conversations.models import Contact, ContactIdentity, Conversation, Inbox, Message
 from conversations.services import body_of, contact_pii, reply_send
@@ -651,12 +651,14 @@ def test_a_real_worker_delivers_a_reply_and_retries_through_its_queue(
     django_db_blocker, monkeypatch
 ):
     queue = f"channel-test-{uuid.uuid4().hex[:6]}"
-    # _enqueue_delivery calls message_deliver.delay on commit: send it to this test's queue.
-    monkeypatch.setattr(
-        message_deliver,
-        "delay",
-        lambda *args, **kwargs: message_deliver.apply_async(args, kwargs, queue=queue),
-    )
+    # The reply's commit enqueues its inbox's drain (message_drain.delay), which hands
+    # the failed attempt to message_deliver on the queue it came from: this test's.
+    for task in (message_drain, message_deliver):
+        monkeypatch.setattr(
+            task,
+            "delay",
+            lambda *args, _task=task, **kwargs: _task.apply_async(args, kwargs, queue=queue),
+        )
     flaky = Receiver(statuses=(503, 200))
     worker = None
     with django_db_blocker.unblock():

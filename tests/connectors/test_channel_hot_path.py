@@ -53,7 +53,11 @@ WEBHOOK_QUERIES = 9
 # in its own savepoint) + 1 for "may a bot take it?" (bots.engine.bot_may_take), which
 # spares a Celery task per message on inboxes without a bot. 30 before those changes.
 PROCESS_QUERIES = 25
-DELIVER_QUERIES = 16
+# Delivery: 4, no savepoint (was 16): one read of the message with its conversation's
+# contact and its inbox's channel, one of the channel's send credentials, the claim
+# (a conditional UPDATE ... RETURNING the attempt count and the recipient's id on the
+# channel), and one UPDATE writing the attempt log and the ``sent`` status together.
+DELIVER_QUERIES = 4
 
 
 def _payload(n: int, sender: str | None = None) -> bytes:

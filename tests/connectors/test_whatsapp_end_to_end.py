@@ -22,7 +22,12 @@ from accounts.models import TOTPDevice
 from audit.models import AuditEvent
 from connectors.delivery import OUTSIDE_WINDOW
 from connectors.models import Channel, Credential, InboundEvent
-from connectors.tasks import inbound_event_process, inbound_events_drain, message_deliver
+from connectors.tasks import (
+    inbound_event_process,
+    inbound_events_drain,
+    message_deliver,
+    message_drain,
+)
 from conversations.models import Contact, ContactIdentity, Conversation, Inbox, Message
 from parley.celery import broker_client
 from tenants.models import Tenant
@@ -97,9 +102,9 @@ def test_whatsapp_text_in_reply_out_retry_window_and_auth_with_a_real_worker(
     django_db_blocker, monkeypatch
 ):
     queue = f"wa-e2e-{uuid.uuid4().hex[:6]}"
-    # The webhook (a drain of its tenant) and reply_send enqueue with .delay on commit:
-    # route them to this test's own worker.
-    for task in (inbound_event_process, inbound_events_drain, message_deliver):
+    # The webhook (a drain of its tenant) and reply_queued (a drain of its inbox's
+    # replies) enqueue with .delay on commit: route them to this test's own worker.
+    for task in (inbound_event_process, inbound_events_drain, message_drain, message_deliver):
         monkeypatch.setattr(
             task,
             "delay",
