@@ -60,7 +60,8 @@ PROCESS_QUERIES = 25
 DELIVER_QUERIES = 4
 
 
-def _payload(n: int, sender: str | None = None) -> bytes:
+def _payload(n: int, sender: str | None = None, run: str = "hot") -> bytes:
+    """A WhatsApp text from ``sender`` (a new one per ``n`` by default), id ``wamid.<run>.<n>``."""
     sender = sender or f"1650{n:09d}"
     value = {
         "messaging_product": "whatsapp",
@@ -69,7 +70,7 @@ def _payload(n: int, sender: str | None = None) -> bytes:
         "messages": [
             {
                 "from": sender,
-                "id": f"wamid.hot.{n}",
+                "id": f"wamid.{run}.{n}",
                 "timestamp": "1700000000",
                 "type": "text",
                 "text": {"body": "hello"},

@@ -10,7 +10,6 @@ each in its own transaction.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from datetime import timedelta
@@ -28,38 +27,16 @@ from parley import celery as parley_celery
 from tenants.models import Tenant
 from tests import support
 from tests.connectors.meta.support import signed
+from tests.connectors.test_channel_hot_path import _payload
 from tests.connectors.test_inbound_events import _meta_channel, _post
 
-PHONE = "106540352242922"
-
-
-def _payload(n: int, run: str) -> bytes:
-    sender = f"1650{n:09d}"
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550000000", "phone_number_id": PHONE},
-        "contacts": [{"profile": {"name": f"Customer {n}"}, "wa_id": sender}],
-        "messages": [
-            {
-                "from": sender,
-                "id": f"wamid.{run}.{n}",
-                "timestamp": "1700000000",
-                "type": "text",
-                "text": {"body": f"message {n}"},
-            }
-        ],
-    }
-    doc = {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
-    }
-    return json.dumps(doc).encode()
+PHONE = "106540352242922"  # the phone number id _payload names
 
 
 def _store(channel, count: int, run: str = "drain") -> list[int]:
     ids = []
     for n in range(count):
-        body = _payload(n, run)
+        body = _payload(n, run=run)
         response = _post(channel, body, signed(body))
         assert response.status_code == 200, response.content
         ids.append(response.json()["event_id"])
