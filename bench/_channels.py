@@ -5,7 +5,9 @@
 * ``Server``: gunicorn on loopback with ``platform/gunicorn.conf.py`` (workers and
   threads from the command line), the app role, ``bench_settings`` (Parley plus the
   bare ``/bench/ok/`` floor view), access log to a file;
-* ``Worker``: one Celery worker (``-c 1``) on the default queue;
+* ``Worker``: one Celery worker (``-c 1``) on the default queue; its log's path is
+  printed on stderr (``BENCH_WORKER_LOG=info`` logs every task with its duration and
+  result: what each drain sent, held back, returned);
 * ``run_load``: a load generator in a separate process (asyncio, raw HTTP/1.1 over
   keep-alive connections: no client library in the measured loop), closed loop
   (N connections back to back) or open loop (a fixed rate, latency counted from the
@@ -203,6 +205,7 @@ class Worker:
 
     def start(self) -> Worker:
         log = (self.dir / "worker.log").open("wb")
+        print("worker log:", self.dir / "worker.log", file=sys.stderr)
         self.proc = subprocess.Popen(  # noqa: S603 - our own virtualenv's celery
             [
                 str(VENV_BIN / "celery"),
@@ -216,7 +219,7 @@ class Worker:
                 "-n",
                 "bench@%h",
                 "-l",
-                "warning",
+                os.environ.get("BENCH_WORKER_LOG", "warning"),
                 "--without-mingle",
                 "--without-gossip",
             ],

@@ -19,6 +19,7 @@ import functools
 import logging
 import math
 import secrets as _random
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -61,6 +62,7 @@ from conversations.services import (
     template_name_clean,
 )
 from parley.keyring.providers import KeyringError
+from parley.rows import columns, from_row
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +80,20 @@ class TransientDeliveryError(Exception):
     or circuit breaker held the send back): the message's attempt budget is intact.
     """
 
-    def __init__(self, error: str, *, attempts: int, countdown: int, counted: bool = True):
+    def __init__(
+        self,
+        error: str,
+        *,
+        attempts: int,
+        countdown: int,
+        counted: bool = True,
+        retry_after: float | None = None,
+    ):
         super().__init__(error)
         self.error, self.attempts, self.countdown = error, attempts, countdown
         self.counted = counted
+        # Held back (not counted): the refusal's own seconds, before countdown's rounding.
+        self.retry_after = retry_after
 
 
 class _ChannelHttp:
@@ -246,11 +258,6 @@ def pull_kinds() -> tuple[str, ...]:
     return tuple(kind for kind in registry.kinds() if registry.get(kind).PULL)
 
 
-def _columns(model, names) -> str:
-    table = connection.ops.quote_name(model._meta.db_table)
-    return ", ".join(f"{table}.{connection.ops.quote_name(name)}" for name in names)
-
-
 @functools.cache
 def _read_sql() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """One read of everything an attempt needs but the credentials: the message's
@@ -273,30 +280,14 @@ def _read_sql() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     m, c = q(Message._meta.db_table), q(Conversation._meta.db_table)
     i, ch = q(Inbox._meta.db_table), q(Channel._meta.db_table)
     sql = (
-        f"SELECT {_columns(Message, message_fields)}, {c}.{q('contact_id')}, "  # noqa: S608
-        f"{_columns(Channel, channel_fields)} FROM {m} "
+        f"SELECT {columns(Message, message_fields)}, {c}.{q('contact_id')}, "  # noqa: S608
+        f"{columns(Channel, channel_fields)} FROM {m} "
         f"JOIN {c} ON {c}.{q('id')} = {m}.{q('conversation_id')} "
         f"JOIN {i} ON {i}.{q('id')} = {c}.{q('inbox_id')} "
         f"LEFT JOIN {ch} ON {ch}.{q('id')} = {i}.{q('channel_id')} "
         f"WHERE {m}.{q('id')} = %s AND {m}.{q('kind')} = %s AND {m}.{q('direction')} = %s"
     )
     return sql, message_fields, channel_fields
-
-
-@functools.cache
-def _converters(model, names: tuple[str, ...]) -> tuple:
-    fields = {f.attname: f for f in model._meta.concrete_fields}
-    return tuple(getattr(fields[name], "from_db_value", None) for name in names)
-
-
-def _from_row(model, names: tuple[str, ...], values):
-    """A model instance from raw column values, through each field's database converter
-    (a JSON column comes back as text)."""
-    out = [
-        convert(value, None, connection) if convert is not None and value is not None else value
-        for convert, value in zip(_converters(model, names), values, strict=True)
-    ]
-    return model.from_db(connection.alias, names, out)
 
 
 def _load(message_id: int) -> tuple[Message, Channel | None, int] | None:
@@ -309,11 +300,11 @@ def _load(message_id: int) -> tuple[Message, Channel | None, int] | None:
     if row is None:
         return None
     n = len(message_fields)
-    message = _from_row(Message, message_fields, row[:n])
+    message = from_row(Message, message_fields, row[:n])
     contact_id = row[n]
     channel_values = row[n + 1 :]
     channel = (
-        None if channel_values[0] is None else _from_row(Channel, channel_fields, channel_values)
+        None if channel_values[0] is None else from_row(Channel, channel_fields, channel_values)
     )
     return message, channel, contact_id
 
@@ -324,7 +315,7 @@ def _links_sql() -> tuple[str, tuple[str, ...]]:
     q = connection.ops.quote_name
     link, credential = q(ChannelCredential._meta.db_table), q(Credential._meta.db_table)
     sql = (
-        f"SELECT {link}.{q('role')}, {_columns(Credential, credential_fields)} "  # noqa: S608
+        f"SELECT {link}.{q('role')}, {columns(Credential, credential_fields)} "  # noqa: S608
         f"FROM {link} JOIN {credential} ON {credential}.{q('id')} = {link}.{q('credential_id')} "
         f"WHERE {link}.{q('channel_id')} = %s ORDER BY {link}.{q('id')}"
     )
@@ -341,7 +332,7 @@ def _credentials_load(channel: Channel) -> list[tuple[str, Credential]]:
         cursor.execute(sql, [channel.pk])
         rows = cursor.fetchall()
     return [
-        (row[0], _from_row(Credential, fields, row[1:]))
+        (row[0], from_row(Credential, fields, row[1:]))
         for row in rows
         if roles is None or row[0] in roles
     ]
@@ -558,7 +549,11 @@ def _send(
                 next_at=timezone.now() + timedelta(seconds=countdown),
             )
             raise TransientDeliveryError(
-                str(exc), attempts=attempts - 1, countdown=countdown, counted=False
+                str(exc),
+                attempts=attempts - 1,
+                countdown=countdown,
+                counted=False,
+                retry_after=http.held_back.retry_after,
             ) from None
         error = OUTSIDE_WINDOW if exc.outside_window else str(exc)[:300]
         if exc.auth_failed or exc.code in CHANNEL_CODES:
@@ -591,7 +586,8 @@ def _send(
 
 # --- draining an inbox's replies in one task -------------------------------------------------------
 
-DRAIN_BATCH = 50  # replies one drain task sends at most; more go to the next drain
+DRAIN_BATCH = 50  # replies taken at once: the channel and its credentials read once for them
+DRAIN_SECONDS = 0.5  # then a drain with replies left hands over (as the inbound drain does)
 DRAIN_KEEP_SECONDS = 24 * 3600  # an inbox's queue of reply ids outlives any drain
 DRAIN_FLAG_SECONDS = 120  # a lost drain task stops holding the flag after this
 
@@ -621,6 +617,20 @@ if #ids == 0 then
 end
 return {ids, redis.call('LLEN', KEYS[1])}
 """
+# Held back by the channel's rate limit (or its circuit): put the ids not sent back
+# at the head of the queue, in their order, release the drain's own key and raise
+# the flag, in one step. Returns the SET NX answer: 1 when the caller must enqueue
+# the (delayed) drain, 0 when a drain is already pending and will take them.
+_DRAIN_REQUEUE = """
+for i = #ARGV, 3, -1 do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[3])
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 1 end
+return 0
+"""
+# A held-back drain waits at least this long before it tries again: time enough for
+# the channel's bucket to refill a useful share (20 sends at WhatsApp's 80/s).
+HELD_BACK_PAUSE_SECONDS = 0.25
 _drain_scripts: dict[tuple[int, str], object] = {}
 
 
@@ -714,6 +724,30 @@ def _drain_done(inbox_id: int, drain_id: str) -> None:
         logger.warning("delivery: drain's ids not released (%s)", type(exc).__name__)
 
 
+def _drain_requeue(
+    inbox_id: int, drain_id: str, ids: list[int], retry_after: float | None, drained: Drained
+) -> bool:
+    """Put ``ids`` (not sent: held back) back at the head of the inbox's queue for a
+    drain after the pause; False when Redis refused (the caller schedules each on
+    ``message_deliver`` instead, as before the queue existed)."""
+    client = redis_client()
+    if client is None:
+        return False
+    try:
+        raised = _script(client, _DRAIN_REQUEUE)(
+            keys=[*_drain_keys(inbox_id), _taking_key(inbox_id, drain_id)],
+            args=[DRAIN_KEEP_SECONDS, DRAIN_FLAG_SECONDS, *(int(i) for i in ids)],
+        )
+    except RedisError as exc:
+        logger.warning("delivery: held-back replies not requeued (%s)", type(exc).__name__)
+        return False
+    drained.outcomes["held_back"] = drained.outcomes.get("held_back", 0) + len(ids)
+    drained.resume_after = max(HELD_BACK_PAUSE_SECONDS, float(retry_after or 0))
+    drained.resume = bool(int(raised))
+    drained.more = False
+    return True
+
+
 @dataclass
 class Drained:
     """What one drain did: ``outcomes`` counted by name, ``retries`` the messages to
@@ -723,6 +757,12 @@ class Drained:
     outcomes: dict[str, int] = field(default_factory=dict)
     retries: list[tuple[int, int]] = field(default_factory=list)
     more: bool = False
+    # Held back by the channel's rate limit or circuit: the seconds to wait before
+    # the next drain (``resume_after``), and whether this drain put the ids it had
+    # not sent back in the queue and raised the flag (``resume``: the task must then
+    # enqueue that drain; False with a pause: a pending drain takes them).
+    resume_after: float | None = None
+    resume: bool = False
 
 
 def _load_many(message_ids: list[int]) -> list[tuple[Message, Channel | None, int]]:
@@ -739,15 +779,19 @@ def _load_many(message_ids: list[int]) -> list[tuple[Message, Channel | None, in
     for row in rows:
         channel_values = row[n + 1 :]
         channel = (
-            None
-            if channel_values[0] is None
-            else _from_row(Channel, channel_fields, channel_values)
+            None if channel_values[0] is None else from_row(Channel, channel_fields, channel_values)
         )
-        out.append((_from_row(Message, message_fields, row[:n]), channel, row[n]))
+        out.append((from_row(Message, message_fields, row[:n]), channel, row[n]))
     return out
 
 
-def deliveries_drain(*, inbox_id: int, drain_id: str, limit: int = DRAIN_BATCH) -> Drained:
+def deliveries_drain(
+    *,
+    inbox_id: int,
+    drain_id: str,
+    limit: int = DRAIN_BATCH,
+    max_seconds: float = DRAIN_SECONDS,
+) -> Drained:
     """Send the replies queued for one inbox's drain (:func:`drain_push`), one after
     the other, reading the channel and its credentials once for all of them.
 
@@ -756,26 +800,36 @@ def deliveries_drain(*, inbox_id: int, drain_id: str, limit: int = DRAIN_BATCH) 
     status, the rate limit and circuit breaker per send. A message that fails
     transiently, is held by another worker's lease, or meets an unexpected error is
     handed back in ``retries`` (the task schedules it on ``message_deliver``) and the
-    drain goes on with the next one. ``drain_id`` (the task's id) names the ids this
+    drain goes on with the next one. A message held back by the channel's own rate
+    limit or circuit breaker (nothing sent, no attempt counted) stops the drain: it
+    and the ids after it go back to the head of the queue, in order, for one drain
+    after ``resume_after`` seconds (the task enqueues it when ``resume``), instead of
+    a retry task each. It takes ``limit`` ids at a time (the channel and its
+    credentials read again for each batch) until none is left or ``max_seconds``
+    have passed; then ``more`` asks for the next drain, at the back of the worker's
+    queue, so inbound processing and sending take turns. ``drain_id`` (the task's id) names the ids this
     drain took, kept until it is done: a drain run again under the same id (its
     worker died) sends what it took, as a redelivered ``message_deliver`` would.
     """
     drained = Drained()
-    ids, left = _drain_take(inbox_id, drain_id, limit)
-    drained.more = left > 0
-    if not ids:
-        return drained
-    # An error before any message is claimed (reading the rows or the credentials)
-    # leaves the ids taken under ``drain_id``: the task's retry takes them again.
-    _drain_ids(inbox_id, ids, drained)
-    _drain_done(inbox_id, drain_id)
-    return drained
+    deadline = time.monotonic() + max_seconds
+    while True:
+        ids, left = _drain_take(inbox_id, drain_id, limit)
+        drained.more = left > 0
+        if not ids:
+            return drained
+        # An error before any message is claimed (reading the rows or the credentials)
+        # leaves the ids taken under ``drain_id``: the task's retry takes them again.
+        _drain_ids(inbox_id, drain_id, ids, drained)
+        _drain_done(inbox_id, drain_id)
+        if drained.resume_after is not None or not drained.more or time.monotonic() > deadline:
+            return drained
 
 
-def _drain_ids(inbox_id: int, ids: list[int], drained: Drained) -> None:
+def _drain_ids(inbox_id: int, drain_id: str, ids: list[int], drained: Drained) -> None:
     rows = _load_many(list(dict.fromkeys(ids)))
     credentials: list[tuple[str, Credential]] | None = None
-    for message, channel, contact_id in rows:
+    for index, (message, channel, contact_id) in enumerate(rows):
         if message.inbox_id_denorm != inbox_id:
             continue  # not this inbox's (an id cannot move; never send it from here)
         if _pulled(channel):
@@ -790,6 +844,13 @@ def _drain_ids(inbox_id: int, ids: list[int], drained: Drained) -> None:
         try:
             outcome = _attempt(message, channel, credentials, contact_id)
         except TransientDeliveryError as exc:
+            if not exc.counted:
+                # The channel's budget is spent (or its circuit open): the rest of
+                # this drain would be held back too. They wait in the queue, in
+                # order, for one drain after the pause, not a task each.
+                rest = [m.pk for m, _, _ in rows[index:] if m.inbox_id_denorm == inbox_id]
+                if _drain_requeue(inbox_id, drain_id, rest, exc.retry_after, drained):
+                    return
             drained.retries.append((message.pk, exc.countdown))
             outcome = "retry"
         except Exception as exc:  # noqa: BLE001 - one message's error never blocks the others

@@ -289,7 +289,12 @@ def _process_claimed(event: InboundEvent) -> str:
 # --- draining: many events per task -------------------------------------------------------------------
 
 DRAIN_BATCH = 50  # events claimed per statement
-DRAIN_SECONDS = 10.0  # then the drain hands over (it asks for another), so tenants take turns
+# Then the drain hands over (it asks for another, at the back of the queue): the
+# tenants' drains take turns, and so do the reply drains (message_drain) the events
+# just processed have queued, so replies leave while a burst is still coming in
+# rather than after it (a channel's send rate is capped: replies held until the end
+# of a long burst could then only trickle out). About one claimed batch per task.
+DRAIN_SECONDS = 0.5
 RETRY_SECONDS = 10  # an event that failed unexpectedly waits this x its attempts
 
 _CLAIM = """
@@ -346,23 +351,26 @@ def inbound_events_drain(
         ids = inbound_events_claim(limit=batch)
         if not ids:
             return drained
-        events = InboundEvent.objects.filter(pk__in=ids).order_by("id")
-        broken = False
-        for event in events:
-            if broken:
-                _unclaim(event.pk)
-                drained.count("returned")
-                continue
+        events = list(InboundEvent.objects.filter(pk__in=ids).order_by("id"))
+        for index, event in enumerate(events):
             event.channel = _channel(channels, event.channel_id)
             try:
                 drained.count(_process_claimed(event))
             except Exception as exc:  # noqa: BLE001 - left pending by _process_claimed
                 logger.warning("inbound event %s: %s; retried later", event.pk, type(exc).__name__)
                 drained.count("retry")
-                broken = True
-        if broken or time.monotonic() > deadline:
-            drained.more = True
-            return drained
+                stop = True
+            else:
+                # One event can hold a batch of 50 messages: the time budget is
+                # checked after each event, not each claimed batch.
+                stop = time.monotonic() > deadline
+            if stop:
+                rest = [e.pk for e in events[index + 1 :]]
+                if rest:
+                    _unclaim(rest)
+                    drained.outcomes["returned"] = drained.outcomes.get("returned", 0) + len(rest)
+                drained.more = True
+                return drained
 
 
 def _channel(cache: dict[int, Channel], channel_id: int) -> Channel:
@@ -372,8 +380,9 @@ def _channel(cache: dict[int, Channel], channel_id: int) -> Channel:
     return cache[channel_id]
 
 
-def _unclaim(event_id: int) -> None:
-    InboundEvent.objects.filter(pk=event_id, status=InboundEvent.Status.PROCESSING).update(
+def _unclaim(event_ids: list[int]) -> None:
+    """Give claimed events back as they were (not tried): pending, attempt uncounted."""
+    InboundEvent.objects.filter(pk__in=event_ids, status=InboundEvent.Status.PROCESSING).update(
         status=InboundEvent.Status.PENDING, claimed_at=None, attempts=F("attempts") - 1
     )
 

@@ -132,7 +132,17 @@ def message_drain(self, inbox_id: int) -> dict:
             logger.warning(
                 "could not schedule the delivery of %s: %s", message_id, type(exc).__name__
             )
-    if drained.more:
+    if drained.resume:
+        # Held back by the channel's rate limit: the ids wait in the queue (the
+        # flag is up) for this one drain after the pause, whatever arrives meanwhile.
+        try:
+            message_drain.apply_async((inbox_id,), countdown=drained.resume_after, **options)
+        except Exception as exc:  # noqa: BLE001 - deliveries_resume is the backstop
+            logger.warning(
+                "could not schedule the drain of inbox %s: %s", inbox_id, type(exc).__name__
+            )
+            delivery.drain_release(inbox_id=inbox_id)
+    elif drained.more:
         _drain_enqueue(inbox_id)
     return {"schema": connection.schema_name, "inbox": inbox_id, **drained.outcomes}
 

@@ -192,3 +192,87 @@ def test_without_redis_for_the_queue_a_reply_gets_its_own_task(acme, graph, monk
             message_id=reply.pk, schema=acme.schema_name, inbox_id=reply.inbox_id_denorm
         )
     assert singles == [(reply.pk,)]
+
+
+def test_a_drain_held_back_by_the_rate_limit_waits_as_one_drain_not_a_task_per_reply(
+    acme, graph, scheduled, monkeypatch
+):
+    """The channel's budget spent: the reply held back and those after it go back to
+    the head of the queue, in order, with no attempt counted, and one drain is
+    scheduled after the pause (not a message_deliver each, which is what made a
+    burst crawl at the channel's rate)."""
+    inbox_id, ids = _three_replies(acme, graph)
+    bucket = f"drain-test:{uuid.uuid4().hex}"
+    monkeypatch.setattr(delivery, "rate_key", lambda channel: bucket)
+    monkeypatch.setattr(delivery, "channel_rate", lambda channel: 1.0)  # a bucket of one
+    drains = []
+    monkeypatch.setattr(
+        tasks.message_drain,
+        "apply_async",
+        lambda args, countdown, **options: drains.append((args[0], countdown)),
+    )
+
+    with tenant_context(acme):
+        result = tasks.message_drain.apply(args=(inbox_id,)).get()
+        queue, flag = delivery._drain_keys(inbox_id)
+        client = delivery.redis_client()
+        queued = [int(raw) for raw in client.lrange(queue, 0, -1)]
+        flag_up = client.exists(flag)
+
+    assert result == {"schema": acme.schema_name, "inbox": inbox_id, "sent": 1, "held_back": 2}
+    assert scheduled == []  # no task per reply
+    assert queued == ids[1:]  # at the head, in order
+    assert flag_up  # replies queued meanwhile wait for the scheduled drain
+    ((drained_inbox, countdown),) = drains
+    assert drained_inbox == inbox_id
+    assert delivery.HELD_BACK_PAUSE_SECONDS <= countdown <= 1.0
+    first, second, third = _rows(acme, ids)
+    assert first.delivery == "sent"
+    assert (second.delivery, second.delivery_attempts) == ("queued", 0)
+    assert (third.delivery, third.delivery_attempts) == ("queued", 0)
+    assert len(graph.requests) == 1
+
+    # The scheduled drain, once the bucket has a token again, sends the next one.
+    monkeypatch.setattr(delivery, "channel_rate", lambda channel: 1000.0)
+    with tenant_context(acme):
+        assert tasks.message_drain.apply(args=(inbox_id,)).get()["sent"] == 2
+    assert [r.delivery for r in _rows(acme, ids)] == ["sent"] * 3
+    assert [r.delivery_attempts for r in _rows(acme, ids)] == [1, 1, 1]
+
+
+def test_a_held_back_drain_without_redis_to_requeue_gives_each_reply_its_retry(
+    acme, graph, scheduled, monkeypatch
+):
+    inbox_id, ids = _three_replies(acme, graph)
+    bucket = f"drain-test:{uuid.uuid4().hex}"
+    monkeypatch.setattr(delivery, "rate_key", lambda channel: bucket)
+    monkeypatch.setattr(delivery, "channel_rate", lambda channel: 1.0)
+
+    def refused(*args, **kwargs):
+        return False
+
+    monkeypatch.setattr(delivery, "_drain_requeue", refused)
+    with tenant_context(acme):
+        result = tasks.message_drain.apply(args=(inbox_id,)).get()
+    assert result["sent"] == 1 and result["retry"] == 2
+    assert [message_id for message_id, _ in scheduled] == ids[1:]
+    assert [r.delivery_attempts for r in _rows(acme, ids)] == [1, 0, 0]
+
+
+def test_a_drain_takes_batch_after_batch_until_its_time_is_up(acme, graph, scheduled):
+    inbox_id, ids = _three_replies(acme, graph)
+    with tenant_context(acme):
+        out_of_time = delivery.deliveries_drain(
+            inbox_id=inbox_id, drain_id=uuid.uuid4().hex, limit=2, max_seconds=0
+        )
+        # One batch, then it hands over: the task enqueues the next drain.
+        assert out_of_time.outcomes == {"sent": 2} and out_of_time.more is True
+        rest = delivery.deliveries_drain(inbox_id=inbox_id, drain_id=uuid.uuid4().hex, limit=2)
+        assert rest.outcomes == {"sent": 1} and rest.more is False
+    assert [r.delivery for r in _rows(acme, ids)] == ["sent"] * 3
+
+    inbox_id, ids = _three_replies(acme, graph)
+    with tenant_context(acme):
+        # Time to spare: batch after batch in one drain.
+        whole = delivery.deliveries_drain(inbox_id=inbox_id, drain_id=uuid.uuid4().hex, limit=2)
+        assert whole.outcomes == {"sent": 3} and whole.more is False

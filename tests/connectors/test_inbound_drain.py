@@ -69,6 +69,23 @@ def test_a_drain_applies_every_pending_event_oldest_first_a_batch_at_a_time(acme
 
 
 @pytest.mark.django_db
+def test_a_drain_out_of_time_hands_over_after_the_event_in_hand(acme):
+    """The time budget is checked after each event (one can carry 50 messages), not
+    after each claimed batch: the rest of the batch goes back as it was, for the next
+    drain, so the reply drains queued meanwhile get their turn on the worker."""
+    channel = _meta_channel(acme, "whatsapp", PHONE)
+    ids = _store(channel, 4)
+    with tenant_context(acme):
+        drained = inbound.inbound_events_drain(max_seconds=0)
+        assert drained.outcomes == {"processed": 1, "returned": 3} and drained.more is True
+        state = [
+            (e.status, e.attempts) for e in InboundEvent.objects.filter(pk__in=ids).order_by("id")
+        ]
+        assert state == [("processed", 1)] + [("pending", 0)] * 3
+        assert inbound.inbound_events_drain().outcomes == {"processed": 3}
+
+
+@pytest.mark.django_db
 def test_an_event_that_fails_unexpectedly_waits_with_backoff_and_the_others_go_on(
     acme, monkeypatch
 ):
