@@ -100,12 +100,20 @@ def bot_may_take(*, inbox_id: int, conversation_id: int) -> bool:
 def inbox_has_greeting_flow(inbox_id: int) -> bool:
     """The auto-reply veto: a live flow that starts on every new conversation serves the
     inbox, so the bot greets instead of the out-of-hours auto-reply."""
-    return Flow.objects.filter(
-        inboxes=inbox_id,
-        enabled=True,
-        live_version__isnull=False,
-        trigger=Flow.Trigger.NEW_CONVERSATION,
-    ).exists()
+    # Runs for every new conversation of an inbox with an auto-reply: written out,
+    # as bot_may_take is.
+    with connection.cursor() as cursor:
+        cursor.execute(_GREETING, {"inbox": inbox_id, "trigger": Flow.Trigger.NEW_CONVERSATION})
+        return bool(cursor.fetchone()[0])
+
+
+_GREETING = """
+    SELECT EXISTS (
+        SELECT 1 FROM bots_flow f JOIN bots_flow_inboxes fi ON fi.flow_id = f.id
+        WHERE fi.inbox_id = %(inbox)s AND f.enabled AND f.live_version_id IS NOT NULL
+          AND f.trigger = %(trigger)s
+    )
+"""
 
 
 def _human_has_it(conversation: Conversation) -> bool:

@@ -47,12 +47,14 @@ CLOSED = {d: [["00:00", "00:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "
 # Webhook: 12 before the store became one INSERT … ON CONFLICT (no SELECT first, no
 # savepoint around the insert).
 WEBHOOK_QUERIES = 9
-# Processing: the message itself (the conversation's new values computed under its row
-# lock instead of read back, both message ids reserved in one round trip, the contact
-# inserted without a savepoint of its own), + 3 for the bots' auto-reply veto (one read
-# in its own savepoint) + 1 for "may a bot take it?" (bots.engine.bot_may_take), which
-# spares a Celery task per message on inboxes without a bot. 30 before those changes.
-PROCESS_QUERIES = 25
+# Processing: the message itself (for a new sender: the contact and its identity, the
+# identity's race settled by ON CONFLICT instead of a savepoint, no conversation lookup
+# for a contact created just now, the conversation inserted RETURNING its row, both
+# message ids reserved in one round trip and both rows in one INSERT), + 3 for the
+# bots' auto-reply veto (one read in its own savepoint) + 1 for "may a bot take it?"
+# (bots.engine.bot_may_take), which spares a Celery task per message on inboxes
+# without a bot. 30, then 25 before those changes.
+PROCESS_QUERIES = 21
 # Delivery: 4, no savepoint (was 16): one read of the message with its conversation's
 # contact and its inbox's channel, one of the channel's send credentials, the claim
 # (a conditional UPDATE ... RETURNING the attempt count and the recipient's id on the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,7 +16,7 @@ from audit.models import AuditEvent
 from connectors import services as connector_services
 from connectors.models import Channel
 from conversations import access, presence, services
-from conversations.models import Contact, Conversation, Inbox, Message
+from conversations.models import Contact, ContactIdentity, Conversation, Inbox, Message
 from tests import support
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +74,63 @@ def test_a_repeated_external_id_stores_one_message(acme, setup):
         assert not created and again.pk == setup["message"].pk
         assert Message.objects.filter(external_id="ext-1").count() == 1
         assert Conversation.objects.get(pk=setup["conversation"].pk).unread == 1
+
+
+def test_a_returning_sender_reopens_their_conversation_in_one_statement(acme, setup):
+    """The second message of a sender finds their conversation (not resolved) and
+    reopens it: open, one more unread, snooze cleared, active now; a resolved one is
+    left alone and a new one starts."""
+    with tenant_context(acme):
+        conversation = Conversation.objects.get(pk=setup["conversation"].pk)
+        Conversation.objects.filter(pk=conversation.pk).update(
+            status="snoozed", snoozed_until=timezone.now() + datetime.timedelta(days=1)
+        )
+        before = conversation.last_activity_at
+        second, created = services.message_receive(
+            inbox=setup["inbox"], contact_external_id="cust-1", body="Any news?", external_id="e2"
+        )
+        assert created and second.conversation_id == conversation.pk
+        assert second.conversation.unread == 2 and second.conversation.status == "open"
+        stored = Conversation.objects.get(pk=conversation.pk)
+        assert (stored.status, stored.unread, stored.snoozed_until) == ("open", 2, None)
+        assert stored.last_activity_at > before
+
+        Conversation.objects.filter(pk=conversation.pk).update(status="resolved")
+        third, _ = services.message_receive(
+            inbox=setup["inbox"], contact_external_id="cust-1", body="Hello again", external_id="e3"
+        )
+        assert third.conversation_id != conversation.pk
+        assert third.conversation.contact_id == conversation.contact_id
+        assert Conversation.objects.get(pk=conversation.pk).status == "resolved"
+    connection.set_schema_to_public()
+
+
+def test_two_first_messages_of_one_sender_share_one_contact(acme, setup, monkeypatch):
+    """The sender's identity is inserted ON CONFLICT DO NOTHING: when another first
+    message of the same sender stored its identity meanwhile (simulated here between
+    our contact's INSERT and our identity's), ours gives way, its contact row is
+    removed again, and the message joins the winner's contact."""
+    real_create = services.contact_create
+    winner = {}
+
+    def create_and_lose_the_race(**kwargs):
+        contact = real_create(**kwargs)
+        other = real_create(name="Other delivery")
+        ContactIdentity.objects.create(
+            contact=other, channel_id=setup["inbox"].channel_id, external_id="racer"
+        )
+        winner["contact"], winner["loser"] = other.pk, contact.pk
+        return contact
+
+    monkeypatch.setattr(services, "contact_create", create_and_lose_the_race)
+    with tenant_context(acme):
+        message, created = services.message_receive(
+            inbox=setup["inbox"], contact_external_id="racer", body="hi", external_id="race-1"
+        )
+        assert created and message.conversation.contact_id == winner["contact"]
+        assert not Contact.objects.filter(pk=winner["loser"]).exists()
+        assert ContactIdentity.objects.filter(external_id="racer").count() == 1
+    connection.set_schema_to_public()
 
 
 def test_bad_inbound_input_is_refused(acme, setup):
