@@ -12,6 +12,7 @@ and are re-exported here for the callers that sign test events with them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -51,7 +52,7 @@ from connectors.webchat.services import webchat_settings_clean
 from conversations.access import inbox_create
 from conversations.models import Inbox
 from conversations.services import template_language_clean, template_name_clean
-from parley import outbound
+from parley import outbound, rows
 from parley.base_url import console_url
 from tenants import services as tenant_services
 
@@ -114,20 +115,69 @@ def channel_get(*, channel_id) -> Channel:
 def channel_for_webhook(*, kind: str, public_id: str) -> Channel | None:
     """The enabled channel of ``kind`` behind a webhook URL, in the request's tenant (None otherwise).
 
-    Its credentials come with their ciphertext (the signature check decrypts one,
-    or finds this process's recent decryption of that same ciphertext)."""
+    Its inbox and its credentials come with it, the credentials with their ciphertext
+    (the signature check decrypts one, or finds this process's recent decryption of
+    that same ciphertext). Every webhook of every channel starts here: one statement,
+    written out (the ORM's select_related plus prefetch cost two queries and more CPU
+    to build than PostgreSQL spent on them)."""
     if not public_id or len(public_id) > 32 or kind not in registry.kinds():
         return None
-    return (
-        Channel.objects.select_related("inbox")
-        .prefetch_related(
-            Prefetch(
-                "credential_links", queryset=ChannelCredential.objects.select_related("credential")
-            )
-        )
-        .filter(public_id=public_id, kind=kind, enabled=True)
-        .first()
+    sql, names = _webhook_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [public_id, kind])
+        found = cursor.fetchall()
+    if not found:
+        return None
+    return _channel_from_rows(found, names)
+
+
+@functools.cache
+def _webhook_sql() -> tuple[str, tuple[tuple[str, ...], ...]]:
+    models_ = (Channel, Inbox, ChannelCredential, Credential)
+    names = tuple(rows.all_fields(model) for model in models_)
+    q = connection.ops.quote_name
+    ch, ib, ln, cr = (q(model._meta.db_table) for model in models_)
+    select = ", ".join(rows.columns(model, n) for model, n in zip(models_, names, strict=True))
+    sql = (
+        f"SELECT {select} FROM {ch} "  # noqa: S608 - names from _meta
+        f"LEFT JOIN {ib} ON {ib}.{q('channel_id')} = {ch}.{q('id')} "
+        f"LEFT JOIN {ln} ON {ln}.{q('channel_id')} = {ch}.{q('id')} "
+        f"LEFT JOIN {cr} ON {cr}.{q('id')} = {ln}.{q('credential_id')} "
+        f"WHERE {ch}.{q('id')} = (SELECT {q('id')} FROM {ch} WHERE {q('public_id')} = %s "
+        f"AND {q('kind')} = %s AND {q('enabled')} ORDER BY {q('id')} LIMIT 1) "
+        f"ORDER BY {ln}.{q('id')}"
     )
+    return sql, names
+
+
+def _channel_from_rows(found: list, names: tuple[tuple[str, ...], ...]) -> Channel:
+    """The channel of the joined rows (one per credential link), its inbox and its
+    links (each with its credential) attached as select_related and prefetch_related
+    would: ``channel.inbox`` and ``channel.credential_links.all()`` read no more."""
+    spans, start = [], 0
+    for n in names:
+        spans.append((start, start + len(n)))
+        start += len(n)
+    (c0, c1), (i0, i1), (l0, l1), (k0, k1) = spans
+    first = found[0]
+    channel = rows.from_row(Channel, names[0], first[c0:c1])
+    inbox = None if first[i0] is None else rows.from_row(Inbox, names[1], first[i0:i1])
+    if inbox is not None:
+        Inbox._meta.get_field("channel").set_cached_value(inbox, channel)
+    Channel._meta.get_field("inbox").set_cached_value(channel, inbox)
+    links = []
+    for row in found:
+        if row[l0] is None:
+            continue
+        link = rows.from_row(ChannelCredential, names[2], row[l0:l1])
+        credential = rows.from_row(Credential, names[3], row[k0:k1])
+        ChannelCredential._meta.get_field("credential").set_cached_value(link, credential)
+        ChannelCredential._meta.get_field("channel").set_cached_value(link, channel)
+        links.append(link)
+    prefetched = ChannelCredential.objects.all()
+    prefetched._result_cache, prefetched._prefetch_done = links, True
+    channel._prefetched_objects_cache = {"credential_links": prefetched}
+    return channel
 
 
 def inboxes_unbound():

@@ -45,8 +45,9 @@ CLOSED = {d: [["00:00", "00:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "
 # above a real worker's; they are pinned so that a change shows up, not as the real
 # counts. Raise them only with a reason in docs/scaling.md ("Channels: measured").
 # Webhook: 12 before the store became one INSERT … ON CONFLICT (no SELECT first, no
-# savepoint around the insert).
-WEBHOOK_QUERIES = 9
+# savepoint around the insert); 9 before the channel, its inbox and its credentials
+# came in one statement (connectors.channels.channel_for_webhook).
+WEBHOOK_QUERIES = 8
 # Processing: the message itself (for a new sender: the contact and its identity, the
 # identity's race settled by ON CONFLICT instead of a savepoint, no conversation lookup
 # for a contact created just now, the conversation inserted RETURNING its row, both
@@ -112,6 +113,50 @@ def _webhook(channel, n: int, secret: str = APP_SECRET, committed=None):
         return _post(channel, body, signed(body, secret))
     with committed(execute=True):
         return _post(channel, body, signed(body, secret))
+
+
+# --- the channel behind a webhook URL ---------------------------------------------------------------
+
+
+def _ours(queries) -> int:
+    """Statements run, not counting django-tenants' SET search_path."""
+    return sum(not q["sql"].startswith("SET search_path") for q in queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_the_webhook_s_channel_comes_in_one_statement_as_the_orm_would_build_it(acme):
+    channel = _meta_channel(acme, "whatsapp", PHONE)
+    with tenant_context(acme):
+        with CaptureQueriesContext(connection) as queries:
+            found = channels.channel_for_webhook(kind="whatsapp", public_id=channel.public_id)
+            inbox = found.inbox
+            links = list(found.credential_links.all())
+            ciphertexts = {link.role: bytes(link.credential.secret_ct) for link in links}
+        assert _ours(queries) == 1
+        expected = Channel.objects.get(pk=channel.pk)
+        assert [getattr(found, f.attname) for f in Channel._meta.concrete_fields] == [
+            getattr(expected, f.attname) for f in Channel._meta.concrete_fields
+        ]
+        assert inbox.pk == Inbox.objects.get(channel=channel).pk and inbox.channel is found
+        stored = ChannelCredential.objects.filter(channel=channel).select_related("credential")
+        assert ciphertexts == {link.role: bytes(link.credential.secret_ct) for link in stored}
+        assert sorted(ciphertexts) == ["app_secret", "verify_token"]
+
+        # No inbox, no credentials: both read as the ORM's would, with no query.
+        bare = Channel.objects.create(name="bare", kind="whatsapp", public_id="bare-channel")
+        with CaptureQueriesContext(connection) as queries:
+            found = channels.channel_for_webhook(kind="whatsapp", public_id="bare-channel")
+            assert list(found.credential_links.all()) == []
+            with pytest.raises(Inbox.DoesNotExist):
+                found.inbox  # noqa: B018 - the access is the test
+        assert _ours(queries) == 1
+
+        # Another kind, paused, unknown: none.
+        assert channels.channel_for_webhook(kind="messenger", public_id=channel.public_id) is None
+        Channel.objects.filter(pk=channel.pk).update(enabled=False)
+        assert channels.channel_for_webhook(kind="whatsapp", public_id=channel.public_id) is None
+        assert channels.channel_for_webhook(kind="whatsapp", public_id="nope") is None
+    connection.set_schema_to_public()
 
 
 # --- the webhook secret ------------------------------------------------------------------------
