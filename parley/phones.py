@@ -71,6 +71,9 @@ def normalise(value: str, *, region: str) -> tuple[str, str]:
             candidates.append(f"+{digits[2:]}")
         for candidate in candidates:
             e164 = _possible(candidate, region)
-            if e164:
+            # Only a fixpoint: phonenumbers formats some degenerate numbers as a
+            # string it then reads differently ("000000" in DE is "+4900000", which
+            # reads as "+490000"), and a key must be found again from its display.
+            if e164 and _possible(e164, region) == e164:
                 return e164, e164
     return FALLBACK_PREFIX + digits, digits
