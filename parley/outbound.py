@@ -25,6 +25,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import socket
 import ssl
 import threading
@@ -261,6 +262,56 @@ class _VettedHTTPPool(urllib3.HTTPConnectionPool):
 
 class _VettedHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _VettedHTTPSConnection
+
+
+# --- connection pools: keep-alive per destination ----------------------------------------------------
+
+# A process keeps its connections to a destination open between calls (keep-alive):
+# a channel's replies then cost one TCP and TLS handshake per connection, not per
+# message, and the TLS context (CA bundle loading) is built once per destination.
+# Every *new* connection still vets the address it connects to (open_connection);
+# a kept connection stays with the address vetted when it was opened.
+POOL_CONNECTIONS = 4  # idle connections kept per destination (more may be open at once)
+POOLS_MAX = 64  # destinations kept per process; the least recently used is closed
+_pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+_pools_pid = 0
+_pools_lock = threading.Lock()
+
+
+def _pool(scheme: str, host: str, port: int | None, ca_pem: str | None):
+    """This process's pool for one destination (and CA bundle), created on first use."""
+    global _pools_pid
+    key = (scheme, host, port, ca_pem)
+    with _pools_lock:
+        if _pools_pid != os.getpid():
+            # Forked (gunicorn, Celery prefork): the parent's sockets are not ours.
+            _pools.clear()
+            _pools_pid = os.getpid()
+        pool = _pools.pop(key, None)
+        if pool is None:
+            if scheme == "https":
+                context = (
+                    ssl.create_default_context(cadata=ca_pem)
+                    if ca_pem
+                    else ssl.create_default_context()
+                )
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                pool = _VettedHTTPSPool(
+                    host, port or 443, ssl_context=context, maxsize=POOL_CONNECTIONS
+                )
+            else:
+                pool = _VettedHTTPPool(host, port or 80, maxsize=POOL_CONNECTIONS)
+            while len(_pools) >= POOLS_MAX:
+                _pools.pop(next(iter(_pools))).close()
+        _pools[key] = pool  # most recently used last
+        return pool
+
+
+def pools_clear() -> None:
+    """Close every kept connection of this process (tests; a changed network)."""
+    with _pools_lock:
+        while _pools:
+            _pools.popitem()[1].close()
 
 
 # --- circuit breaker and rate limit (shared through Redis) -----------------------------------------
@@ -546,98 +597,87 @@ def request(
         all_headers["Content-Type"] = "application/json"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     pool_timeout = urllib3.Timeout(connect=timeout, read=timeout)
-    if parts.scheme == "https":
-        context = (
-            ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
-        )
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        pool: urllib3.HTTPConnectionPool = _VettedHTTPSPool(
-            parts.hostname, port or 443, timeout=pool_timeout, ssl_context=context, maxsize=1
-        )
-    else:
-        pool = _VettedHTTPPool(parts.hostname, port or 80, timeout=pool_timeout, maxsize=1)
+    pool = _pool(parts.scheme, parts.hostname, port, ca_pem)
     destination = destination_of(url)
     shared = _shared()
     # A trial call holds the half-open claim this long at most (connect + read + margin).
     lease = 2 * timeout + 5
     attempt = 0
-    try:
-        while True:
-            attempt += 1
-            if rate_key is not None:
-                shared.run(lambda: shared.limiter.take(rate_key, rate_per_second=rate, now=clock()))
-            shared.run(lambda: shared.breaker.admit(destination, now=clock(), lease=lease))
-            started = time.perf_counter()
-            # Whether this attempt says the destination is failing (True), working
-            # (False), or nothing about it (None: a 429, a refusal by our own guard).
-            failing: bool | None
-            status: int | None = None
-            try:
-                # retries=False, redirect=False: our loop retries; a 3xx is returned,
-                # never followed (it could point past the guard).
-                resp = pool.urlopen(
-                    method,
-                    target,
-                    body=data,
-                    headers=all_headers,
-                    retries=False,
-                    redirect=False,
-                    assert_same_host=False,
-                )
-                status, body = resp.status, resp.data
-                if status < 300:
-                    _after_attempt(
-                        shared, destination, False, on_attempt, attempt, status, None, started
-                    )
-                    logger.info(
-                        "outbound %s %s purpose=%s status=%s attempt=%s ms=%.0f",
-                        method,
-                        _safe(url),
-                        purpose,
-                        status,
-                        attempt,
-                        (time.perf_counter() - started) * 1000,
-                    )
-                    return OutboundResponse(status=status, body=body, attempts=attempt)
-                error = OutboundError(
-                    f"HTTP {status} from {_safe(url)}",
-                    status=status,
-                    transient=status in TRANSIENT_STATUSES,
-                    body=bytes(body[:ERROR_BODY_LIMIT]),
-                    headers={k.lower(): v for k, v in resp.headers.items()},
-                )
-                # 429 is the destination telling this sender to slow down: it is up,
-                # and on a shared host (graph.facebook.com) one tenant's 429 must not
-                # cut off every tenant. Retry-After and the rate limit deal with it.
-                failing = None if status == 429 else (status >= 500 or status == 408)
-                error_name = type(error).__name__
-            except OutboundError as exc:  # the guard, at connect time
-                error, failing, error_name = exc, None, type(exc).__name__
-            except (Urllib3Error, TimeoutError, ssl.SSLError, OSError) as exc:
-                error = OutboundError(f"{_reason(exc)} calling {_safe(url)}", transient=True)
-                failing, error_name = True, type(_innermost(exc)).__name__
-            _after_attempt(
-                shared, destination, failing, on_attempt, attempt, status, error_name, started
-            )
-            logger.warning(
-                "outbound %s %s purpose=%s failed attempt=%s transient=%s: %s",
+    while True:
+        attempt += 1
+        if rate_key is not None:
+            shared.run(lambda: shared.limiter.take(rate_key, rate_per_second=rate, now=clock()))
+        shared.run(lambda: shared.breaker.admit(destination, now=clock(), lease=lease))
+        started = time.perf_counter()
+        # Whether this attempt says the destination is failing (True), working
+        # (False), or nothing about it (None: a 429, a refusal by our own guard).
+        failing: bool | None
+        status: int | None = None
+        try:
+            # retries=False, redirect=False: our loop retries; a 3xx is returned,
+            # never followed (it could point past the guard).
+            resp = pool.urlopen(
                 method,
-                _safe(url),
-                purpose,
-                attempt,
-                error.transient,
-                error,
+                target,
+                body=data,
+                headers=all_headers,
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=pool_timeout,
             )
-            if not error.transient or attempt > retries:
+            status, body = resp.status, resp.data
+            if status < 300:
+                _after_attempt(
+                    shared, destination, False, on_attempt, attempt, status, None, started
+                )
+                logger.info(
+                    "outbound %s %s purpose=%s status=%s attempt=%s ms=%.0f",
+                    method,
+                    _safe(url),
+                    purpose,
+                    status,
+                    attempt,
+                    (time.perf_counter() - started) * 1000,
+                )
+                return OutboundResponse(status=status, body=body, attempts=attempt)
+            error = OutboundError(
+                f"HTTP {status} from {_safe(url)}",
+                status=status,
+                transient=status in TRANSIENT_STATUSES,
+                body=bytes(body[:ERROR_BODY_LIMIT]),
+                headers={k.lower(): v for k, v in resp.headers.items()},
+            )
+            # 429 is the destination telling this sender to slow down: it is up,
+            # and on a shared host (graph.facebook.com) one tenant's 429 must not
+            # cut off every tenant. Retry-After and the rate limit deal with it.
+            failing = None if status == 429 else (status >= 500 or status == 408)
+            error_name = type(error).__name__
+        except OutboundError as exc:  # the guard, at connect time
+            error, failing, error_name = exc, None, type(exc).__name__
+        except (Urllib3Error, TimeoutError, ssl.SSLError, OSError) as exc:
+            error = OutboundError(f"{_reason(exc)} calling {_safe(url)}", transient=True)
+            failing, error_name = True, type(_innermost(exc)).__name__
+        _after_attempt(
+            shared, destination, failing, on_attempt, attempt, status, error_name, started
+        )
+        logger.warning(
+            "outbound %s %s purpose=%s failed attempt=%s transient=%s: %s",
+            method,
+            _safe(url),
+            purpose,
+            attempt,
+            error.transient,
+            error,
+        )
+        if not error.transient or attempt > retries:
+            raise error
+        wait = backoff * (2 ** (attempt - 1))
+        if error.retry_after is not None:
+            if error.retry_after > RETRY_AFTER_LIMIT:
                 raise error
-            wait = backoff * (2 ** (attempt - 1))
-            if error.retry_after is not None:
-                if error.retry_after > RETRY_AFTER_LIMIT:
-                    raise error
-                wait = max(wait, error.retry_after)
-            time.sleep(wait)
-    finally:
-        pool.close()
+            wait = max(wait, error.retry_after)
+        time.sleep(wait)
 
 
 def _after_attempt(

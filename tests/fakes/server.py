@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ class JsonServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -66,6 +68,13 @@ class JsonServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        # A server that goes away takes its connections with it: a client's kept
+        # (keep-alive) connection must not go on being answered by a stopped fake.
+        with self._lock:
+            open_now, self._connections = list(self._connections), set()
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
 
     def __enter__(self):
@@ -82,6 +91,19 @@ class JsonServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # As real servers do: on a kept connection, the body written after the
+            # headers must not wait for the client's delayed ACK (40 ms per answer).
+            disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                super().finish()
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

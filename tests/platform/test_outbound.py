@@ -554,3 +554,63 @@ def test_a_failing_on_attempt_does_not_fail_the_call(server):
 
     assert outbound.request("GET", _url(server), retries=0, on_attempt=broken).status == 200
     assert len(server.hits) == 1
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive: notes the client port of every request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.ports.append(self.client_address[1])
+        self.server.connections.append(self.connection)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def keepalive_server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    httpd.ports, httpd.connections = [], []
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        outbound.pools_clear()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@override_settings(PARLEY_OUTBOUND_ALLOW_PRIVATE=True)
+def test_calls_to_one_destination_reuse_a_kept_connection(keepalive_server, monkeypatch):
+    """Replies of a channel cost one handshake per connection, not per message; a
+    forked process (gunicorn, Celery prefork) never uses its parent's sockets."""
+    url = f"http://127.0.0.1:{keepalive_server.server_port}/send"
+    for _ in range(5):
+        assert outbound.request("POST", url, json_body={"n": 1}, retries=0).status == 200
+    assert len(keepalive_server.ports) == 5 and len(set(keepalive_server.ports)) == 1
+
+    real_pid = outbound.os.getpid()
+    monkeypatch.setattr(outbound.os, "getpid", lambda: real_pid + 1)  # as after a fork
+    assert outbound.request("POST", url, json_body={}, retries=0).status == 200
+    assert len(set(keepalive_server.ports)) == 2
+
+
+@override_settings(PARLEY_OUTBOUND_ALLOW_PRIVATE=True)
+def test_a_kept_connection_the_server_closed_is_replaced(keepalive_server):
+    url = f"http://127.0.0.1:{keepalive_server.server_port}/send"
+    assert outbound.request("POST", url, json_body={}, retries=0).status == 200
+    # The server closes the kept connection (as its idle timeout would).
+    for kept in keepalive_server.connections:
+        kept.shutdown(socket.SHUT_RDWR)
+    time.sleep(0.05)
+    assert outbound.request("POST", url, json_body={}, retries=0).status == 200
+    assert len(keepalive_server.ports) == 2
+    assert keepalive_server.ports[0] != keepalive_server.ports[1]  # a new connection
