@@ -149,6 +149,7 @@ class Server:
 
     def start(self) -> Server:
         log = (self.dir / "web.log").open("wb")
+        print("web log:", self.dir / "web.log", file=sys.stderr)
         self.proc = subprocess.Popen(  # noqa: S603 - our own virtualenv's gunicorn
             [
                 str(VENV_BIN / "gunicorn"),
@@ -165,7 +166,7 @@ class Server:
                 DJANGO_SETTINGS_MODULE="bench_settings",
                 WEB_CONCURRENCY=str(self.workers),
                 GUNICORN_THREADS=str(self.threads),
-                GUNICORN_LOG_LEVEL="warning",
+                GUNICORN_LOG_LEVEL=os.environ.get("BENCH_WEB_LOG", "warning"),
             ),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,6 +10,8 @@ process at start-up with a message naming the variable.
 - GUNICORN_TIMEOUT          seconds a worker may be silent before it is restarted (30)
 - GUNICORN_GRACEFUL_TIMEOUT seconds to finish in-flight requests on shutdown (30)
 - GUNICORN_KEEPALIVE        seconds to hold an idle keep-alive connection (5)
+- GUNICORN_MAX_REQUESTS     requests a worker serves before it is replaced (10000,
+                            +10 % jitter; 0: never)
 - GUNICORN_LOG_LEVEL        error log level (info)
 - FORWARDED_ALLOW_IPS       addresses/networks of the TLS edge, trusted for
                             X-Forwarded-Proto (default 127.0.0.1,::1)
@@ -35,10 +37,10 @@ def _env_int(name: str, default: int, *, minimum: int = 1, maximum: int | None =
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"gunicorn.conf.py: {name}={raw!r} is not an integer.") from None
+    # ASCII digits only: int() would also take "١٠" (Arabic-Indic digits) or "1_0".
+    if not re.fullmatch(r"-?[0-9]{1,9}", raw):
+        raise SystemExit(f"gunicorn.conf.py: {name}={raw!r} is not an integer.")
+    value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and {maximum}" if maximum is not None else ""
         raise SystemExit(f"gunicorn.conf.py: {name}={value} must be at least {minimum}{upper}.")
@@ -64,9 +66,12 @@ workers = _env_int("WEB_CONCURRENCY", min(2 * _cores() + 1, MAX_DEFAULT_WORKERS)
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4, maximum=64)
 # Recycle workers now and then so a slow leak cannot grow without bound; the jitter
-# keeps them from all restarting at once.
-max_requests = 1000
-max_requests_jitter = 100
+# keeps them from all restarting at once. Not too often: a new worker imports the
+# whole project (about 3 s of a core here), and at 1,000 requests a webhook-heavy
+# instance restarted each worker every few seconds (bench/webhooks.py at 200/s: a
+# restart every 5 s, each one a latency spike for the requests queued behind it).
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 10_000, minimum=0)
+max_requests_jitter = max_requests // 10
 # The heartbeat file on tmpfs: on the container's overlay filesystem fchmod can
 # block a worker long enough to get it killed. Gunicorn creates it with mkstemp.
 _SHM = "/dev/shm"  # noqa: S108

@@ -354,6 +354,24 @@ def test_it_configures_gunicorn_for_the_edge() -> None:
     assert 1 <= settings["workers"] <= settings["MAX_DEFAULT_WORKERS"]
     assert settings["worker_class"] == "gthread"
     assert settings["keepalive"] > 4  # longer than the edge's upstream keepalive_timeout
+    # Workers are recycled, but not every few seconds (each new one imports the project).
+    assert (settings["max_requests"], settings["max_requests_jitter"]) == (10_000, 1_000)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("2500", (2500, 250)), ("0", (0, 0)), (" 7 ", (7, 0))]
+)
+def test_gunicorn_max_requests_comes_from_the_environment(monkeypatch, value, expected) -> None:
+    monkeypatch.setenv("GUNICORN_MAX_REQUESTS", value)
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    assert (settings["max_requests"], settings["max_requests_jitter"]) == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "1e3", "\u0661\u0660", "1_000", "9" * 40])
+def test_a_bad_gunicorn_max_requests_stops_the_start(monkeypatch, value) -> None:
+    monkeypatch.setenv("GUNICORN_MAX_REQUESTS", value)
+    with pytest.raises(SystemExit, match="GUNICORN_MAX_REQUESTS"):
+        runpy.run_path(str(GUNICORN_CONF))
 
 
 # --- image and database bootstrap -----------------------------------------------------------
