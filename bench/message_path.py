@@ -144,13 +144,12 @@ def main() -> None:
     from django.test import Client
     from django_tenants.utils import tenant_context
 
+    from connectors import delivery
     from connectors.models import InboundEvent
     from connectors.tasks import inbound_events_drain, message_deliver, message_drain
     from conversations.models import Message
     from tenants.models import Tenant
     from tests.fakes.graph import FakeGraph
-
-    from connectors import delivery
 
     # The channel's send rate (WhatsApp: 80/s) is checked on every send but never
     # refuses here: this bench measures CPU per message, faster than any channel may

@@ -146,6 +146,7 @@ def test_the_webhook_s_channel_comes_in_one_statement_as_the_orm_would_build_it(
         bare = Channel.objects.create(name="bare", kind="whatsapp", public_id="bare-channel")
         with CaptureQueriesContext(connection) as queries:
             found = channels.channel_for_webhook(kind="whatsapp", public_id="bare-channel")
+            assert found.pk == bare.pk
             assert list(found.credential_links.all()) == []
             with pytest.raises(Inbox.DoesNotExist):
                 found.inbox  # noqa: B018 - the access is the test
