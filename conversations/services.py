@@ -418,70 +418,53 @@ def _sender_contact(inbox: Inbox, external_id: str, name: str) -> tuple[int, boo
 
 
 @functools.cache
-def _conversation_touch_sql() -> tuple[str, tuple[str, ...]]:
+def _conversation_sql() -> tuple[str, str, tuple[str, ...]]:
+    """The reopening UPDATE and the INSERT of a conversation, each RETURNING its row."""
     names = rows.all_fields(Conversation)
     table = connection.ops.quote_name(Conversation._meta.db_table)
-    sql = (
+    returning = f" RETURNING {rows.columns(Conversation, names)}"
+    touch = (
         f"UPDATE {table} SET unread = unread + 1, last_activity_at = %(now)s, "  # noqa: S608
         "status = %(open)s, snoozed_until = NULL "
         f"WHERE id = (SELECT id FROM {table} WHERE inbox_id = %(inbox)s "
         "AND contact_id = %(contact)s AND status <> %(resolved)s "
-        "ORDER BY id DESC LIMIT 1 FOR UPDATE) "
-        f"RETURNING {rows.columns(Conversation, names)}"
+        "ORDER BY id DESC LIMIT 1 FOR UPDATE)"
     )
-    return sql, names
+    insert = (
+        f"INSERT INTO {table} (inbox_id, contact_id, status, unread, last_activity_at, "  # noqa: S608
+        "created_at, labels, priority, handler) VALUES "
+        "(%(inbox)s, %(contact)s, %(open)s, 1, %(now)s, %(now)s, '{}', %(priority)s, %(handler)s)"
+    )
+    return touch + returning, insert + returning, names
+
+
+def _conversation_row(sql: str, inbox_id: int, contact_id: int, now) -> Conversation | None:
+    params = {
+        "inbox": inbox_id,
+        "contact": contact_id,
+        "now": now,
+        "open": Conversation.Status.OPEN,
+        "resolved": Conversation.Status.RESOLVED,
+        "priority": Conversation.Priority.NONE,
+        "handler": Conversation.Handler.HUMAN,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else rows.from_row(Conversation, _conversation_sql()[2], row)
 
 
 def _conversation_touch(inbox_id: int, contact_id: int, now) -> Conversation | None:
     """The contact's conversation in the inbox that is not resolved, reopened for the
     new message (open, one more unread, active now) in one statement under its row
     lock; None when there is none (a concurrent resolve is seen: the lock's recheck)."""
-    sql, names = _conversation_touch_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            {
-                "now": now,
-                "open": Conversation.Status.OPEN,
-                "inbox": inbox_id,
-                "contact": contact_id,
-                "resolved": Conversation.Status.RESOLVED,
-            },
-        )
-        row = cursor.fetchone()
-    return None if row is None else rows.from_row(Conversation, names, row)
-
-
-@functools.cache
-def _conversation_insert_sql() -> tuple[str, tuple[str, ...]]:
-    names = rows.all_fields(Conversation)
-    table = connection.ops.quote_name(Conversation._meta.db_table)
-    sql = (
-        f"INSERT INTO {table} (inbox_id, contact_id, status, unread, last_activity_at, "  # noqa: S608
-        "created_at, labels, priority, handler) VALUES "
-        "(%(inbox)s, %(contact)s, %(open)s, 1, %(now)s, %(now)s, '{}', %(priority)s, %(handler)s) "
-        f"RETURNING {rows.columns(Conversation, names)}"
-    )
-    return sql, names
+    return _conversation_row(_conversation_sql()[0], inbox_id, contact_id, now)
 
 
 def _conversation_insert(inbox_id: int, contact_id: int, now) -> Conversation:
     """A new conversation for the message: open, one unread, active now; the model's
     defaults for the rest (no assignee, no labels, no priority, a human handles it)."""
-    sql, names = _conversation_insert_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            {
-                "inbox": inbox_id,
-                "contact": contact_id,
-                "open": Conversation.Status.OPEN,
-                "now": now,
-                "priority": Conversation.Priority.NONE,
-                "handler": Conversation.Handler.HUMAN,
-            },
-        )
-        return rows.from_row(Conversation, names, cursor.fetchone())
+    return _conversation_row(_conversation_sql()[1], inbox_id, contact_id, now)
 
 
 def _enqueue_delivery(message: Message) -> None:
