@@ -14,6 +14,7 @@ Processed rows are purged after ``PARLEY_INBOUND_EVENT_RETENTION_DAYS``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -40,6 +41,7 @@ from connectors.channels import ROUTING_SETTINGS, channel_event_seen, channel_he
 from connectors.models import Channel, InboundEvent
 from conversations.models import Message
 from conversations.services import message_delivery_update, message_receive
+from parley import rows
 from parley.keyring import fields
 
 logger = logging.getLogger(__name__)
@@ -308,7 +310,7 @@ _CLAIM = """
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING id
+    RETURNING {columns}
 """
 
 
@@ -318,9 +320,23 @@ def inbound_events_claim(*, limit: int = DRAIN_BATCH) -> list[int]:
     Rows another worker is claiming are skipped (``SKIP LOCKED``), so drains running
     side by side never take the same event; an event that failed unexpectedly is
     left alone for ``RETRY_SECONDS`` x its attempts (backoff)."""
+    return [event.pk for event in _claim(limit)]
+
+
+@functools.cache
+def _claim_sql() -> tuple[str, tuple[str, ...]]:
+    names = rows.all_fields(InboundEvent)
+    return _CLAIM.format(columns=rows.columns(InboundEvent, names)), names
+
+
+def _claim(limit: int) -> list[InboundEvent]:
+    """The events :func:`inbound_events_claim` claims, as they are after the claim
+    (the UPDATE returns the rows: no read after it), oldest first."""
+    sql, names = _claim_sql()
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM, {"now": timezone.now(), "retry": RETRY_SECONDS, "limit": limit})
-        return sorted(row[0] for row in cursor.fetchall())
+        cursor.execute(sql, {"now": timezone.now(), "retry": RETRY_SECONDS, "limit": limit})
+        found = cursor.fetchall()
+    return sorted((rows.from_row(InboundEvent, names, row) for row in found), key=lambda e: e.pk)
 
 
 @dataclass
@@ -348,10 +364,9 @@ def inbound_events_drain(
     deadline = time.monotonic() + max_seconds
     channels: dict[int, Channel] = {}
     while True:
-        ids = inbound_events_claim(limit=batch)
-        if not ids:
+        events = _claim(batch)
+        if not events:
             return drained
-        events = list(InboundEvent.objects.filter(pk__in=ids).order_by("id"))
         for index, event in enumerate(events):
             event.channel = _channel(channels, event.channel_id)
             try:
