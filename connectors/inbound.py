@@ -320,7 +320,7 @@ def inbound_events_claim(*, limit: int = DRAIN_BATCH) -> list[int]:
     Rows another worker is claiming are skipped (``SKIP LOCKED``), so drains running
     side by side never take the same event; an event that failed unexpectedly is
     left alone for ``RETRY_SECONDS`` x its attempts (backoff)."""
-    return [event.pk for event in _claim(limit)]
+    return [event.pk for event in _claim_batch(limit)]
 
 
 @functools.cache
@@ -329,7 +329,7 @@ def _claim_sql() -> tuple[str, tuple[str, ...]]:
     return _CLAIM.format(columns=rows.columns(InboundEvent, names)), names
 
 
-def _claim(limit: int) -> list[InboundEvent]:
+def _claim_batch(limit: int) -> list[InboundEvent]:
     """The events :func:`inbound_events_claim` claims, as they are after the claim
     (the UPDATE returns the rows: no read after it), oldest first."""
     sql, names = _claim_sql()
@@ -364,7 +364,7 @@ def inbound_events_drain(
     deadline = time.monotonic() + max_seconds
     channels: dict[int, Channel] = {}
     while True:
-        events = _claim(batch)
+        events = _claim_batch(batch)
         if not events:
             return drained
         for index, event in enumerate(events):

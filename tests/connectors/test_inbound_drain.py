@@ -69,6 +69,21 @@ def test_a_drain_applies_every_pending_event_oldest_first_a_batch_at_a_time(acme
 
 
 @pytest.mark.django_db
+def test_processing_one_event_by_id_claims_that_event_alone(acme):
+    """The relay's per-event task (inbound_event_process) beside pending others: it
+    takes its own event only; the others stay pending for a drain, attempts uncounted."""
+    channel = _meta_channel(acme, "whatsapp", PHONE)
+    ids = _store(channel, 3, run="single")
+    with tenant_context(acme):
+        assert inbound.inbound_event_process(event_id=ids[1]) == "processed"
+        state = [
+            (e.status, e.attempts) for e in InboundEvent.objects.filter(pk__in=ids).order_by("id")
+        ]
+        assert state == [("pending", 0), ("processed", 1), ("pending", 0)]
+        assert inbound.inbound_event_process(event_id=ids[1]) == "skipped"
+
+
+@pytest.mark.django_db
 def test_a_drain_out_of_time_hands_over_after_the_event_in_hand(acme):
     """The time budget is checked after each event (one can carry 50 messages), not
     after each claimed batch: the rest of the batch goes back as it was, for the next
