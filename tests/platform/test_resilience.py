@@ -235,18 +235,22 @@ def request(stack, path, *, host=TENANT_HOST, method="GET", body=None, headers=N
         return None, {}, b""  # the server itself not answering (still starting)
 
 
-def webhook(stack, ext_id):
+def webhook(stack, ext_id, *, public_id=None, secret=None, host=TENANT_HOST):
+    """A signed API-channel event (the fault tenant's channel unless told otherwise)."""
     raw = json.dumps(
         {"type": "message", "id": ext_id, "contact": {"id": "cust-1"}, "body": "hello"}
     ).encode()
     return request(
         stack,
-        f"/webhooks/api/{stack.channel['public_id']}/",
+        f"/webhooks/api/{public_id or stack.channel['public_id']}/",
+        host=host,
         method="POST",
         body=raw,
         headers={
             "Content-Type": "application/json",
-            "X-Parley-Signature": signature_header(secret=stack.channel["secret"], body=raw),
+            "X-Parley-Signature": signature_header(
+                secret=secret or stack.channel["secret"], body=raw
+            ),
         },
     )
 
@@ -390,19 +394,12 @@ def _whatsapp(stack, ext_id: str):
 
 
 def _api(stack, ext_id: str):
-    raw = json.dumps(
-        {"type": "message", "id": ext_id, "contact": {"id": "cust-1"}, "body": "hello"}
-    ).encode()
-    return request(
+    return webhook(
         stack,
-        f"/webhooks/api/{stack.channels['api']}/",
+        ext_id,
+        public_id=stack.channels["api"],
+        secret=stack.channels["secret"],
         host=RELAY_HOST,
-        method="POST",
-        body=raw,
-        headers={
-            "Content-Type": "application/json",
-            "X-Parley-Signature": signature_header(secret=stack.channels["secret"], body=raw),
-        },
     )
 
 
