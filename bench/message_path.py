@@ -21,7 +21,10 @@ auto-reply, as in bench/channel_reply.py):
   reply: its figure is the realistic one with ``--drain``.
 
 ``--batch N`` posts N messages per webhook instead of one. ``--profile STAGE``
-adds cProfile's top functions (cumulative) of that stage.
+adds cProfile's top functions (cumulative) of that stage. ``--webhook-only`` runs
+the floor and the webhook alone: nothing processes the events, so the tenant's
+drain flag stays up and the webhook publishes no task, as under load in
+bench/webhooks.py.
 
     python bench/message_path.py [--count 200] [--batch 1] [--drain] [--profile process]
 """
@@ -126,6 +129,12 @@ def main() -> None:
     parser.add_argument("--sql", action="store_true", help="print the last message's SQL")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--drain", action="store_true", help="deliver with message_drain")
+    parser.add_argument(
+        "--webhook-only",
+        action="store_true",
+        help="floor and webhook only: nothing processes, so the tenant's drain flag stays "
+        "up and webhooks publish no task, as in bench/webhooks.py",
+    )
     args = parser.parse_args()
     SHOW_SQL[0] = args.sql
     PROFILE_DUMP[0] = args.profile_dump
@@ -186,6 +195,8 @@ def main() -> None:
             response = post(first, count, run)
         assert response.status_code == 200, response.content
         event_id = response.json()["event_id"]
+        if args.webhook_only:
+            return 0
         with tenant_context(tenant):
             with stages["process"] if measure else _null():
                 drained = inbound_events_drain.run()
