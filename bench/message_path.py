@@ -32,6 +32,7 @@ bench/webhooks.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -188,17 +189,17 @@ def main() -> None:
         # The floor: the same signed body to bench/bench_urls.py's bare view, through
         # the same middleware (what bench/webhooks.py compares the webhook with).
         body = whatsapp_payload(first=first, count=count, run="floor", sender_per_message=True)
-        with floor_urls, stages["floor"] if measure else _null():
+        with floor_urls, stages["floor"] if measure else contextlib.nullcontext():
             response = client.post("/bench/ok/", body, content_type="application/json")
         assert response.status_code == 200, response.status_code
-        with stages["webhook"] if measure else _null():
+        with stages["webhook"] if measure else contextlib.nullcontext():
             response = post(first, count, run)
         assert response.status_code == 200, response.content
         event_id = response.json()["event_id"]
         if args.webhook_only:
             return 0
         with tenant_context(tenant):
-            with stages["process"] if measure else _null():
+            with stages["process"] if measure else contextlib.nullcontext():
                 drained = inbound_events_drain.run()
             assert drained.get("processed") == 1, (drained, event_id)
             replies = list(
@@ -206,7 +207,7 @@ def main() -> None:
                     direction=Message.Direction.OUT, delivery=Message.Delivery.QUEUED
                 ).values_list("id", "inbox_id_denorm")
             )
-            with stages["deliver"] if measure else _null():
+            with stages["deliver"] if measure else contextlib.nullcontext():
                 if args.drain:
                     for inbox_id in sorted({inbox for _id, inbox in replies}):
                         message_drain.run(inbox_id)
@@ -247,14 +248,6 @@ def main() -> None:
     connection.close()
     if not args.keep:
         drop_database(BENCH_DB)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ from conversations.services import (
     template_name_clean,
 )
 from parley.keyring.providers import KeyringError
-from parley.rows import columns, from_row
+from parley.rows import all_fields, columns, from_row
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +227,16 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-_release_scripts: dict[int, object] = {}
+_scripts: dict[tuple[int, str], object] = {}
+
+
+def _script(client, source: str):
+    """``source`` registered once per Redis client (EVALSHA after the first call)."""
+    key = (id(client), source)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = client.register_script(source)
+    return script
 
 
 def _lease_take(key: str, lease: str) -> bool:
@@ -247,10 +256,7 @@ def _lease_release(key: str, lease: str) -> None:
         if cache.get(key) == lease:
             cache.delete(key)
         return
-    script = _release_scripts.get(id(client))
-    if script is None:
-        script = _release_scripts[id(client)] = client.register_script(_RELEASE)
-    script(keys=[cache.make_key(key)], args=[lease])
+    _script(client, _RELEASE)(keys=[cache.make_key(key)], args=[lease])
 
 
 def pull_kinds() -> tuple[str, ...]:
@@ -275,7 +281,7 @@ def _read_sql() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     }
     # In the model's field order: Model.from_db fills the deferred ones by position.
     message_fields = tuple(f.attname for f in Message._meta.concrete_fields if f.attname in wanted)
-    channel_fields = tuple(f.attname for f in Channel._meta.concrete_fields)
+    channel_fields = all_fields(Channel)
     q = connection.ops.quote_name
     m, c = q(Message._meta.db_table), q(Conversation._meta.db_table)
     i, ch = q(Inbox._meta.db_table), q(Channel._meta.db_table)
@@ -285,7 +291,8 @@ def _read_sql() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         f"JOIN {c} ON {c}.{q('id')} = {m}.{q('conversation_id')} "
         f"JOIN {i} ON {i}.{q('id')} = {c}.{q('inbox_id')} "
         f"LEFT JOIN {ch} ON {ch}.{q('id')} = {i}.{q('channel_id')} "
-        f"WHERE {m}.{q('id')} = %s AND {m}.{q('kind')} = %s AND {m}.{q('direction')} = %s"
+        f"WHERE {m}.{q('id')} = ANY(%s) AND {m}.{q('kind')} = %s AND {m}.{q('direction')} = %s "
+        f"ORDER BY {m}.{q('id')}"
     )
     return sql, message_fields, channel_fields
 
@@ -293,25 +300,13 @@ def _read_sql() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
 def _load(message_id: int) -> tuple[Message, Channel | None, int] | None:
     """(message, its channel or None, its contact's id) in one query; None when there is
     no such outgoing message."""
-    sql, message_fields, channel_fields = _read_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [message_id, Message.Kind.MESSAGE, Message.Direction.OUT])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    n = len(message_fields)
-    message = from_row(Message, message_fields, row[:n])
-    contact_id = row[n]
-    channel_values = row[n + 1 :]
-    channel = (
-        None if channel_values[0] is None else from_row(Channel, channel_fields, channel_values)
-    )
-    return message, channel, contact_id
+    found = _load_many([message_id])
+    return found[0] if found else None
 
 
 @functools.cache
 def _links_sql() -> tuple[str, tuple[str, ...]]:
-    credential_fields = tuple(f.attname for f in Credential._meta.concrete_fields)
+    credential_fields = all_fields(Credential)
     q = connection.ops.quote_name
     link, credential = q(ChannelCredential._meta.db_table), q(Credential._meta.db_table)
     sql = (
@@ -631,15 +626,6 @@ return 0
 # A held-back drain waits at least this long before it tries again: time enough for
 # the channel's bucket to refill a useful share (20 sends at WhatsApp's 80/s).
 HELD_BACK_PAUSE_SECONDS = 0.25
-_drain_scripts: dict[tuple[int, str], object] = {}
-
-
-def _script(client, source: str):
-    key = (id(client), source)
-    script = _drain_scripts.get(key)
-    if script is None:
-        script = _drain_scripts[key] = client.register_script(source)
-    return script
 
 
 def _drain_keys(inbox_id: int) -> list[str]:
@@ -741,7 +727,7 @@ def _drain_requeue(
     except RedisError as exc:
         logger.warning("delivery: held-back replies not requeued (%s)", type(exc).__name__)
         return False
-    drained.outcomes["held_back"] = drained.outcomes.get("held_back", 0) + len(ids)
+    drained.count("held_back", len(ids))
     drained.resume_after = max(HELD_BACK_PAUSE_SECONDS, float(retry_after or 0))
     drained.resume = bool(int(raised))
     drained.more = False
@@ -764,19 +750,20 @@ class Drained:
     resume_after: float | None = None
     resume: bool = False
 
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
 
 def _load_many(message_ids: list[int]) -> list[tuple[Message, Channel | None, int]]:
+    """(message, its channel or None, its contact's id) for each outgoing message of
+    ``message_ids`` that exists, by id, in one query."""
     sql, message_fields, channel_fields = _read_sql()
-    q = connection.ops.quote_name
-    m = q(Message._meta.db_table)
-    sql = sql.replace(f"WHERE {m}.{q('id')} = %s", f"WHERE {m}.{q('id')} = ANY(%s)")
-    sql += f" ORDER BY {m}.{q('id')}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [message_ids, Message.Kind.MESSAGE, Message.Direction.OUT])
-        rows = cursor.fetchall()
+        cursor.execute(sql, [list(message_ids), Message.Kind.MESSAGE, Message.Direction.OUT])
+        found = cursor.fetchall()
     n = len(message_fields)
     out = []
-    for row in rows:
+    for row in found:
         channel_values = row[n + 1 :]
         channel = (
             None if channel_values[0] is None else from_row(Channel, channel_fields, channel_values)
@@ -833,7 +820,7 @@ def _drain_ids(inbox_id: int, drain_id: str, ids: list[int], drained: Drained) -
         if message.inbox_id_denorm != inbox_id:
             continue  # not this inbox's (an id cannot move; never send it from here)
         if _pulled(channel):
-            drained.outcomes[AWAITING_RECIPIENT] = drained.outcomes.get(AWAITING_RECIPIENT, 0) + 1
+            drained.count(AWAITING_RECIPIENT)
             continue
         if credentials is None:
             credentials = (
@@ -866,4 +853,4 @@ def _drain_ids(inbox_id: int, drain_id: str, ids: list[int], drained: Drained) -
             drained.retries.append((message.pk, LEASE_SECONDS))
         if outcome == "sent" and channel is not None:
             channel.health = Channel.Health.OK  # set by the first send; not again
-        drained.outcomes[outcome] = drained.outcomes.get(outcome, 0) + 1
+        drained.count(outcome)

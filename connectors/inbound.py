@@ -314,24 +314,19 @@ _CLAIM = """
 """
 
 
-def inbound_events_claim(*, limit: int = DRAIN_BATCH) -> list[int]:
-    """Claim up to ``limit`` pending events, oldest first, in one statement: their ids.
-
-    Rows another worker is claiming are skipped (``SKIP LOCKED``), so drains running
-    side by side never take the same event; an event that failed unexpectedly is
-    left alone for ``RETRY_SECONDS`` x its attempts (backoff)."""
-    return [event.pk for event in _claim_batch(limit)]
-
-
 @functools.cache
 def _claim_sql() -> tuple[str, tuple[str, ...]]:
     names = rows.all_fields(InboundEvent)
     return _CLAIM.format(columns=rows.columns(InboundEvent, names)), names
 
 
-def _claim_batch(limit: int) -> list[InboundEvent]:
-    """The events :func:`inbound_events_claim` claims, as they are after the claim
-    (the UPDATE returns the rows: no read after it), oldest first."""
+def inbound_events_claim(*, limit: int = DRAIN_BATCH) -> list[InboundEvent]:
+    """Claim up to ``limit`` pending events, oldest first, in one statement: the
+    events as they are after the claim (the UPDATE returns the rows: no read after it).
+
+    Rows another worker is claiming are skipped (``SKIP LOCKED``), so drains running
+    side by side never take the same event; an event that failed unexpectedly is
+    left alone for ``RETRY_SECONDS`` x its attempts (backoff)."""
     sql, names = _claim_sql()
     with connection.cursor() as cursor:
         cursor.execute(sql, {"now": timezone.now(), "retry": RETRY_SECONDS, "limit": limit})
@@ -346,8 +341,8 @@ class Drained:
     outcomes: dict[str, int] = field(default_factory=dict)
     more: bool = False
 
-    def count(self, outcome: str) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
 
 
 def inbound_events_drain(
@@ -364,7 +359,7 @@ def inbound_events_drain(
     deadline = time.monotonic() + max_seconds
     channels: dict[int, Channel] = {}
     while True:
-        events = _claim_batch(batch)
+        events = inbound_events_claim(limit=batch)
         if not events:
             return drained
         for index, event in enumerate(events):
@@ -383,7 +378,7 @@ def inbound_events_drain(
                 rest = [e.pk for e in events[index + 1 :]]
                 if rest:
                     _unclaim(rest)
-                    drained.outcomes["returned"] = drained.outcomes.get("returned", 0) + len(rest)
+                    drained.count("returned", len(rest))
                 drained.more = True
                 return drained
 

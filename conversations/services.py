@@ -391,11 +391,9 @@ def _sender_contact(inbox: Inbox, external_id: str, name: str) -> tuple[int, boo
     one sender at once share one contact: the identity's unique key decides, and the
     loser's contact row is removed again (no savepoint on the common path)."""
     table = connection.ops.quote_name(ContactIdentity._meta.db_table)
+    known = f"SELECT contact_id FROM {table} WHERE channel_id = %s AND external_id = %s"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT contact_id FROM {table} WHERE channel_id = %s AND external_id = %s",  # noqa: S608
-            [inbox.channel_id, external_id],
-        )
+        cursor.execute(known, [inbox.channel_id, external_id])
         row = cursor.fetchone()
         if row is not None:
             return row[0], False
@@ -410,10 +408,7 @@ def _sender_contact(inbox: Inbox, external_id: str, name: str) -> tuple[int, boo
             return contact.pk, True
         # Another first message of this sender committed its identity meanwhile.
         Contact.objects.filter(pk=contact.pk).delete()
-        cursor.execute(
-            f"SELECT contact_id FROM {table} WHERE channel_id = %s AND external_id = %s",  # noqa: S608
-            [inbox.channel_id, external_id],
-        )
+        cursor.execute(known, [inbox.channel_id, external_id])
         return cursor.fetchone()[0], False
 
 

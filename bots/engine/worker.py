@@ -76,15 +76,17 @@ def keyword_match(keywords: Iterable[str], text: str) -> bool:
     return False
 
 
-_MAY_TAKE = """
-    SELECT EXISTS (
-        SELECT 1 FROM bots_flow f JOIN bots_flow_inboxes fi ON fi.flow_id = f.id
-        WHERE fi.inbox_id = %(inbox)s AND f.enabled AND f.live_version_id IS NOT NULL
-    ) OR EXISTS (
-        SELECT 1 FROM bots_flowrun r
-        WHERE r.conversation_id = %(conversation)s AND r.ended_at IS NULL
-    )
+# A live, enabled flow serves the inbox: both statements below start from it.
+_LIVE_FLOW = """
+    SELECT 1 FROM bots_flow f JOIN bots_flow_inboxes fi ON fi.flow_id = f.id
+    WHERE fi.inbox_id = %(inbox)s AND f.enabled AND f.live_version_id IS NOT NULL
 """
+_MAY_TAKE = (
+    f"SELECT EXISTS ({_LIVE_FLOW}) OR EXISTS ("  # noqa: S608 - constant fragments, no input
+    " SELECT 1 FROM bots_flowrun r"
+    " WHERE r.conversation_id = %(conversation)s AND r.ended_at IS NULL)"
+)
+_GREETING = f"SELECT EXISTS ({_LIVE_FLOW} AND f.trigger = %(trigger)s)"  # noqa: S608
 
 
 def bot_may_take(*, inbox_id: int, conversation_id: int) -> bool:
@@ -105,15 +107,6 @@ def inbox_has_greeting_flow(inbox_id: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(_GREETING, {"inbox": inbox_id, "trigger": Flow.Trigger.NEW_CONVERSATION})
         return bool(cursor.fetchone()[0])
-
-
-_GREETING = """
-    SELECT EXISTS (
-        SELECT 1 FROM bots_flow f JOIN bots_flow_inboxes fi ON fi.flow_id = f.id
-        WHERE fi.inbox_id = %(inbox)s AND f.enabled AND f.live_version_id IS NOT NULL
-          AND f.trigger = %(trigger)s
-    )
-"""
 
 
 def _human_has_it(conversation: Conversation) -> bool:

@@ -244,7 +244,7 @@ def test_two_drains_at_once_never_claim_the_same_event(acme_committed, django_db
             with tenant_context(Tenant.objects.get(slug="acme")):
                 start.wait()
                 while batch := inbound.inbound_events_claim(limit=3):
-                    claimed[slot].extend(batch)
+                    claimed[slot].extend(event.pk for event in batch)
         finally:
             connections.close_all()
 
