@@ -77,6 +77,19 @@ def _client_for(url: str, connect_timeout: float | None, timeout: float | None):
     return redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=timeout)
 
 
+_scripts: dict[tuple[int, str], object] = {}
+
+
+def registered_script(client, source: str):
+    """``source`` registered once per Redis client (EVALSHA after the first call;
+    redis-py loads it again if the server lost it)."""
+    key = (id(client), source)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = client.register_script(source)
+    return script
+
+
 def get_raw(keys: list[str]) -> list[bytes | None]:
     """Raw values of cache keys written through ``set_raw`` / ints, in one round trip."""
     client = redis_client()
@@ -111,18 +124,29 @@ class Limit:
     rate: str
 
 
+# KEYS: current and previous window of each limit, in pairs; ARGV: each current's TTL.
+# Returns current count after the increment, previous count, per limit. One script
+# rather than a MULTI pipeline of three commands a limit: one command to send and one
+# reply to parse on every rate-limited request (each webhook, API call and sign-in).
+_COUNT = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  local n = redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[(i + 1) / 2])
+  out[#out + 1] = n
+  out[#out + 1] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') or 0
+end
+return out
+"""
+
+
 def _count(keys: list[tuple[str, str]], ttls: list[int]) -> list[tuple[int, int]]:
     """Add one to each current key; (current, previous) counts after it, in one round trip."""
     client = redis_client()
     if client is not None:
-        with client.pipeline(transaction=True) as pipe:
-            for (current, previous), ttl in zip(keys, ttls, strict=True):
-                full_current = cache.make_key(current)
-                pipe.incr(full_current)
-                pipe.expire(full_current, ttl)
-                pipe.get(cache.make_key(previous))
-            replies = pipe.execute()
-        return [(int(replies[i]), int(replies[i + 2] or 0)) for i in range(0, len(replies), 3)]
+        names = [cache.make_key(key) for pair in keys for key in pair]
+        replies = registered_script(client, _COUNT)(keys=names, args=ttls)
+        return [(int(replies[i]), int(replies[i + 1])) for i in range(0, len(replies), 2)]
     # Other cache backends (not used by Parley, kept so a misconfiguration degrades, not crashes).
     counts = []
     for (current, previous), ttl in zip(keys, ttls, strict=True):

@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from redis.exceptions import RedisError
 
-from accounts.throttles import redis_client
+from accounts.throttles import redis_client, registered_script
 from audit.context import Actor
 from audit.services import record
 from connectors.adapters import registry
@@ -227,16 +227,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-_scripts: dict[tuple[int, str], object] = {}
-
-
-def _script(client, source: str):
-    """``source`` registered once per Redis client (EVALSHA after the first call)."""
-    key = (id(client), source)
-    script = _scripts.get(key)
-    if script is None:
-        script = _scripts[key] = client.register_script(source)
-    return script
 
 
 def _lease_take(key: str, lease: str) -> bool:
@@ -256,7 +246,7 @@ def _lease_release(key: str, lease: str) -> None:
         if cache.get(key) == lease:
             cache.delete(key)
         return
-    _script(client, _RELEASE)(keys=[cache.make_key(key)], args=[lease])
+    registered_script(client, _RELEASE)(keys=[cache.make_key(key)], args=[lease])
 
 
 def pull_kinds() -> tuple[str, ...]:
@@ -644,7 +634,7 @@ def drain_push(*, inbox_id: int, message_id: int) -> bool | None:
     if client is None:
         return None
     try:
-        pushed = _script(client, _DRAIN_PUSH)(
+        pushed = registered_script(client, _DRAIN_PUSH)(
             keys=_drain_keys(inbox_id),
             args=[int(message_id), DRAIN_KEEP_SECONDS, DRAIN_FLAG_SECONDS],
         )
@@ -688,7 +678,7 @@ def _drain_take(inbox_id: int, drain_id: str, limit: int) -> tuple[list[int], in
     client = redis_client()
     if client is None:
         return [], 0
-    ids, left = _script(client, _DRAIN_TAKE)(
+    ids, left = registered_script(client, _DRAIN_TAKE)(
         keys=[*_drain_keys(inbox_id), _taking_key(inbox_id, drain_id)],
         args=[limit, DRAIN_KEEP_SECONDS],
     )
@@ -720,7 +710,7 @@ def _drain_requeue(
     if client is None:
         return False
     try:
-        raised = _script(client, _DRAIN_REQUEUE)(
+        raised = registered_script(client, _DRAIN_REQUEUE)(
             keys=[*_drain_keys(inbox_id), _taking_key(inbox_id, drain_id)],
             args=[DRAIN_KEEP_SECONDS, DRAIN_FLAG_SECONDS, *(int(i) for i in ids)],
         )
