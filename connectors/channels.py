@@ -46,7 +46,7 @@ from connectors.api_channel.adapter import (  # noqa: F401 - re-exported
     signature_verify,
 )
 from connectors.meta import common as meta_common
-from connectors.models import Channel, ChannelCredential, Credential
+from connectors.models import Channel, ChannelCredential, Credential, InboundEvent
 from connectors.services import credential_replace, credential_set, credential_use
 from connectors.webchat.services import webchat_settings_clean
 from conversations.access import inbox_create
@@ -119,16 +119,24 @@ def channel_for_webhook(*, kind: str, public_id: str) -> Channel | None:
     (the signature check decrypts one, or finds this process's recent decryption of
     that same ciphertext). Every webhook of every channel starts here: one statement,
     written out (the ORM's select_related plus prefetch cost two queries and more CPU
-    to build than PostgreSQL spent on them)."""
+    to build than PostgreSQL spent on them).
+
+    The same statement reserves the id of the event the request may store
+    (``channel.reserved_event_id``, for ``inbound.inbound_event_store``): the
+    ciphertext names its row, so the id comes before the INSERT, and taking it here
+    spares the webhook a round trip. A request refused later leaves a gap in the
+    sequence, as a repeat already does."""
     if not public_id or len(public_id) > 32 or kind not in registry.kinds():
         return None
     sql, names = _webhook_sql()
-    with connection.cursor() as cursor:
+    with rows.prepared_cursor() as cursor:
         cursor.execute(sql, [public_id, kind])
         found = cursor.fetchall()
     if not found:
         return None
-    return _channel_from_rows(found, names)
+    channel = _channel_from_rows(found, names)
+    channel.reserved_event_id = found[0][-1]
+    return channel
 
 
 @functools.cache
@@ -139,7 +147,10 @@ def _webhook_sql() -> tuple[str, tuple[tuple[str, ...], ...]]:
     ch, ib, ln, cr = (q(model._meta.db_table) for model in models_)
     select = ", ".join(rows.columns(model, n) for model, n in zip(models_, names, strict=True))
     sql = (
-        f"SELECT {select} FROM {ch} "  # noqa: S608 - names from _meta
+        # A CTE with a volatile call is evaluated once, however many rows join it.
+        f"WITH {q('reserved')} AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence("  # noqa: S608 - names from _meta
+        f"'{InboundEvent._meta.db_table}', 'id')) AS {q('id')}) "
+        f"SELECT {select}, {q('reserved')}.{q('id')} FROM {ch} CROSS JOIN {q('reserved')} "
         f"LEFT JOIN {ib} ON {ib}.{q('channel_id')} = {ch}.{q('id')} "
         f"LEFT JOIN {ln} ON {ln}.{q('channel_id')} = {ch}.{q('id')} "
         f"LEFT JOIN {cr} ON {cr}.{q('id')} = {ln}.{q('credential_id')} "

@@ -78,21 +78,24 @@ _INSERT = (
 )
 
 
-def inbound_event_store(*, channel: Channel, raw: bytes, key: str) -> tuple[InboundEvent, bool]:
+def inbound_event_store(
+    *, channel: Channel, raw: bytes, key: str, pk: int | None = None
+) -> tuple[InboundEvent, bool]:
     """Keep ``raw`` encrypted (bound to the row): ``(event, created)``; a repeat is not stored.
 
     Two statements for a new event: its id (the ciphertext names the row, so the id
-    comes first), then one ``INSERT … ON CONFLICT DO NOTHING`` (a repeat, even two
-    deliveries racing, inserts nothing and is read back: no savepoint, no prior
+    comes first; ``pk``, an id already reserved, spares that one, as the webhook's
+    channel read does), then one ``INSERT … ON CONFLICT DO NOTHING`` (a repeat, even
+    two deliveries racing, inserts nothing and is read back: no savepoint, no prior
     SELECT). A repeat costs one reserved id more than it needs; ids are not dense."""
     event = InboundEvent(
         channel=channel, dedupe_key=key, received_at=timezone.now(), attempts=0, last_error=""
     )
-    event.pk = fields.reserve_ids(TABLE)[0]
+    event.pk = pk or fields.reserve_ids(TABLE)[0]
     event.raw_ct = fields.encrypt(
         raw, schema=connection.schema_name, table=TABLE, column=COLUMN, pk=event.pk
     )
-    with connection.cursor() as cursor:
+    with rows.prepared_cursor() as cursor:
         cursor.execute(
             _INSERT,
             [event.pk, channel.pk, key, event.raw_ct, event.status, event.received_at],

@@ -16,6 +16,7 @@ is kept while the broker is down and the relay enqueues it later.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.conf import settings
@@ -165,17 +166,20 @@ def channel_webhook(request, kind: str, public_id: str):
 
 def _store(request, channel, adapter, parsed, raw: bytes):
     key = inbound.dedupe_key(parsed, raw)
+    store = functools.partial(
+        inbound.inbound_event_store, channel=channel, raw=raw, key=key, pk=channel.reserved_event_id
+    )
     applied = None
     try:
         if not adapter.answers_inline:
             # One INSERT is its own transaction: no BEGIN/COMMIT around it (two round
             # trips on every webhook); the drain is asked for once it is stored.
-            event, created = inbound.inbound_event_store(channel=channel, raw=raw, key=key)
+            event, created = store()
             if event.status == event.Status.PENDING:
                 inbound_drain_request()
         else:
             with transaction.atomic():
-                event, created = inbound.inbound_event_store(channel=channel, raw=raw, key=key)
+                event, created = store()
                 applied = _apply_inline(channel, parsed, event)
                 if applied is None and event.status == event.Status.PENDING:
                     transaction.on_commit(inbound_drain_request)

@@ -6,13 +6,17 @@ PostgreSQL does. These helpers let such a statement be written out once (cached)
 and still hand back ordinary model instances: each column goes through its
 field's database converter (a JSON column arrives as text), and ``Model.from_db``
 builds the instance, so the fields not selected stay deferred (read on access).
+The busiest of them (every webhook's) run through :func:`prepared_cursor`, so
+PostgreSQL parses and plans them once per connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
 
 
 def columns(model, names) -> str:
@@ -40,3 +44,50 @@ def from_row(model, names: tuple[str, ...], values):
         for convert, value in zip(_converters(model, names), values, strict=True)
     ]
     return model.from_db(connection.alias, names, out)
+
+
+class _Preparing(ServerBindingCursor):
+    """Server-side binding, and each statement with parameters prepared on its first use
+    on a connection (one without, such as django-tenants' ``SET search_path``, is not)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        if prepare is None:
+            # Not the SET: one text per tenant, they would crowd the connection's
+            # cache of prepared statements (psycopg keeps 100, dropping the oldest).
+            prepare = bool(params)
+        return super().execute(query, params, prepare=prepare, binary=binary)
+
+    def _send_query_prepared(self, name, pgq, *, binary=None):
+        # psycopg keeps the statement it sent for unprepared sends only; Django's query
+        # log (DEBUG, the tests' statement counts) reads it from here.
+        self._query = pgq
+        super()._send_query_prepared(name, pgq, binary=binary)
+
+
+@contextlib.contextmanager
+def prepared_cursor():
+    """A cursor of the current connection whose statements PostgreSQL parses and plans once.
+
+    For the few written-out statements every webhook runs: prepared, they cost
+    PostgreSQL about half the CPU (measured in docs/scaling.md). Django's cursor
+    wrapper still runs them (query logging, execute wrappers, error translation),
+    and django-tenants still sets the schema first. A prepared statement belongs to
+    its connection; PostgreSQL plans it again when ``search_path`` has changed since
+    its last use (another tenant) or a table it reads has changed (a migration), so
+    it never reads another tenant's tables. Behind PgBouncer, session pooling only
+    (docs/deployment.md), as django-tenants already requires.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    # Django opens connections with preparing off (None) for transaction poolers;
+    # its own cursors bind client-side and never prepare whatever this says, so
+    # turning it on affects the cursors made here only.
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 5
+    factory, raw.cursor_factory = raw.cursor_factory, _Preparing
+    try:
+        cursor = connection.cursor()
+    finally:
+        raw.cursor_factory = factory
+    with cursor:
+        yield cursor

@@ -80,6 +80,11 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # First: the busiest route, and the one a sender's retries depend on. Django tries
+    # patterns in order, and each include("") below is scanned pattern by pattern, so
+    # placed last this was a third of the webhook's CPU beyond a bare view's
+    # (bench/message_path.py --webhook-only; docs/scaling.md).
+    path("webhooks/", include("connectors.webhook_urls")),
     path("", dashboard.home, name="home"),
     path("login/", accounts_views.LoginView.as_view(), name="login"),
     path("logout/", accounts_views.LogoutView.as_view(), name="logout"),
@@ -92,7 +97,6 @@ urlpatterns = [
     path("", include("bots.urls")),
     path("", include("bots.kb_urls")),
     path("", include("parley.keyring.urls")),
-    path("webhooks/", include("connectors.webhook_urls")),
     path("", include("connectors.webchat.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

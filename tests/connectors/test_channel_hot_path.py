@@ -32,6 +32,7 @@ from connectors.models import Channel, ChannelCredential, Credential, InboundEve
 from connectors.services import credential_replace, credential_set, credential_use
 from connectors.tasks import message_deliver
 from conversations.models import Inbox, Message
+from parley.keyring import fields
 from tests.connectors.meta.support import APP_SECRET, TOKEN, signed
 from tests.connectors.test_inbound_events import _meta_channel, _post
 from tests.fakes.graph import FakeGraph
@@ -48,8 +49,9 @@ CLOSED = {d: [["00:00", "00:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "
 # savepoint around the insert); 9 before the channel, its inbox and its credentials
 # came in one statement (connectors.channels.channel_for_webhook); 8 before the
 # event's INSERT ran as its own transaction (no atomic block: here its savepoint
-# pair, in production BEGIN and COMMIT).
-WEBHOOK_QUERIES = 6
+# pair, in production BEGIN and COMMIT); 6 before that channel read also reserved
+# the event's id (one nextval fewer).
+WEBHOOK_QUERIES = 5
 # Processing: the message itself (for a new sender: the contact and its identity, the
 # identity's race settled by ON CONFLICT instead of a savepoint, no conversation lookup
 # for a contact created just now, the conversation inserted RETURNING its row, both
@@ -143,6 +145,8 @@ def test_the_webhook_s_channel_comes_in_one_statement_as_the_orm_would_build_it(
         stored = ChannelCredential.objects.filter(channel=channel).select_related("credential")
         assert ciphertexts == {link.role: bytes(link.credential.secret_ct) for link in stored}
         assert sorted(ciphertexts) == ["app_secret", "verify_token"]
+        # The same statement reserved one event id, once for its two joined rows.
+        assert fields.reserve_ids(InboundEvent._meta.db_table) == [found.reserved_event_id + 1]
 
         # No inbox, no credentials: both read as the ORM's would, with no query.
         bare = Channel.objects.create(name="bare", kind="whatsapp", public_id="bare-channel")
@@ -159,6 +163,44 @@ def test_the_webhook_s_channel_comes_in_one_statement_as_the_orm_would_build_it(
         Channel.objects.filter(pk=channel.pk).update(enabled=False)
         assert channels.channel_for_webhook(kind="whatsapp", public_id=channel.public_id) is None
         assert channels.channel_for_webhook(kind="whatsapp", public_id="nope") is None
+    connection.set_schema_to_public()
+
+
+@pytest.mark.django_db
+def test_prepared_on_one_connection_the_channel_read_follows_the_tenant(acme, globex):
+    """The webhook's channel read and event INSERT are prepared statements
+    (parley.rows.prepared_cursor); one connection serves every tenant, and each
+    tenant must read and write its own tables: PostgreSQL plans a prepared
+    statement again when search_path has changed."""
+    ids = {}
+    for tenant in (acme, globex):
+        with tenant_context(tenant):
+            ids[tenant.slug] = Channel.objects.create(
+                name=f"{tenant.slug} channel", kind="whatsapp", public_id="same-public-id"
+            ).pk
+    for n in range(8):  # past psycopg's threshold, alternating tenants
+        for tenant in (acme, globex):
+            with tenant_context(tenant):
+                found = channels.channel_for_webhook(kind="whatsapp", public_id="same-public-id")
+                assert (found.name, found.pk) == (f"{tenant.slug} channel", ids[tenant.slug])
+                event, created = inbound.inbound_event_store(
+                    channel=found, raw=b"{}", key=f"k{n}", pk=found.reserved_event_id
+                )
+                assert created and event.pk == found.reserved_event_id
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any(sql.startswith("INSERT INTO connectors_inboundevent") for sql in prepared)
+    assert any('"reserved"' in sql for sql in prepared)
+    assert not any(sql.startswith("SET") for sql in prepared)  # one text per tenant: not kept
+    for tenant in (acme, globex):
+        with tenant_context(tenant):
+            assert sorted(InboundEvent.objects.values_list("dedupe_key", flat=True)) == [
+                f"k{n}" for n in range(8)
+            ]
+            assert set(InboundEvent.objects.values_list("channel_id", flat=True)) == {
+                ids[tenant.slug]
+            }
     connection.set_schema_to_public()
 
 
