@@ -171,7 +171,11 @@ class Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        # Ready when every worker has answered: gunicorn accepts as soon as its first
+        # worker is up, and a worker still importing the project (about 3 s of a
+        # core) would take CPU from the first phase measured (the floor's).
         deadline = time.monotonic() + 60
+        answered: set[int] = set()
         while time.monotonic() < deadline:
             try:
                 req = urllib.request.Request(
@@ -179,9 +183,13 @@ class Server:
                 )
                 with urllib.request.urlopen(req, timeout=5) as response:  # noqa: S310 - loopback
                     if response.status == 200:
-                        return self
+                        answered.add(json.loads(response.read())["worker"])
+                        if len(answered) >= self.workers:
+                            return self
+                        continue
             except OSError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
         self.stop()
         sys.exit("gunicorn did not answer:\n" + (self.dir / "web.log").read_text()[-3000:])
 

@@ -6,6 +6,8 @@ by host, security headers, sessions), without touching the database itself, so
 Only ``bench_settings`` (benchmarks) routes here.
 """
 
+import os
+
 from django.http import JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -16,7 +18,7 @@ from parley.urls import urlpatterns as parley_urlpatterns
 @csrf_exempt
 def ok(request):
     request.read()  # the body is read, as the webhook reads it
-    return JsonResponse({"ok": True})
+    return JsonResponse({"ok": True, "worker": os.getpid()})  # which worker: see Server.start
 
 
 urlpatterns = [path("bench/ok/", ok), *parley_urlpatterns]
