@@ -83,11 +83,11 @@ def inbound_event_store(
 ) -> tuple[InboundEvent, bool]:
     """Keep ``raw`` encrypted (bound to the row): ``(event, created)``; a repeat is not stored.
 
-    Two statements for a new event: its id (the ciphertext names the row, so the id
-    comes first; ``pk``, an id already reserved, spares that one, as the webhook's
-    channel read does), then one ``INSERT … ON CONFLICT DO NOTHING`` (a repeat, even
-    two deliveries racing, inserts nothing and is read back: no savepoint, no prior
-    SELECT). A repeat costs one reserved id more than it needs; ids are not dense."""
+    Its id first (the ciphertext names the row): ``pk`` when the caller reserved one
+    (the webhook's channel read does), else one statement here; then one ``INSERT …
+    ON CONFLICT DO NOTHING`` (a repeat, even two deliveries racing, inserts nothing
+    and is read back: no savepoint, no prior SELECT). A repeat costs one reserved id
+    more than it needs; ids are not dense."""
     event = InboundEvent(
         channel=channel, dedupe_key=key, received_at=timezone.now(), attempts=0, last_error=""
     )

@@ -80,10 +80,9 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    # First: the busiest route, and the one a sender's retries depend on. Django tries
-    # patterns in order, and each include("") below is scanned pattern by pattern, so
-    # placed last this was a third of the webhook's CPU beyond a bare view's
-    # (bench/message_path.py --webhook-only; docs/scaling.md).
+    # First: the busiest route. Django tries patterns in order and scans each
+    # include("") below pattern by pattern: resolving a webhook took 0.07 ms there,
+    # 0.014 ms here (docs/scaling.md, "Round four").
     path("webhooks/", include("connectors.webhook_urls")),
     path("", dashboard.home, name="home"),
     path("login/", accounts_views.LoginView.as_view(), name="login"),
