@@ -47,6 +47,7 @@ from connectors.models import Channel
 from connectors.tasks import inbound_drain_request
 from connectors.webhooks import json_body, json_error
 from parley import faults
+from parley.middleware import machine_endpoint
 from tenants.selectors import channel_routes_for
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def _store_part(route, kind: str, adapter, body: dict) -> bool:
     return True
 
 
+@machine_endpoint
 @csrf_exempt
 @never_cache
 @sensitive_variables("keys")

@@ -36,6 +36,7 @@ from connectors.adapters.base import PayloadInvalid
 from connectors.tasks import inbound_drain_request
 from parley import faults
 from parley.keyring.providers import KeyringError
+from parley.middleware import machine_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def _inline_answer(applied: inbound.Applied) -> JsonResponse:
     )
 
 
+@machine_endpoint
 @csrf_exempt
 @never_cache
 @sensitive_variables("keys")

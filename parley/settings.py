@@ -142,8 +142,13 @@ MIDDLEWARE = [
     # anything that may answer 403, so every refusal is recorded.
     "audit.middleware.AuditContextMiddleware",
     "tenants.middleware.TenantStatusMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Content-Length on every answer (webhooks' included), slash redirects.
     "django.middleware.common.CommonMiddleware",
+    # From here to BrowserChainEndMiddleware: what people in a browser need. Webhooks
+    # (views marked parley.middleware.machine_endpoint, under
+    # PARLEY_MACHINE_PATH_PREFIXES) go past it to the view.
+    "parley.middleware.MachineEndpointMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.revocation.RevocationMiddleware",
@@ -155,7 +160,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "parley.middleware.BrowserChainEndMiddleware",
 ]
+# Paths where a view marked machine_endpoint skips the browser's middleware above.
+PARLEY_MACHINE_PATH_PREFIXES = ("/webhooks/",)
 
 TEMPLATES = [
     {

@@ -118,6 +118,7 @@ def test_a_batch_for_two_tenants_lands_each_part_only_in_its_own_tenant(acme, gl
     response = _post(raw, signed(raw, PLATFORM_SECRET))
     assert response.status_code == 200, response.content
     assert response.json() == {"ok": True, "stored": 2, "dropped": 1}
+    assert "X-Frame-Options" not in response.headers  # a machine endpoint: no browser middleware
 
     acme_events, globex_events = _events(acme), _events(globex)
     assert [public_id for public_id, _ in acme_events] == [ours.public_id]
