@@ -74,9 +74,9 @@ def support_user(tenant, role):
     return get_user_model().objects.get(email=f"{role}@{tenant.slug}.test")
 
 
-def _post(channel, raw: bytes, headers: dict[str, str]):
+def _post(channel, raw: bytes, headers: dict[str, str], client=None):
     extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
-    return support.tenant_client("acme").post(
+    return (client or support.tenant_client("acme")).post(
         f"/webhooks/{channel.kind}/{channel.public_id}/",
         data=raw,
         content_type="application/json",
