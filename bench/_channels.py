@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
@@ -384,7 +385,22 @@ async def _open(port, make, *, rate, count):
     return samples, statuses
 
 
+def quiet_heap() -> None:
+    """Keep this process's heap (Django, the apps, the seed data) out of the garbage
+    collector's full sweeps, as parley/heap.py does for the servers measured.
+
+    The load generator is forked from the benchmark's process, so it starts with
+    every object Django loaded (~220,000); a full collection while it sends walked
+    them all for 170-210 ms, and every request due meanwhile went out late, counted
+    as the server's latency from its scheduled send time (one pause: ~40 requests
+    over 150 ms, more than a p99 at 200/s can absorb). The fake Graph API of
+    bench/channel_reply.py answers and times replies in the benchmark's own process."""
+    gc.collect()
+    gc.freeze()
+
+
 def _child(queue, port, make, mode, kwargs):
+    quiet_heap()  # the inherited heap: the requests it sends are its own, young objects
     try:
         runner = _closed if mode == "closed" else _open
         queue.put(asyncio.run(runner(port, make, **kwargs)))

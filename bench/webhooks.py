@@ -8,9 +8,11 @@ is checked but never refuses. No Celery worker runs: the webhook answers once
 the raw event is stored (encrypted, idempotent) and its processing enqueued;
 whether a worker keeps up is ``bench/channel_reply.py``.
 
-Load comes from a separate process (asyncio, raw HTTP/1.1, keep-alive), shaped
-as Meta sends it (``tests/fixtures/meta/wa_webhook_text.json``, a fresh message id
-per event, ``X-Hub-Signature-256`` over the exact body):
+Load comes from a separate process (asyncio, raw HTTP/1.1, keep-alive; the heap
+it inherits frozen, so its own garbage collection never holds a send back:
+``_channels.quiet_heap``), shaped as Meta sends it
+(``tests/fixtures/meta/wa_webhook_text.json``, a fresh message id per event,
+``X-Hub-Signature-256`` over the exact body):
 
 * ``floor``: ``POST /bench/ok/``, a bare Django view behind the same middleware
   in the same server (``bench/bench_urls.py``, routed only by
