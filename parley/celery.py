@@ -241,7 +241,7 @@ def _announce_worker(**kwargs: Any) -> None:
 
 # A prefork child's start-up heap leaves the garbage collector's full sweeps
 # (parley/heap.py: each walked ~200,000 objects, about 95 ms of CPU). The
-# URLconfs too: tasks reverse URLs (links in e-mails, alerts).
+# URLconfs too: tasks reverse URLs (the activation link in an e-mail).
 @worker_process_init.connect(dispatch_uid="parley_freeze_startup_heap")
 def _freeze_startup_heap(**kwargs: Any) -> None:
     freeze_startup_heap()
