@@ -14,4 +14,5 @@ class ParleyConfig(AppConfig):
 
         MigrateSchemasCommand.autodetector = MakeMigrations.autodetector
 
-        from parley import checks  # noqa: F401  (registers system checks)
+        # checks registers the system checks; heap connects Celery's worker_process_init.
+        from parley import checks, heap  # noqa: F401

@@ -25,7 +25,6 @@ from tenant_schemas_celery.task import TenantTask
 
 from parley import faults
 from parley.env import env_int
-from parley.heap import freeze_startup_heap
 from parley.heartbeat import record_heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parley.settings")
@@ -214,7 +213,7 @@ def tenant_task(*task_args: Any, **task_kwargs: Any) -> Callable:
     return decorator
 
 
-from celery.signals import task_postrun, worker_process_init, worker_ready  # noqa: E402
+from celery.signals import task_postrun, worker_ready  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
 
@@ -237,11 +236,3 @@ def _close_old_connections(sender=None, **kwargs: Any) -> None:
 @worker_ready.connect
 def _announce_worker(**kwargs: Any) -> None:
     record_heartbeat()
-
-
-# A prefork child's start-up heap leaves the garbage collector's full sweeps
-# (parley/heap.py: each walked ~200,000 objects, about 95 ms of CPU). The
-# URLconfs too: tasks reverse URLs (the activation link in an e-mail).
-@worker_process_init.connect(dispatch_uid="parley_freeze_startup_heap")
-def _freeze_startup_heap(**kwargs: Any) -> None:
-    freeze_startup_heap()

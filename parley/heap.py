@@ -11,21 +11,24 @@ frozen, the same run's full collections took 7 to 65 ms (docs/scaling.md,
 
 :func:`freeze_startup_heap` runs once the process is ready to serve: at the end
 of ``parley/wsgi.py`` and ``parley/asgi.py``, which a gunicorn worker imports
-after it has forked, and on Celery's ``worker_process_init``
-(``parley.celery``). It loads what the first request would otherwise load (the
-URLconfs), collects what start-up left as garbage, then ``gc.freeze()`` moves
-every object alive at that point into the permanent generation, which
-collections skip. Nothing else changes: reference counting still frees a frozen
-object when its last reference goes, and objects created later are collected as
-before. What freezing gives up is collecting a reference cycle among the frozen
-objects, and the collection just before it leaves none.
+after it has forked, and in each Celery worker process (``worker_process_init``,
+connected below; ``parley.apps`` imports this module when Django starts). It
+loads what the first request would otherwise load (the URLconfs), collects what
+start-up left as garbage, then ``gc.freeze()`` moves every object alive at that
+point into the permanent generation, which collections skip. Nothing else
+changes: reference counting still frees a frozen object when its last reference
+goes, and objects created later are collected as before. What freezing gives up
+is collecting a reference cycle among the frozen objects, and the collection
+just before it leaves none.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+from typing import Any
 
+from celery.signals import worker_process_init
 from django.apps import apps
 from django.conf import settings
 from django.urls import get_resolver
@@ -54,3 +57,10 @@ def freeze_startup_heap(*, load_urlconfs: bool = True) -> int:
     frozen = gc.get_freeze_count()
     logger.info("start-up heap frozen: %d objects left out of garbage collection", frozen)
     return frozen
+
+
+# A Celery worker process (a prefork child; the one process with --pool solo):
+# the URLconfs too, as tasks reverse URLs (the activation link in an e-mail).
+@worker_process_init.connect(dispatch_uid="parley_freeze_startup_heap")
+def _freeze_in_a_worker_process(**kwargs: Any) -> None:
+    freeze_startup_heap()

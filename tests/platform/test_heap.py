@@ -1,6 +1,6 @@
 """The web and worker processes freeze their start-up heap (parley/heap.py): a full
 garbage collection no longer walks Django, the apps and the URLconfs each time
-(~95 ms with the GIL held; the acknowledgement latency's tail in bench/webhooks.py).
+(~95 ms with the GIL held: every thread of a gunicorn worker stood still).
 
 Freezing is process-wide and cannot be undone for what it froze, so each check
 runs in its own process: a plain interpreter, a real gunicorn with
