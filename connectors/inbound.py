@@ -37,7 +37,12 @@ from connectors.adapters.base import (
     PayloadInvalid,
     StatusUpdate,
 )
-from connectors.channels import ROUTING_SETTINGS, channel_event_seen, channel_health_failed
+from connectors.channels import (
+    ROUTING_SETTINGS,
+    channel_event_seen,
+    channel_health_failed,
+    channel_with_inbox,
+)
 from connectors.models import Channel, InboundEvent
 from conversations.models import Message
 from conversations.services import message_delivery_update, message_receive
@@ -389,7 +394,7 @@ def inbound_events_drain(
 def _channel(cache: dict[int, Channel], channel_id: int) -> Channel:
     """The event's channel with its inbox, read once per drain (not per event)."""
     if channel_id not in cache:
-        cache[channel_id] = Channel.objects.select_related("inbox").get(pk=channel_id)
+        cache[channel_id] = channel_with_inbox(channel_id=channel_id)
     return cache[channel_id]
 
 

@@ -167,6 +167,35 @@ def test_the_webhook_s_channel_comes_in_one_statement_as_the_orm_would_build_it(
 
 
 @pytest.mark.django_db
+def test_the_drain_s_channel_and_inbox_come_in_one_statement_as_the_orm_would_build_them(acme):
+    channel = _meta_channel(acme, "whatsapp", PHONE)
+    with tenant_context(acme):
+        with CaptureQueriesContext(connection) as queries:
+            found = channels.channel_with_inbox(channel_id=channel.pk)
+            inbox = found.inbox
+        assert _ours(queries) == 1
+        expected = Channel.objects.select_related("inbox").get(pk=channel.pk)
+        assert [getattr(found, f.attname) for f in Channel._meta.concrete_fields] == [
+            getattr(expected, f.attname) for f in Channel._meta.concrete_fields
+        ]
+        assert [getattr(inbox, f.attname) for f in Inbox._meta.concrete_fields] == [
+            getattr(expected.inbox, f.attname) for f in Inbox._meta.concrete_fields
+        ]
+        assert inbox.channel is found
+
+        # No inbox: read as the ORM's would, with no query (the drain then fails the
+        # event as "not bound to an inbox").
+        bare = Channel.objects.create(name="bare", kind="whatsapp", public_id="bare-channel")
+        with CaptureQueriesContext(connection) as queries:
+            found = channels.channel_with_inbox(channel_id=bare.pk)
+            assert getattr(found, "inbox", None) is None
+        assert _ours(queries) == 1
+        with pytest.raises(Channel.DoesNotExist):
+            channels.channel_with_inbox(channel_id=bare.pk + 1000)
+    connection.set_schema_to_public()
+
+
+@pytest.mark.django_db
 def test_prepared_on_one_connection_the_channel_read_follows_the_tenant(acme, globex):
     """The webhook's channel read and event INSERT are prepared statements
     (parley.rows.prepared_cursor); one connection serves every tenant, and each
