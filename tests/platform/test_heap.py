@@ -22,7 +22,7 @@ from django.conf import settings
 
 from tests import support
 
-BASE_DIR = Path(__file__).resolve().parents[2]
+BASE_DIR = support.BASE_DIR
 FROZEN = re.compile(r"start-up heap frozen: (\d+) objects")
 
 PROBE = """
