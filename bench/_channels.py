@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import hmac
 import json
@@ -395,8 +394,9 @@ def quiet_heap() -> None:
     as the server's latency from its scheduled send time (one pause: ~40 requests
     over 150 ms, more than a p99 at 200/s can absorb). The fake Graph API of
     bench/channel_reply.py answers and times replies in the benchmark's own process."""
-    gc.collect()
-    gc.freeze()
+    from parley.heap import freeze_startup_heap  # after django.setup(): parley reads settings
+
+    freeze_startup_heap(load_urlconfs=False)
 
 
 def _child(queue, port, make, mode, kwargs):

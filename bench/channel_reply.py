@@ -187,11 +187,9 @@ def main() -> None:
             # first send to the last send, per second of that window. Unlike
             # messages_per_s (first send to last reply, so the pipeline's fill and
             # drain are in it), this equals the offered rate for a path that keeps up.
-            last_send = max(sent_at.values())
-            window = last_send - (first + FILL_SECONDS)
-            during = sum(
-                1 for i in replied if first + FILL_SECONDS <= graph.arrived[i] <= last_send
-            )
+            filled, last_send = first + FILL_SECONDS, max(sent_at.values())
+            window = last_send - filled
+            during = sum(1 for i in replied if filled <= graph.arrived[i] <= last_send)
             return {
                 "offered_rate_per_s": rate,
                 "messages": count,

@@ -111,10 +111,15 @@ def channel_with_inbox(*, channel_id: int) -> Channel:
     split = len(names[0])
     channel = rows.from_row(Channel, names[0], found[:split])
     inbox = None if found[split] is None else rows.from_row(Inbox, names[1], found[split:])
+    _attach_inbox(channel, inbox)
+    return channel
+
+
+def _attach_inbox(channel: Channel, inbox: Inbox | None) -> None:
+    """``channel.inbox`` (and ``inbox.channel``) as select_related would leave them."""
     if inbox is not None:
         Inbox._meta.get_field("channel").set_cached_value(inbox, channel)
     Channel._meta.get_field("inbox").set_cached_value(channel, inbox)
-    return channel
 
 
 @functools.cache
@@ -206,9 +211,7 @@ def _channel_from_rows(found: list, names: tuple[tuple[str, ...], ...]) -> Chann
     first = found[0]
     channel = rows.from_row(Channel, names[0], first[c0:c1])
     inbox = None if first[i0] is None else rows.from_row(Inbox, names[1], first[i0:i1])
-    if inbox is not None:
-        Inbox._meta.get_field("channel").set_cached_value(inbox, channel)
-    Channel._meta.get_field("inbox").set_cached_value(channel, inbox)
+    _attach_inbox(channel, inbox)
     links = []
     for row in found:
         if row[l0] is None:
