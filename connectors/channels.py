@@ -166,8 +166,8 @@ def channel_for_webhook(*, kind: str, public_id: str) -> Channel | None:
     sequence, as a repeat already does."""
     if not public_id or len(public_id) > 32 or kind not in registry.kinds():
         return None
-    sql, names = _webhook_sql()
-    with rows.prepared_cursor() as cursor:
+    sql, names = _webhook_sql(connection.schema_name)
+    with rows.prepared_cursor(own_schema=True) as cursor:
         cursor.execute(sql, [public_id, kind])
         found = cursor.fetchall()
     if not found:
@@ -177,23 +177,29 @@ def channel_for_webhook(*, kind: str, public_id: str) -> Channel | None:
     return channel
 
 
-@functools.cache
-def _webhook_sql() -> tuple[str, tuple[tuple[str, ...], ...]]:
+@functools.lru_cache(maxsize=512)
+def _webhook_sql(schema: str) -> tuple[str, tuple[tuple[str, ...], ...]]:
+    """The statement for the tenant ``schema``: it names its tables' schema, so it
+    runs without django-tenants' ``SET search_path`` (parley.rows.prepared_cursor)."""
     models_ = (Channel, Inbox, ChannelCredential, Credential)
     names = tuple(rows.all_fields(model) for model in models_)
     q = connection.ops.quote_name
     ch, ib, ln, cr = (q(model._meta.db_table) for model in models_)
+    # Each table under its own name: the column lists (rows.columns) read "table"."col".
+    at = {model: f"{rows.tenant_table(model, schema)} AS {q(model._meta.db_table)}" for model in models_}
     select = ", ".join(rows.columns(model, n) for model, n in zip(models_, names, strict=True))
+    events = rows.tenant_table(InboundEvent, schema).replace("'", "''")
     sql = (
         # A CTE with a volatile call is evaluated once, however many rows join it.
-        f"WITH {q('reserved')} AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence("  # noqa: S608 - names from _meta
-        f"'{InboundEvent._meta.db_table}', 'id')) AS {q('id')}) "
-        f"SELECT {select}, {q('reserved')}.{q('id')} FROM {ch} CROSS JOIN {q('reserved')} "
-        f"LEFT JOIN {ib} ON {ib}.{q('channel_id')} = {ch}.{q('id')} "
-        f"LEFT JOIN {ln} ON {ln}.{q('channel_id')} = {ch}.{q('id')} "
-        f"LEFT JOIN {cr} ON {cr}.{q('id')} = {ln}.{q('credential_id')} "
-        f"WHERE {ch}.{q('id')} = (SELECT {q('id')} FROM {ch} WHERE {q('public_id')} = %s "
-        f"AND {q('kind')} = %s AND {q('enabled')} ORDER BY {q('id')} LIMIT 1) "
+        f"WITH {q('reserved')} AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence("  # noqa: S608 - names from _meta and the tenant's checked schema
+        f"'{events}', 'id')) AS {q('id')}) "
+        f"SELECT {select}, {q('reserved')}.{q('id')} FROM {at[Channel]} CROSS JOIN {q('reserved')} "
+        f"LEFT JOIN {at[Inbox]} ON {ib}.{q('channel_id')} = {ch}.{q('id')} "
+        f"LEFT JOIN {at[ChannelCredential]} ON {ln}.{q('channel_id')} = {ch}.{q('id')} "
+        f"LEFT JOIN {at[Credential]} ON {cr}.{q('id')} = {ln}.{q('credential_id')} "
+        f"WHERE {ch}.{q('id')} = (SELECT {q('id')} FROM {rows.tenant_table(Channel, schema)} "
+        f"WHERE {q('public_id')} = %s AND {q('kind')} = %s AND {q('enabled')} "
+        f"ORDER BY {q('id')} LIMIT 1) "
         f"ORDER BY {ln}.{q('id')}"
     )
     return sql, names

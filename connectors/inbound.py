@@ -76,11 +76,15 @@ def dedupe_key(parsed: ParsedEvent, raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-_INSERT = (
-    "INSERT INTO connectors_inboundevent (id, channel_id, dedupe_key, raw_ct, status, attempts, last_error,"
-    " received_at) VALUES (%s, %s, %s, %s, %s, 0, '', %s)"
-    " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id"
-)
+@functools.lru_cache(maxsize=512)
+def _insert_sql(schema: str) -> str:
+    """The event's INSERT for the tenant ``schema``, which it names: it runs without
+    django-tenants' ``SET search_path`` (parley.rows.prepared_cursor)."""
+    return (
+        f"INSERT INTO {rows.tenant_table(InboundEvent, schema)} (id, channel_id, dedupe_key, raw_ct, status,"  # noqa: S608 - the tenant's checked schema
+        " attempts, last_error, received_at) VALUES (%s, %s, %s, %s, %s, 0, '', %s)"
+        " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id"
+    )
 
 
 def inbound_event_store(
@@ -100,9 +104,9 @@ def inbound_event_store(
     event.raw_ct = fields.encrypt(
         raw, schema=connection.schema_name, table=TABLE, column=COLUMN, pk=event.pk
     )
-    with rows.prepared_cursor() as cursor:
+    with rows.prepared_cursor(own_schema=True) as cursor:
         cursor.execute(
-            _INSERT,
+            _insert_sql(connection.schema_name),
             [event.pk, channel.pk, key, event.raw_ct, event.status, event.received_at],
         )
         created = cursor.fetchone() is not None

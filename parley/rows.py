@@ -7,16 +7,20 @@ and still hand back ordinary model instances: each column goes through its
 field's database converter (a JSON column arrives as text), and ``Model.from_db``
 builds the instance, so the fields not selected stay deferred (read on access).
 The busiest of them (every webhook's) run through :func:`prepared_cursor`, so
-PostgreSQL parses and plans them once per connection.
+PostgreSQL parses and plans them once per connection; the webhook's two also name
+their tenant's schema (:func:`tenant_table`), which spares them django-tenants'
+``SET search_path``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.postgresql.base import ServerBindingCursor
+from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
 
 
 def columns(model, names) -> str:
@@ -64,18 +68,44 @@ class _Preparing(ServerBindingCursor):
         super()._send_query_prepared(name, pgq, binary=binary)
 
 
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
+
+
+def tenant_table(model, schema: str) -> str:
+    """``"schema"."table"`` of ``model`` in a tenant's ``schema`` (``connection.schema_name``).
+
+    For statements run through ``prepared_cursor(own_schema=True)``: they name their
+    schema, so they need no ``SET search_path``. The name is written into SQL text,
+    so only the shape Parley gives schemas passes (``t_<slug>``, ``public``, the
+    template's): ASCII lowercase letters, digits and underscores."""
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError("Not a valid schema name.")
+    q = connection.ops.quote_name
+    return f"{q(schema)}.{q(model._meta.db_table)}"
+
+
 @contextlib.contextmanager
-def prepared_cursor():
+def prepared_cursor(*, own_schema: bool = False):
     """A cursor of the current connection whose statements PostgreSQL parses and plans once.
 
     For the few written-out statements every webhook runs: prepared, they cost
     PostgreSQL about half the CPU (measured in docs/scaling.md). Django's cursor
-    wrapper still runs them (query logging, execute wrappers, error translation),
-    and django-tenants still sets the schema first. A prepared statement belongs to
-    its connection; PostgreSQL plans it again when ``search_path`` has changed since
-    its last use (another tenant) or a table it reads has changed (a migration), so
-    it never reads another tenant's tables. Behind PgBouncer, session pooling only
-    (docs/deployment.md), as django-tenants already requires.
+    wrapper still runs them (query logging, execute wrappers, error translation).
+    A prepared statement belongs to its connection; PostgreSQL plans it again when
+    ``search_path`` has changed since its last use (another tenant) or a table it
+    reads has changed (a migration), so it never reads another tenant's tables.
+    Behind PgBouncer, session pooling only (docs/deployment.md), as django-tenants
+    already requires.
+
+    By default django-tenants sets the tenant's ``search_path`` first, as for any
+    cursor. ``own_schema=True``: every table the statements name is qualified with
+    its schema (:func:`tenant_table`), so the cursor is made without that ``SET``,
+    one round trip fewer (the webhook's two statements would otherwise pay it on
+    every event: its tenant lookup left the connection on ``public``). The
+    connection's ``search_path`` is left as it was and django-tenants still knows
+    it is not the tenant's, so the next ordinary cursor sets it. Such statements
+    differ per tenant, so a connection keeps one prepared copy per tenant it served
+    (psycopg keeps the 100 most recent).
     """
     connection.ensure_connection()
     raw = connection.connection
@@ -86,7 +116,12 @@ def prepared_cursor():
         raw.prepare_threshold = 5
     factory, raw.cursor_factory = raw.cursor_factory, _Preparing
     try:
-        cursor = connection.cursor()
+        if own_schema:
+            # Django's own cursor (health check, wrapping, logging), without the
+            # SET search_path django-tenants' _cursor adds to it.
+            cursor = super(TenantDatabaseWrapper, connections[DEFAULT_DB_ALIAS])._cursor()
+        else:
+            cursor = connection.cursor()
     finally:
         raw.cursor_factory = factory
     with cursor:

@@ -13,6 +13,9 @@ process at start-up with a message naming the variable.
 - GUNICORN_MAX_REQUESTS     requests a worker serves before it is replaced (10000,
                             +10 % jitter; 0: never)
 - GUNICORN_LOG_LEVEL        error log level (info)
+- GUNICORN_REUSE_PORT       1: a listening socket per worker (SO_REUSEPORT), the
+                            kernel spreads connections over them; 0: one shared
+                            socket (default 1 on Linux, 0 elsewhere)
 - FORWARDED_ALLOW_IPS       addresses/networks of the TLS edge, trusted for
                             X-Forwarded-Proto (default 127.0.0.1,::1)
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -47,6 +51,15 @@ def _env_int(name: str, default: int, *, minimum: int = 1, maximum: int | None =
     return value
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw not in ("0", "1"):
+        raise SystemExit(f"gunicorn.conf.py: {name}={raw!r} must be 0 or 1.")
+    return raw == "1"
+
+
 def _cores() -> int:
     # sched_getaffinity honours a container's cpuset; cpu_count() would not.
     try:
@@ -60,6 +73,17 @@ MAX_DEFAULT_WORKERS = 12
 # --- server socket -------------------------------------------------------------
 bind = "0.0.0.0:8000"
 backlog = 2048
+# One listening socket per worker, and the kernel hashes each new connection to one
+# of them. On one shared socket, whichever worker wakes first accepts, and the edge's
+# keep-alive connections (nginx: keepalive 32) stay with the worker that accepted
+# them: bench/webhooks.py found all 16 of its connections on one of three workers in
+# about one run in three, and that worker's GIL then capped the whole server at one
+# core (webhooks: ~315/s instead of ~520/s; docs/scaling.md, round seven). On Linux
+# only: elsewhere SO_REUSEPORT does not spread connections. A worker that exits
+# (recycled, below) closes its socket; connections queued on it but not yet accepted
+# move to another worker's only where net.ipv4.tcp_migrate_req=1 (docker-compose.yml
+# sets it for the web container), and are reset elsewhere.
+reuse_port = _env_flag("GUNICORN_REUSE_PORT", sys.platform == "linux")
 
 # --- workers -------------------------------------------------------------------
 workers = _env_int("WEB_CONCURRENCY", min(2 * _cores() + 1, MAX_DEFAULT_WORKERS))

@@ -124,6 +124,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def gunicorn_command(port: int, app: str) -> list[str]:
+    """gunicorn with the project's platform/gunicorn.conf.py on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(BASE_DIR / "platform" / "gunicorn.conf.py"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        app,
+    ]
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(devstack.read_services_env())

@@ -33,6 +33,7 @@ from connectors.services import credential_replace, credential_set, credential_u
 from connectors.tasks import message_deliver
 from conversations.models import Inbox, Message
 from parley.keyring import fields
+from parley.rows import tenant_table
 from tests.connectors.meta.support import APP_SECRET, TOKEN, signed
 from tests.connectors.test_inbound_events import _meta_channel, _post
 from tests.fakes.graph import FakeGraph
@@ -50,8 +51,9 @@ CLOSED = {d: [["00:00", "00:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "
 # came in one statement (connectors.channels.channel_for_webhook); 8 before the
 # event's INSERT ran as its own transaction (no atomic block: here its savepoint
 # pair, in production BEGIN and COMMIT); 6 before that channel read also reserved
-# the event's id (one nextval fewer).
-WEBHOOK_QUERIES = 5
+# the event's id (one nextval fewer); 5 before those two statements named the tenant's
+# schema (no SET search_path for them: parley.rows.prepared_cursor(own_schema=True)).
+WEBHOOK_QUERIES = 4
 # Processing: the message itself (for a new sender: the contact and its identity, the
 # identity's race settled by ON CONFLICT instead of a savepoint, no conversation lookup
 # for a contact created just now, the conversation inserted RETURNING its row, both
@@ -166,6 +168,70 @@ def test_the_webhook_s_channel_comes_in_one_statement_as_the_orm_would_build_it(
     connection.set_schema_to_public()
 
 
+def _one_public_id_in_each(*tenants, public_id: str) -> dict[str, int]:
+    """A WhatsApp channel with ``public_id`` in each tenant: ``{slug: channel id}``."""
+    ids = {}
+    for tenant in tenants:
+        with tenant_context(tenant):
+            ids[tenant.slug] = Channel.objects.create(
+                name=f"{tenant.slug} channel", kind="whatsapp", public_id=public_id
+            ).pk
+    return ids
+
+
+def _search_path() -> str:
+    with connection.connection.cursor() as raw:  # not through django-tenants: no SET first
+        raw.execute("SHOW search_path")
+        return raw.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_the_webhook_s_statements_name_their_schema_and_send_no_set_search_path(
+    acme, globex, django_capture_on_commit_callbacks
+):
+    """A webhook's tenant lookup leaves the connection on ``public``; its channel read
+    and its INSERT name the tenant's schema, so django-tenants' SET search_path (a
+    round trip) is not sent for them. The path stays as it was, django-tenants still
+    knows it is not the tenant's, and the next ordinary query sets it."""
+
+    def store(tenant, key):
+        found = channels.channel_for_webhook(kind="whatsapp", public_id="shared-public-id")
+        event, created = inbound.inbound_event_store(
+            channel=found, raw=b"{}", key=key, pk=found.reserved_event_id
+        )
+        assert created and found.pk == ids[tenant.slug]
+        return event
+
+    ids = _one_public_id_in_each(acme, globex, public_id="shared-public-id")
+    for tenant in (acme, globex):
+        # Warm: the tenant's key unwrapped and kept (on commit), "last event" written.
+        with tenant_context(tenant), django_capture_on_commit_callbacks(execute=True):
+            store(tenant, "warm")
+    for tenant in (acme, globex):
+        connection.set_schema_to_public()
+        with connection.cursor():
+            pass  # public's SET, as the tenant lookup's query leaves it
+        assert _search_path() == "public"
+        connection.set_tenant(tenant)
+        with CaptureQueriesContext(connection) as queries:
+            event = store(tenant, "k")
+        sent = [q["sql"] for q in queries.captured_queries]
+        assert len(sent) == 2 and not any(sql.startswith("SET") for sql in sent), sent
+        assert all(f'"{tenant.schema_name}".' in sql for sql in sent)
+        assert _search_path() == "public"
+        # The next ordinary query sets the tenant's path and finds the row there.
+        assert InboundEvent.objects.get(pk=event.pk).channel_id == ids[tenant.slug]
+        assert _search_path().startswith(tenant.schema_name)
+    connection.set_schema_to_public()
+
+
+def test_a_tenant_table_takes_only_a_schema_name():
+    assert tenant_table(InboundEvent, "t_acme") == '"t_acme"."connectors_inboundevent"'
+    for bad in ('t"; DROP TABLE x; --', "", "t acme", "t\x00", "t\ud800", "١٢", None, 7, "x" * 64):
+        with pytest.raises(ValueError):
+            tenant_table(InboundEvent, bad)
+
+
 @pytest.mark.django_db
 def test_the_drain_s_channel_and_inbox_come_in_one_statement_as_the_orm_would_build_them(acme):
     channel = _meta_channel(acme, "whatsapp", PHONE)
@@ -201,12 +267,7 @@ def test_prepared_on_one_connection_the_channel_read_follows_the_tenant(acme, gl
     (parley.rows.prepared_cursor); one connection serves every tenant, and each
     tenant must read and write its own tables: PostgreSQL plans a prepared
     statement again when search_path has changed."""
-    ids = {}
-    for tenant in (acme, globex):
-        with tenant_context(tenant):
-            ids[tenant.slug] = Channel.objects.create(
-                name=f"{tenant.slug} channel", kind="whatsapp", public_id="same-public-id"
-            ).pk
+    ids = _one_public_id_in_each(acme, globex, public_id="same-public-id")
     for n in range(8):  # past psycopg's threshold, alternating tenants
         for tenant in (acme, globex):
             with tenant_context(tenant):
@@ -219,8 +280,12 @@ def test_prepared_on_one_connection_the_channel_read_follows_the_tenant(acme, gl
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
         prepared = [row[0] for row in cursor.fetchall()]
-    assert any(sql.startswith("INSERT INTO connectors_inboundevent") for sql in prepared)
-    assert any('"reserved"' in sql for sql in prepared)
+    for tenant in (acme, globex):  # one copy of each statement per tenant: it names the schema
+        schema = f'"{tenant.schema_name}"'
+        assert any(sql.startswith(f"INSERT INTO {schema}.") for sql in prepared)
+        assert any(
+            '"reserved"' in sql and f'{schema}."connectors_channel"' in sql for sql in prepared
+        )
     assert not any(sql.startswith("SET") for sql in prepared)  # one text per tenant: not kept
     for tenant in (acme, globex):
         with tenant_context(tenant):

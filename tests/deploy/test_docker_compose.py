@@ -356,6 +356,24 @@ def test_it_configures_gunicorn_for_the_edge() -> None:
     assert settings["keepalive"] > 4  # longer than the edge's upstream keepalive_timeout
     # Workers are recycled, but not every few seconds (each new one imports the project).
     assert (settings["max_requests"], settings["max_requests_jitter"]) == (10_000, 1_000)
+    # A listening socket per worker (tests/platform/test_gunicorn_sockets.py), and the
+    # web container moves a recycled worker's queued connections to another worker.
+    assert settings["reuse_port"] is sys.platform.startswith("linux")
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert compose["services"]["web"]["sysctls"] == {"net.ipv4.tcp_migrate_req": "1"}
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", False), ("1", True), (" 1 ", True)])
+def test_gunicorn_reuse_port_comes_from_the_environment(monkeypatch, value, expected) -> None:
+    monkeypatch.setenv("GUNICORN_REUSE_PORT", value)
+    assert runpy.run_path(str(GUNICORN_CONF))["reuse_port"] is expected
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "2", "-1", "\u0661", "1 0", "0" * 40])
+def test_a_bad_gunicorn_reuse_port_stops_the_start(monkeypatch, value) -> None:
+    monkeypatch.setenv("GUNICORN_REUSE_PORT", value)
+    with pytest.raises(SystemExit, match="GUNICORN_REUSE_PORT"):
+        runpy.run_path(str(GUNICORN_CONF))
 
 
 @pytest.mark.parametrize(

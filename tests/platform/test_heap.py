@@ -95,16 +95,7 @@ def test_a_gunicorn_worker_freezes_its_heap_once_the_app_is_loaded(tmp_path):
     log, port = tmp_path / "web.log", support.free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(  # noqa: S603 - our own virtualenv's gunicorn
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(BASE_DIR / "platform" / "gunicorn.conf.py"),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "parley.wsgi:application",
-            ],
+            support.gunicorn_command(port, "parley.wsgi:application"),
             cwd=BASE_DIR,
             env=support.subprocess_env(WEB_CONCURRENCY="1", GUNICORN_THREADS="1"),
             stdout=out,
