@@ -236,6 +236,7 @@ def test_it_keeps_a_token_at_its_own_tenant(acme, globex, no_mfa):
 
 def test_it_refuses_tokens_where_there_is_no_tenant(acme, no_mfa):
 
+
     pair = _pair("acme", "agent@acme.test")
     request = APIRequestFactory().get("/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
     request.tenant = Tenant.objects.get(schema_name="public")
@@ -640,6 +641,7 @@ def test_it_documents_the_token_endpoints_and_the_bearer_scheme(acme):
 def test_the_cached_user_row_saves_a_query_holds_no_password_and_follows_changes(acme, no_mfa):
     """API requests read the user from a Redis snapshot taken at the current epoch."""
 
+
     access = _pair("acme", "analyst@acme.test")["access"]
     assert _me("acme", access).status_code == 200  # fills the snapshot
     with tenant_context(acme):
@@ -667,6 +669,8 @@ def test_the_cached_user_row_saves_a_query_holds_no_password_and_follows_changes
 
 
 def test_beat_forgets_families_past_their_end(acme, no_mfa):
+
+
 
     pair = _pair("acme", "analyst@acme.test")
     family_id = _claims(acme, pair["refresh"], tokens.TenantRefreshToken)[tokens.FAMILY_CLAIM]

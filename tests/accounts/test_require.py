@@ -19,7 +19,9 @@ def _user(role: str, *, active: bool = True):
 
 
 def _operator() -> BreakGlassUser:
-    return BreakGlassUser(grant_id=1, operator_id=1, operator_name="op", expires_at=timezone.now())
+    return BreakGlassUser(
+        grant_id=1, operator_id=1, operator_name="op", expires_at=timezone.now()
+    )
 
 
 def test_it_lets_a_role_holding_the_permission_act():

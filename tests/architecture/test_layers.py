@@ -68,16 +68,7 @@ def test_imports_are_at_the_top():
     """ruff's PLC0415 with the project's per-file exceptions: an import inside a function
     carries a noqa that says which start-up cycle it breaks."""
     result = subprocess.run(
-        [
-            str(RUFF),
-            "check",
-            "--select",
-            "PLC0415",
-            "--no-cache",
-            "--output-format",
-            "concise",
-            ".",
-        ],
+        [str(RUFF), "check", "--select", "PLC0415", "--no-cache", "--output-format", "concise", "."],
         cwd=ROOT,
         capture_output=True,
         text=True,

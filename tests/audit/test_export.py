@@ -131,11 +131,7 @@ def _page_export(client, tmp_path, data: dict) -> tuple[list[dict], dict, str]:
     name = next(n for n in archive.namelist() if n.endswith(f".{data['format']}"))
     manifest = json.loads((tmp_path / f"{name}.manifest.json").read_text())
     text = (tmp_path / name).read_text()
-    rows = (
-        [json.loads(line) for line in text.splitlines() if line]
-        if data["format"] == "jsonl"
-        else []
-    )
+    rows = [json.loads(line) for line in text.splitlines() if line] if data["format"] == "jsonl" else []
     return rows, manifest, name
 
 

@@ -69,9 +69,7 @@ def test_every_requirement_of_both_locks_is_pinned_with_a_hash(lock):
     entries = _entries(lock)
     assert len(entries) > 20
     for entry in entries:
-        assert not entry.startswith(("-e", "--", "git+", "http://", "https://", "file:")), entry[
-            :80
-        ]
+        assert not entry.startswith(("-e", "--", "git+", "http://", "https://", "file:")), entry[:80]
         assert re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;]+", entry), entry[:80]
         hashes = re.findall(r"--hash=sha256:([0-9a-f]+)", entry)
         assert hashes and all(len(h) == 64 for h in hashes), entry[:80]

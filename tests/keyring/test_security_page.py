@@ -35,9 +35,7 @@ def test_it_lets_only_owners_rotate(acme, role, django_capture_on_commit_callbac
             assert AuditEvent.objects.filter(action="key.rotated").exists()
 
 
-def test_the_rotation_event_names_the_key_versions_it_made(
-    acme, django_capture_on_commit_callbacks
-):
+def test_the_rotation_event_names_the_key_versions_it_made(acme, django_capture_on_commit_callbacks):
     """``key.rotated`` once read ``credential: "[redacted]"`` where the version belongs, in the
     viewer and in exports; real secrets stay redacted."""
     owner = support.signed_in(acme, "owner@acme.test")

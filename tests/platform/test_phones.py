@@ -27,7 +27,9 @@ def test_it_is_total_ascii_and_idempotent(value, region):
 
 
 @pytest.mark.parametrize(("value", "region"), [("000000", "DE"), ("+4900000", "DE")])
-def test_a_number_phonenumbers_would_read_differently_the_second_time_is_not_e164(value, region):
+def test_a_number_phonenumbers_would_read_differently_the_second_time_is_not_e164(
+    value, region
+):
     """Found by the property above: "000000" in DE formatted as "+4900000", which
     reads back as "+490000". Such a reading is not taken; the value is then its digits."""
     key, display = phones.normalise(value, region=region)
