@@ -209,8 +209,8 @@ def test_the_webhook_s_statements_name_their_schema_and_send_no_set_search_path(
             store(tenant, "warm")
     for tenant in (acme, globex):
         connection.set_schema_to_public()
-        with connection.cursor():
-            pass  # public's SET, as the tenant lookup's query leaves it
+        with connection.cursor() as cursor:  # as the tenant lookup: public's SET, a query
+            cursor.execute("SELECT 1")
         assert _search_path() == "public"
         connection.set_tenant(tenant)
         with CaptureQueriesContext(connection) as queries:
