@@ -153,11 +153,14 @@ def channel_get(*, channel_id) -> Channel:
 def channel_for_webhook(*, kind: str, public_id: str) -> Channel | None:
     """The enabled channel of ``kind`` behind a webhook URL, in the request's tenant (None otherwise).
 
-    Its inbox and its credentials come with it, the credentials with their ciphertext
-    (the signature check decrypts one, or finds this process's recent decryption of
-    that same ciphertext). Every webhook of every channel starts here: one statement,
-    written out (the ORM's select_related plus prefetch cost two queries and more CPU
-    to build than PostgreSQL spent on them).
+    Its credentials come with it, with their ciphertext (the signature check
+    decrypts one, or finds this process's recent decryption of that same
+    ciphertext), and, for a kind that answers in the request (the API kind), its
+    inbox. Every webhook of every channel starts here: one statement, written out
+    (the ORM's select_related plus prefetch cost two queries and more CPU to build
+    than PostgreSQL spent on them). Only the columns a webhook uses are read
+    (:data:`WEBHOOK_FIELDS`); the others are deferred, as with ``only()``: read
+    on access, one query each.
 
     The same statement reserves the id of the event the request may store
     (``channel.reserved_event_id``, for ``inbound.inbound_event_store``): the
@@ -166,35 +169,67 @@ def channel_for_webhook(*, kind: str, public_id: str) -> Channel | None:
     sequence, as a repeat already does."""
     if not public_id or len(public_id) > 32 or kind not in registry.kinds():
         return None
-    sql, names = _webhook_sql(connection.schema_name)
+    with_inbox = registry.get(kind).answers_inline
+    sql, read = _webhook_sql(connection.schema_name, with_inbox)
     with rows.prepared_cursor(own_schema=True) as cursor:
         cursor.execute(sql, [public_id, kind])
         found = cursor.fetchall()
     if not found:
         return None
-    channel = _channel_from_rows(found, names)
+    channel = _channel_from_rows(found, read)
     channel.reserved_event_id = found[0][-1]
     return channel
 
 
+# What a webhook reads of its channel and credentials: the rest (timestamps shown on
+# pages, use counts) stays deferred. Each skipped column is one value less for
+# PostgreSQL to send and psycopg to parse (a timestamp costs a Python parse) on
+# every event. The inbox comes whole, and only for kinds that answer in the request.
+WEBHOOK_FIELDS = {
+    Channel: {"id", "name", "kind", "public_id", "settings", "enabled", "health", "last_event_at"},
+    Credential: {"id", "name", "kind", "connector", "secret_ct", "last4"},
+}
+
+
+def _webhook_names(model) -> tuple[str, ...]:
+    """The attnames a webhook reads of ``model``, in the model's field order (``from_db``'s)."""
+    keep = WEBHOOK_FIELDS.get(model)
+    return tuple(name for name in rows.all_fields(model) if keep is None or name in keep)
+
+
 @functools.lru_cache(maxsize=512)
-def _webhook_sql(schema: str) -> tuple[str, tuple[tuple[str, ...], ...]]:
-    """The statement for the tenant ``schema``: it names its tables' schema, so it
-    runs without django-tenants' ``SET search_path`` (parley.rows.prepared_cursor)."""
-    models_ = (Channel, Inbox, ChannelCredential, Credential)
-    names = tuple(rows.all_fields(model) for model in models_)
+def _webhook_sql(
+    schema: str, with_inbox: bool
+) -> tuple[str, tuple[tuple[type, tuple[str, ...]], ...]]:
+    """The statement for the tenant ``schema`` and the columns it reads, model by model:
+    it names its tables' schema, so it runs without django-tenants' ``SET
+    search_path`` (parley.rows.prepared_cursor)."""
+    models_ = (
+        (Channel, Inbox, ChannelCredential, Credential)
+        if with_inbox
+        else (Channel, ChannelCredential, Credential)
+    )
+    read = tuple((model, _webhook_names(model)) for model in models_)
     q = connection.ops.quote_name
-    ch, ib, ln, cr = (q(model._meta.db_table) for model in models_)
+    ch, ib, ln, cr = (
+        q(model._meta.db_table) for model in (Channel, Inbox, ChannelCredential, Credential)
+    )
     # Each table under its own name: the column lists (rows.columns) read "table"."col".
-    at = {model: f"{rows.tenant_table(model, schema)} AS {q(model._meta.db_table)}" for model in models_}
-    select = ", ".join(rows.columns(model, n) for model, n in zip(models_, names, strict=True))
+    at = {
+        model: f"{rows.tenant_table(model, schema)} AS {q(model._meta.db_table)}"
+        for model in models_
+    }
+    select = ", ".join(rows.columns(model, names) for model, names in read)
     events = rows.tenant_table(InboundEvent, schema).replace("'", "''")
+    inbox = (
+        f"LEFT JOIN {at[Inbox]} ON {ib}.{q('channel_id')} = {ch}.{q('id')} " if with_inbox else ""
+    )
     sql = (
         # A CTE with a volatile call is evaluated once, however many rows join it.
         f"WITH {q('reserved')} AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence("  # noqa: S608 - names from _meta and the tenant's checked schema
         f"'{events}', 'id')) AS {q('id')}) "
         f"SELECT {select}, {q('reserved')}.{q('id')} FROM {at[Channel]} CROSS JOIN {q('reserved')} "
-        f"LEFT JOIN {at[Inbox]} ON {ib}.{q('channel_id')} = {ch}.{q('id')} "
+        f"{inbox}"
         f"LEFT JOIN {at[ChannelCredential]} ON {ln}.{q('channel_id')} = {ch}.{q('id')} "
         f"LEFT JOIN {at[Credential]} ON {cr}.{q('id')} = {ln}.{q('credential_id')} "
         f"WHERE {ch}.{q('id')} = (SELECT {q('id')} FROM {rows.tenant_table(Channel, schema)} "
@@ -202,29 +237,34 @@ def _webhook_sql(schema: str) -> tuple[str, tuple[tuple[str, ...], ...]]:
         f"ORDER BY {q('id')} LIMIT 1) "
         f"ORDER BY {ln}.{q('id')}"
     )
-    return sql, names
+    return sql, read
 
 
-def _channel_from_rows(found: list, names: tuple[tuple[str, ...], ...]) -> Channel:
-    """The channel of the joined rows (one per credential link), its inbox and its
-    links (each with its credential) attached as select_related and prefetch_related
-    would: ``channel.inbox`` and ``channel.credential_links.all()`` read no more."""
-    spans, start = [], 0
-    for n in names:
-        spans.append((start, start + len(n)))
-        start += len(n)
-    (c0, c1), (i0, i1), (l0, l1), (k0, k1) = spans
-    first = found[0]
-    channel = rows.from_row(Channel, names[0], first[c0:c1])
-    inbox = None if first[i0] is None else rows.from_row(Inbox, names[1], first[i0:i1])
-    _attach_inbox(channel, inbox)
+def _channel_from_rows(found: list, read: tuple[tuple[type, tuple[str, ...]], ...]) -> Channel:
+    """The channel of the joined rows (one per credential link), its links (each with
+    its credential) and, when read, its inbox attached as prefetch_related and
+    select_related would: ``channel.credential_links.all()`` and ``channel.inbox``
+    read no more."""
+    spans, start = {}, 0
+    for model, names in read:
+        spans[model] = (names, start, start + len(names))
+        start += len(names)
+
+    def build(model, row):
+        names, first, last = spans[model]
+        return None if row[first] is None else rows.from_row(model, names, row[first:last])
+
+    channel = build(Channel, found[0])
+    if Inbox in spans:
+        _attach_inbox(channel, build(Inbox, found[0]))
     links = []
     for row in found:
-        if row[l0] is None:
+        link = build(ChannelCredential, row)
+        if link is None:
             continue
-        link = rows.from_row(ChannelCredential, names[2], row[l0:l1])
-        credential = rows.from_row(Credential, names[3], row[k0:k1])
-        ChannelCredential._meta.get_field("credential").set_cached_value(link, credential)
+        ChannelCredential._meta.get_field("credential").set_cached_value(
+            link, build(Credential, row)
+        )
         ChannelCredential._meta.get_field("channel").set_cached_value(link, channel)
         links.append(link)
     prefetched = ChannelCredential.objects.all()

@@ -43,7 +43,7 @@ from connectors.channels import (
     channel_health_failed,
     channel_with_inbox,
 )
-from connectors.models import Channel, InboundEvent
+from connectors.models import Channel, InboundDrain, InboundEvent
 from conversations.models import Message
 from conversations.services import message_delivery_update, message_receive
 from parley import rows
@@ -77,18 +77,62 @@ def dedupe_key(parsed: ParsedEvent, raw: bytes) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _insert_sql(schema: str) -> str:
+def _insert_sql(schema: str, request_drain: bool) -> str:
     """The event's INSERT for the tenant ``schema``, which it names: it runs without
-    django-tenants' ``SET search_path`` (parley.rows.prepared_cursor)."""
-    return (
+    django-tenants' ``SET search_path`` (parley.rows.prepared_cursor). A row when the
+    event is new: its id, and with ``request_drain`` whether the same statement raised
+    the tenant's drain flag and whether the flag's row exists."""
+    insert = (
         f"INSERT INTO {rows.tenant_table(InboundEvent, schema)} (id, channel_id, dedupe_key, raw_ct, status,"  # noqa: S608 - the tenant's checked schema
         " attempts, last_error, received_at) VALUES (%s, %s, %s, %s, %s, 0, '', %s)"
         " ON CONFLICT (channel_id, dedupe_key) DO NOTHING RETURNING id"
     )
+    if not request_drain:
+        return insert
+    drain = rows.tenant_table(InboundDrain, schema)
+    # One statement, one transaction: the event and the flag are committed together.
+    # A flag already up is not written (no row lock, no WAL): the queued drain will
+    # lower it before it claims, and so sees this event.
+    return (
+        f"WITH stored AS ({insert}), raised AS ("  # noqa: S608 - the tenant's checked schema
+        f"UPDATE {drain} SET requested_at = now() WHERE id = {InboundDrain.ROW} "
+        f"AND EXISTS (SELECT 1 FROM stored) AND {_flag_down()} RETURNING 1) "
+        "SELECT stored.id, EXISTS (SELECT 1 FROM raised), "
+        f"EXISTS (SELECT 1 FROM {drain} WHERE id = {InboundDrain.ROW}) FROM stored"
+    )
+
+
+# --- the tenant's drain flag (InboundDrain) ---------------------------------------------------------
+
+DRAIN_FLAG_SECONDS = 60  # a raised flag whose drain never ran (its task lost) lapses after this
+
+
+def _flag_down(column: str = "requested_at") -> str:
+    """SQL: the flag (its ``requested_at`` column) is down, or up so long its drain was lost."""
+    return f"({column} IS NULL OR {column} < now() - interval '{DRAIN_FLAG_SECONDS} seconds')"
+
+
+def drain_flag_raise() -> bool:
+    """Raise the tenant's drain flag unless it is up: True when this call raised it
+    (its caller then publishes the drain). Creates the flag's row if it is missing."""
+    table = connection.ops.quote_name(InboundDrain._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (id, requested_at) VALUES (%s, now()) "  # noqa: S608 - names from _meta
+            f"ON CONFLICT (id) DO UPDATE SET requested_at = EXCLUDED.requested_at "
+            f"WHERE {_flag_down(f'{table}.requested_at')} RETURNING 1",
+            [InboundDrain.ROW],
+        )
+        return cursor.fetchone() is not None
+
+
+def drain_flag_lower() -> None:
+    """The drain is starting (or its task could not be published): the next event raises it."""
+    InboundDrain.objects.filter(pk=InboundDrain.ROW).update(requested_at=None)
 
 
 def inbound_event_store(
-    *, channel: Channel, raw: bytes, key: str, pk: int | None = None
+    *, channel: Channel, raw: bytes, key: str, pk: int | None = None, request_drain: bool = False
 ) -> tuple[InboundEvent, bool]:
     """Keep ``raw`` encrypted (bound to the row): ``(event, created)``; a repeat is not stored.
 
@@ -96,7 +140,12 @@ def inbound_event_store(
     (the webhook's channel read does), else one statement here; then one ``INSERT …
     ON CONFLICT DO NOTHING`` (a repeat, even two deliveries racing, inserts nothing
     and is read back: no savepoint, no prior SELECT). A repeat costs one reserved id
-    more than it needs; ids are not dense."""
+    more than it needs; ids are not dense.
+
+    ``request_drain`` (the webhook, storing outside any transaction): the same
+    statement raises the tenant's drain flag (``InboundDrain``) when it stores the
+    event and the flag is down. ``event.drain_flag_raised`` then tells the caller to
+    publish the drain (``connectors.tasks.inbound_drain_publish``) once committed."""
     event = InboundEvent(
         channel=channel, dedupe_key=key, received_at=timezone.now(), attempts=0, last_error=""
     )
@@ -106,13 +155,18 @@ def inbound_event_store(
     )
     with rows.prepared_cursor(own_schema=True) as cursor:
         cursor.execute(
-            _insert_sql(connection.schema_name),
+            _insert_sql(connection.schema_name, request_drain),
             [event.pk, channel.pk, key, event.raw_ct, event.status, event.received_at],
         )
-        created = cursor.fetchone() is not None
-    if not created:
+        stored = cursor.fetchone()
+    if stored is None:
         return InboundEvent.objects.get(channel=channel, dedupe_key=key), False
     event._state.adding = False
+    event.drain_flag_raised = False
+    if request_drain:
+        raised, present = stored[1], stored[2]
+        # No flag row (a schema restored without it): made and raised here.
+        event.drain_flag_raised = raised or (not present and drain_flag_raise())
     channel_event_seen(channel=channel)
     return event, True
 

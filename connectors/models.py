@@ -202,6 +202,31 @@ class InboundEvent(models.Model):
         return f"inbound event #{self.pk}"
 
 
+class InboundDrain(models.Model):
+    """The tenant's "a drain of inbound events is queued" flag: one row, id 1.
+
+    Raised by the INSERT that stores a webhook's event, in the same statement
+    (``connectors.inbound``), so asking for a drain costs a webhook no round trip
+    of its own; only the statement that raises it publishes the drain task. The
+    drain lowers it before it claims anything. ``requested_at`` is when it was
+    raised: a flag older than ``connectors.inbound.DRAIN_FLAG_SECONDS`` stands for
+    a task that was lost, and the next event raises it again.
+    """
+
+    ROW = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=ROW)
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="inbound_drain_one_row")
+        ]
+
+    def __str__(self) -> str:
+        return "inbound drain flag"
+
+
 class AiProvider(models.Model):
     """An OpenAI-compatible chat-completions API the bots' AI answer node may call.
 

@@ -7,10 +7,9 @@ import logging
 import uuid
 from datetime import timedelta
 
-import redis
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -18,7 +17,7 @@ from accounts.policy import POLICY, Perm
 from connectors import delivery, inbound
 from connectors.selectors import credentials_due
 from conversations.models import Message
-from parley.celery import broker_client, broker_reachable, tenant_task
+from parley.celery import broker_reachable, tenant_task
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -231,34 +230,37 @@ def inbound_event_enqueue(event_id: int) -> bool:
     return _enqueue(inbound_event_process, event_id)
 
 
-DRAIN_FLAG_SECONDS = 60  # a queued drain's flag lapses (its task lost) after this
-
-
-def _drain_flag(schema: str) -> str:
-    return f"parley:inbound-drain:{schema}"
-
-
 def inbound_drain_request() -> bool:
     """After a commit that stored events: make sure one drain of this tenant's pending
-    events is queued (``inbound_events_drain``). False when the broker is down (the
-    relay enqueues later); never raises, the events are already stored.
+    events is queued (``inbound_events_drain``). False when it could not be (the broker
+    or the database down: the relay enqueues later); never raises, the events are
+    already stored.
 
-    One flag per tenant in the broker's Redis (``SET NX``) stands for "a drain is
-    queued": a webhook that finds it set publishes nothing, because the drain clears
-    the flag *before* it claims, so it sees every event committed before the flag
-    was found set. A busy channel therefore costs one Redis round trip per event
-    instead of a task publish (and a task) per event."""
-    schema = connection.schema_name
+    The tenant's drain flag (``connectors.models.InboundDrain``) stands for "a drain
+    is queued": a request that finds it up publishes nothing, because the drain
+    lowers the flag *before* it claims, so it sees every event committed before the
+    flag was found up. The webhook raises the flag in the very INSERT that stores its
+    event (``inbound.inbound_event_store(request_drain=True)``) and calls
+    :func:`inbound_drain_publish` when that raised it: a busy channel costs no round
+    trip and no task per event. This is the same for everything else (a repeat of
+    a pending event, the API kind's fallback, the shared app, a drain handing over)."""
     try:
-        if not broker_client().set(_drain_flag(schema), "1", nx=True, ex=DRAIN_FLAG_SECONDS):
+        if not inbound.drain_flag_raise():
             return True
-    except redis.RedisError as exc:
-        logger.warning("could not request an inbound drain: broker %s", type(exc).__name__)
+    except DatabaseError as exc:
+        logger.warning("could not request an inbound drain: database %s", type(exc).__name__)
         return False
+    return inbound_drain_publish()
+
+
+def inbound_drain_publish() -> bool:
+    """Publish the drain whose flag this request has just raised. If the broker is
+    down, the flag goes down again so that a later event tries again (the relay
+    enqueues what is pending meanwhile)."""
     if _enqueue(inbound_events_drain):
         return True
-    with contextlib.suppress(redis.RedisError):  # else it lapses; the relay covers the gap
-        broker_client().delete(_drain_flag(schema))
+    with contextlib.suppress(DatabaseError):  # else it lapses (DRAIN_FLAG_SECONDS)
+        inbound.drain_flag_lower()
     return False
 
 
@@ -266,11 +268,10 @@ def inbound_drain_request() -> bool:
 def inbound_events_drain() -> dict:
     """Process this tenant's pending webhook events in batches (``connectors.inbound``).
 
-    Clears the tenant's drain flag first (see :func:`inbound_drain_request`); after
+    Lowers the tenant's drain flag first (see :func:`inbound_drain_request`); after
     its time budget, with events still waiting, it asks for another drain, so the
     tenants' drains take turns on the queue."""
-    with contextlib.suppress(redis.RedisError):  # the flag lapses; this drain still runs
-        broker_client().delete(_drain_flag(connection.schema_name))
+    inbound.drain_flag_lower()
     drained = inbound.inbound_events_drain()
     if drained.more:
         inbound_drain_request()

@@ -33,7 +33,7 @@ from audit.services import record
 from connectors import channels, inbound
 from connectors.adapters import registry
 from connectors.adapters.base import PayloadInvalid
-from connectors.tasks import inbound_drain_request
+from connectors.tasks import inbound_drain_publish, inbound_drain_request
 from parley import faults
 from parley.keyring.providers import KeyringError
 from parley.middleware import machine_endpoint
@@ -175,9 +175,12 @@ def _store(request, channel, adapter, parsed, raw: bytes):
     try:
         if not adapter.answers_inline:
             # One INSERT is its own transaction: no BEGIN/COMMIT around it (two round
-            # trips on every webhook); the drain is asked for once it is stored.
-            event, created = store()
-            if event.status == event.Status.PENDING:
+            # trips on every webhook). The same statement raises the tenant's drain
+            # flag if it is down; only then is a drain published.
+            event, created = store(request_drain=True)
+            if created and event.drain_flag_raised:
+                inbound_drain_publish()
+            elif not created and event.status == event.Status.PENDING:
                 inbound_drain_request()
         else:
             with transaction.atomic():

@@ -131,29 +131,61 @@ def _ours(queries) -> int:
 
 @pytest.mark.django_db
 def test_the_webhook_s_channel_comes_in_one_statement_as_the_orm_would_build_it(acme):
+    """What a webhook uses of its channel and credentials, in one statement; the
+    other columns deferred (read on access, as with ``only()``); the inbox only for
+    a kind that answers in the request."""
     channel = _meta_channel(acme, "whatsapp", PHONE)
     with tenant_context(acme):
         with CaptureQueriesContext(connection) as queries:
             found = channels.channel_for_webhook(kind="whatsapp", public_id=channel.public_id)
-            inbox = found.inbox
             links = list(found.credential_links.all())
             ciphertexts = {link.role: bytes(link.credential.secret_ct) for link in links}
+            credential_read = {
+                name: getattr(links[0].credential, name)
+                for name in channels.WEBHOOK_FIELDS[Credential]
+            }
         assert _ours(queries) == 1
         expected = Channel.objects.get(pk=channel.pk)
-        assert [getattr(found, f.attname) for f in Channel._meta.concrete_fields] == [
-            getattr(expected, f.attname) for f in Channel._meta.concrete_fields
-        ]
-        assert inbox.pk == Inbox.objects.get(channel=channel).pk and inbox.channel is found
+        read = channels.WEBHOOK_FIELDS[Channel]
+        assert {name: getattr(found, name) for name in read} == {
+            name: getattr(expected, name) for name in read
+        }
+        everything = {f.attname for f in Channel._meta.concrete_fields}
+        assert found.get_deferred_fields() == everything - read
+        assert read < everything and {"created_at", "last_error_code"} <= everything - read
         stored = ChannelCredential.objects.filter(channel=channel).select_related("credential")
         assert ciphertexts == {link.role: bytes(link.credential.secret_ct) for link in stored}
         assert sorted(ciphertexts) == ["app_secret", "verify_token"]
+        assert credential_read == {
+            name: getattr(
+                links[0].credential.__class__.objects.get(pk=links[0].credential_id), name
+            )
+            for name in channels.WEBHOOK_FIELDS[Credential]
+        }
         # The same statement reserved one event id, once for its two joined rows.
         assert fields.reserve_ids(InboundEvent._meta.db_table) == [found.reserved_event_id + 1]
 
-        # No inbox, no credentials: both read as the ORM's would, with no query.
-        bare = Channel.objects.create(name="bare", kind="whatsapp", public_id="bare-channel")
+        # A deferred column, or the inbox of a kind that does not answer in the
+        # request, is still there when asked for: one query each, right values.
+        inbox = Inbox.objects.get(channel=channel)
         with CaptureQueriesContext(connection) as queries:
-            found = channels.channel_for_webhook(kind="whatsapp", public_id="bare-channel")
+            assert found.created_at == expected.created_at
+            assert found.inbox.pk == inbox.pk
+        assert _ours(queries) == 2
+
+        # The API kind answers in the request: its inbox comes in the same statement.
+        api = Channel.objects.create(name="api", kind="api", public_id="api-channel")
+        api_inbox = Inbox.objects.create(name="api inbox", channel=api)
+        with CaptureQueriesContext(connection) as queries:
+            found = channels.channel_for_webhook(kind="api", public_id="api-channel")
+            assert found.inbox.pk == api_inbox.pk and found.inbox.channel is found
+            assert found.inbox.name == "api inbox"
+        assert _ours(queries) == 1
+
+        # No inbox, no credentials: both read as the ORM's would, with no query.
+        bare = Channel.objects.create(name="bare", kind="api", public_id="bare-channel")
+        with CaptureQueriesContext(connection) as queries:
+            found = channels.channel_for_webhook(kind="api", public_id="bare-channel")
             assert found.pk == bare.pk
             assert list(found.credential_links.all()) == []
             with pytest.raises(Inbox.DoesNotExist):

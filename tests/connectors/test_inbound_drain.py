@@ -1,9 +1,10 @@
 """Draining stored webhook events: many per task, oldest first, none twice, none stranded.
 
-The webhook stores an event and, after commit, asks for a drain of its tenant
-(``connectors.tasks.inbound_drain_request``): one flag per tenant in the broker's
-Redis stands for "a drain is queued", so a busy channel publishes one task per
-drain instead of one per event. The drain (``connectors.inbound.inbound_events_drain``)
+The webhook stores an event and asks for a drain of its tenant: one flag per tenant
+(``connectors.models.InboundDrain``) stands for "a drain is queued", raised by the
+very INSERT that stores the event, so a busy channel publishes one task per drain
+instead of one per event, and pays no round trip for asking
+(``connectors.tasks.inbound_drain_request`` for everything but the webhook). The drain (``connectors.inbound.inbound_events_drain``)
 claims pending events a batch at a time (``FOR UPDATE SKIP LOCKED``) and applies
 each in its own transaction.
 """
@@ -12,16 +13,17 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import redis
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from connectors import inbound, tasks
-from connectors.models import Channel, InboundEvent
+from connectors.models import Channel, InboundDrain, InboundEvent
 from conversations.models import Message
 from parley import celery as parley_celery
 from tenants.models import Tenant
@@ -154,26 +156,72 @@ def test_an_event_that_can_never_be_applied_fails_without_stopping_the_drain(acm
         assert InboundEvent.objects.get(pk=ids[1]).status == "failed"
 
 
+def _flag() -> datetime | None:
+    """When the tenant's drain flag was raised (None: down)."""
+    return InboundDrain.objects.get(pk=InboundDrain.ROW).requested_at
+
+
+def _set_flag(when: datetime | None) -> None:
+    InboundDrain.objects.filter(pk=InboundDrain.ROW).update(requested_at=when)
+
+
 @pytest.mark.django_db
 def test_drain_requests_publish_one_task_while_one_is_queued(acme, published):
-    flag = f"parley:inbound-drain:{acme.schema_name}"
-    client = parley_celery.broker_client()
-    client.delete(flag)
-    try:
-        with tenant_context(acme):
-            assert tasks.inbound_drain_request() is True
-            assert tasks.inbound_drain_request() is True
-            assert published == ["connectors.tasks.inbound_events_drain"]
-            assert 0 < client.ttl(flag) <= tasks.DRAIN_FLAG_SECONDS
+    with tenant_context(acme):
+        assert _flag() is None  # the migration's row, down
+        assert tasks.inbound_drain_request() is True
+        assert tasks.inbound_drain_request() is True
+        assert published == ["connectors.tasks.inbound_events_drain"]
+        assert _flag() is not None
 
-            # The drain clears the flag before it claims anything: an event stored
-            # after that asks for (and gets) a drain of its own.
-            tasks.inbound_events_drain.apply().get()
-            assert client.exists(flag) == 0
-            assert tasks.inbound_drain_request() is True
-            assert len(published) == 2
-    finally:
-        client.delete(flag)
+        # The drain lowers the flag before it claims anything: an event stored
+        # after that asks for (and gets) a drain of its own.
+        tasks.inbound_events_drain.apply().get()
+        assert _flag() is None
+        assert tasks.inbound_drain_request() is True
+        assert len(published) == 2
+
+        # A flag up for longer than a drain can wait stands for a lost task: raised again.
+        _set_flag(timezone.now() - timedelta(seconds=tasks.inbound.DRAIN_FLAG_SECONDS + 5))
+        assert tasks.inbound_drain_request() is True
+        assert len(published) == 3 and timezone.now() - _flag() < timedelta(seconds=5)
+
+
+@pytest.mark.django_db
+def test_the_webhook_raises_the_flag_in_the_insert_that_stores_its_event(acme, published):
+    """Down: the first event's own INSERT raises it (no statement more) and that one
+    request publishes; the next events find it up and publish nothing; a repeat
+    of a pending event asks too, and finds it up."""
+    channel = _meta_channel(acme, "whatsapp", PHONE)
+    with tenant_context(acme):
+        _set_flag(None)
+    with CaptureQueriesContext(connection) as queries:
+        ids = _store(channel, 3, run="flag")
+    drain_statements = [q["sql"] for q in queries.captured_queries if "inbounddrain" in q["sql"]]
+    assert len(drain_statements) == 3 and all(
+        sql.startswith("WITH") and "INSERT INTO" in sql for sql in drain_statements
+    )
+    assert published == ["connectors.tasks.inbound_events_drain"]
+    body = _payload(0, run="flag")
+    repeat = _post(channel, body, signed(body))
+    assert repeat.json() == {"ok": True, "event_id": ids[0], "duplicate": True}
+    assert published == ["connectors.tasks.inbound_events_drain"]
+    with tenant_context(acme):
+        assert _flag() is not None
+        assert tasks.inbound_events_drain.apply().get()["processed"] == 3
+
+
+@pytest.mark.django_db
+def test_a_webhook_remakes_a_missing_flag_row_and_publishes(acme, published):
+    channel = _meta_channel(acme, "whatsapp", PHONE)
+    with tenant_context(acme):
+        InboundDrain.objects.all().delete()
+    (event_id,) = _store(channel, 1, run="remade")
+    assert published == ["connectors.tasks.inbound_events_drain"]
+    with tenant_context(acme):
+        assert _flag() is not None
+        assert tasks.inbound_events_drain.apply().get()["processed"] == 1
+        assert InboundEvent.objects.get(pk=event_id).status == "processed"
 
 
 @pytest.mark.django_db
@@ -181,24 +229,20 @@ def test_an_event_stored_while_the_flag_is_set_is_seen_by_the_queued_drain(acme,
     """The flag set (a drain queued, not started): the webhook publishes nothing, and
     the drain, when it runs, processes the event."""
     channel = _meta_channel(acme, "whatsapp", PHONE)
-    flag = f"parley:inbound-drain:{acme.schema_name}"
-    client = parley_celery.broker_client()
-    client.set(flag, "1", ex=60)
-    try:
-        (event_id,) = _store(channel, 1)
-        with tenant_context(acme):
-            assert tasks.inbound_drain_request() is True
-            assert published == []
-            assert tasks.inbound_events_drain.apply().get()["processed"] == 1
-            assert InboundEvent.objects.get(pk=event_id).status == "processed"
-    finally:
-        client.delete(flag)
+    with tenant_context(acme):
+        _set_flag(timezone.now())
+    (event_id,) = _store(channel, 1)
+    with tenant_context(acme):
+        assert tasks.inbound_drain_request() is True
+        assert published == []
+        assert tasks.inbound_events_drain.apply().get()["processed"] == 1
+        assert InboundEvent.objects.get(pk=event_id).status == "processed"
 
 
 @pytest.mark.django_db
-def test_with_the_broker_down_a_drain_request_answers_false_and_raises_nothing(
-    acme, monkeypatch, published
-):
+def test_with_the_broker_down_the_event_is_kept_and_the_flag_goes_down_again(acme, monkeypatch):
+    """The webhook raised the flag but cannot publish: it still answers 200, the event
+    waits for the relay, and the flag is down again so that the next event tries."""
     # Built like the product's client (``from_url``: no redis-py retries with backoff,
     # which a bare ``redis.Redis(...)`` has and which cost ~4 s here).
     dead = redis.Redis.from_url(
@@ -207,9 +251,14 @@ def test_with_the_broker_down_a_drain_request_answers_false_and_raises_nothing(
         socket_timeout=0.25,
     )
     monkeypatch.setattr(parley_celery, "_probe", dead)
+    channel = _meta_channel(acme, "whatsapp", PHONE)
+    (event_id,) = _store(channel, 1, run="down")
     with tenant_context(acme):
+        assert _flag() is None
+        assert InboundEvent.objects.get(pk=event_id).status == "pending"
         assert tasks.inbound_drain_request() is False
-    assert published == []
+        assert _flag() is None
+        assert inbound.inbound_events_pending(older_than_seconds=0) == [event_id]
 
 
 @pytest.mark.django_db
