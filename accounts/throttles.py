@@ -10,6 +10,10 @@ twice the rate at a window boundary as a plain fixed window would allow. A
 refused request is taken back out of the count, so a client that waits for
 ``Retry-After`` gets through.
 
+A limit met hundreds of times a second by one process (a busy channel's
+webhooks) can be counted a lease at a time (:func:`hit_leased`): one round trip
+per lease of requests instead of one per request.
+
 Keys go through the Django cache's key function, so they carry the tenant's
 schema: one tenant's traffic never uses up another's budget. Rates are
 settings (``PARLEY_RATE_*``, ``"<count>/<sec|min|hour|day>"``) read on every
@@ -22,6 +26,7 @@ import abc
 import contextlib
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -124,15 +129,16 @@ class Limit:
     rate: str
 
 
-# KEYS: current and previous window of each limit, in pairs; ARGV: each current's TTL.
-# Returns current count after the increment, previous count, per limit. One script
-# rather than a MULTI pipeline of three commands a limit: one command to send and one
-# reply to parse on every rate-limited request (each webhook, API call and sign-in).
+# KEYS: current and previous window of each limit, in pairs; ARGV: the units to add,
+# then each current's TTL. Returns current count after the increment, previous count,
+# per limit. One script rather than a MULTI pipeline of three commands a limit: one
+# command to send and one reply to parse on every rate-limited request (each webhook,
+# API call and sign-in).
 _COUNT = """
 local out = {}
 for i = 1, #KEYS, 2 do
-  local n = redis.call('INCR', KEYS[i])
-  redis.call('EXPIRE', KEYS[i], ARGV[(i + 1) / 2])
+  local n = redis.call('INCRBY', KEYS[i], ARGV[1])
+  redis.call('EXPIRE', KEYS[i], ARGV[(i + 1) / 2 + 1])
   out[#out + 1] = n
   out[#out + 1] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') or 0
 end
@@ -140,38 +146,39 @@ return out
 """
 
 
-def _count(keys: list[tuple[str, str]], ttls: list[int]) -> list[tuple[int, int]]:
-    """Add one to each current key; (current, previous) counts after it, in one round trip."""
+def _count(keys: list[tuple[str, str]], ttls: list[int], units: int = 1) -> list[tuple[int, int]]:
+    """Add ``units`` to each current key; (current, previous) counts after it, in one round trip."""
     client = redis_client()
     if client is not None:
         names = [cache.make_key(key) for pair in keys for key in pair]
-        replies = registered_script(client, _COUNT)(keys=names, args=ttls)
+        replies = registered_script(client, _COUNT)(keys=names, args=[units, *ttls])
         return [(int(replies[i]), int(replies[i + 1])) for i in range(0, len(replies), 2)]
     # Other cache backends (not used by Parley, kept so a misconfiguration degrades, not crashes).
     counts = []
     for (current, previous), ttl in zip(keys, ttls, strict=True):
         cache.add(current, 0, ttl)
-        counts.append((int(cache.incr(current)), int(cache.get(previous) or 0)))
+        counts.append((int(cache.incr(current, units)), int(cache.get(previous) or 0)))
     return counts
 
 
-def _uncount(currents: list[str]) -> None:
+def _uncount(currents: list[str], units: int = 1) -> None:
     client = redis_client()
     if client is not None:
         with client.pipeline(transaction=False) as pipe:
             for current in currents:  # each key lives two windows past its last hit
-                pipe.decr(cache.make_key(current))
+                pipe.decrby(cache.make_key(current), units)
             pipe.execute()
         return
     for current in currents:
         with contextlib.suppress(ValueError):
-            cache.decr(current)
+            cache.decr(current, units)
 
 
-def hit_many(limits: list[Limit], *, now: float | None = None) -> int | None:
+def hit_many(limits: list[Limit], *, now: float | None = None, units: int = 1) -> int | None:
     """Count one request against every limit: None when all allow it, else seconds to wait.
 
     A request refused by any limit is counted by none (it did not happen).
+    ``units``: count that many requests at once (a lease, :func:`hit_leased`).
     """
     now = time.time() if now is None else now
     plans, keys, ttls = [], [], []
@@ -183,19 +190,72 @@ def hit_many(limits: list[Limit], *, now: float | None = None) -> int | None:
         ttls.append(2 * period + 1)
         plans.append((allowed, period, into))
     waits = []
-    for (allowed, period, into), (count, previous) in zip(plans, _count(keys, ttls), strict=True):
+    counts = _count(keys, ttls, units)
+    for (allowed, period, into), (count, previous) in zip(plans, counts, strict=True):
         weight = 1 - into / period  # share of the previous window still inside the sliding one
         if previous * weight + count > allowed:
-            waits.append(_retry_after(allowed, period, into, count - 1, previous))
+            waits.append(_retry_after(allowed, period, into, count - units, previous))
     if not waits:
         return None
-    _uncount([current for current, _ in keys])
+    _uncount([current for current, _ in keys], units)
     return max(waits)
 
 
 def hit(*, scope: str, ident: str, rate: str, now: float | None = None) -> int | None:
     """Count one request of ``ident`` in ``scope``: None when allowed, else seconds to wait."""
     return hit_many([Limit(scope, ident, rate)], now=now)
+
+
+# --- leases: busy limits counted a share at a time ----------------------------------------------
+
+LEASE_SHARE = 1000  # a lease is at most this fraction (1/n) of a window's allowance...
+LEASE_MAX = 50  # ...and at most this many requests
+MAX_LEASES = 4096
+
+
+@dataclass
+class _Lease:
+    window: int
+    left: int
+
+
+_leases: dict[str, _Lease] = {}
+_leases_lock = threading.Lock()
+
+
+def hit_leased(*, scope: str, ident: str, rate: str, now: float | None = None) -> int | None:
+    """:func:`hit` for a limit one process may meet hundreds of times a second (a
+    channel's webhooks): None when allowed, else seconds to wait.
+
+    A limit of at least ``2 x LEASE_SHARE`` requests a window is counted a lease at a
+    time: one round trip adds ``allowed / LEASE_SHARE`` requests (at most
+    ``LEASE_MAX``) to the shared count, and this process lets that many through
+    before it asks again. A lease left unused when its window ends was counted all
+    the same, so with ``P`` processes the limit may refuse up to ``P`` leases
+    (``P / LEASE_SHARE`` of the allowance) early, never late. A lease the count
+    cannot take whole is not taken: that request is counted alone, exactly, as
+    :func:`hit` counts it, so refusals near the limit and their ``Retry-After`` are
+    those of :func:`hit`. A smaller limit is always counted one request at a time.
+    """
+    now = time.time() if now is None else now
+    allowed, period = parse_rate(rate)
+    size = min(LEASE_MAX, allowed // LEASE_SHARE)
+    if size < 2:
+        return hit(scope=scope, ident=ident, rate=rate, now=now)
+    window = int(now // period)
+    key = cache.make_key(f"lease:{scope}:{ident}:{rate}")  # the tenant's prefix included
+    with _leases_lock:
+        lease = _leases.get(key)
+        if lease is not None and lease.window == window and lease.left > 0:
+            lease.left -= 1
+            return None
+    if hit_many([Limit(scope, ident, rate)], now=now, units=size) is None:
+        with _leases_lock:
+            if len(_leases) >= MAX_LEASES:
+                _leases.clear()
+            _leases[key] = _Lease(window, size - 1)
+        return None
+    return hit(scope=scope, ident=ident, rate=rate, now=now)
 
 
 def _retry_after(limit: int, period: int, into: float, count: int, previous: int) -> int:

@@ -4,7 +4,9 @@ Its own database (``bench_parley_webhooks``, recreated; dropped at the end unles
 ``--keep``) and Redis database (13, flushed). gunicorn with
 ``platform/gunicorn.conf.py`` on loopback (``--workers``/``--threads``; the
 config is in the output), the app role, the per-channel rate limit raised so it
-is checked but never refuses. No Celery worker runs: the webhook answers once
+is checked but never refuses (at 10,000,000/min it is counted a lease of 50
+requests per round trip, as any channel allowed 2,000 a minute or more is:
+``accounts.throttles.hit_leased``). No Celery worker runs: the webhook answers once
 the raw event is stored (encrypted, idempotent) and its processing enqueued;
 whether a worker keeps up is ``bench/channel_reply.py``.
 

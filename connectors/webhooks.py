@@ -27,7 +27,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from accounts.throttles import hit
+from accounts.throttles import hit_leased
 from audit.models import Outcome
 from audit.services import record
 from connectors import channels, inbound
@@ -79,7 +79,9 @@ def _refuse(request, channel, status: int, code: str, detail: str, **extra) -> J
 
 def _throttled(channel) -> int | None:
     try:
-        return hit(
+        # Leased: a channel allowed thousands of events a minute pays a Redis round
+        # trip once per lease, not per event (accounts.throttles.hit_leased).
+        return hit_leased(
             scope="channel-webhook",
             ident=str(channel.pk),
             rate=getattr(settings, "PARLEY_RATE_CHANNEL_WEBHOOK", DEFAULT_RATE),

@@ -20,6 +20,7 @@ from django.test import Client, override_settings
 from django_otp.oath import TOTP
 from django_tenants.utils import schema_context
 
+from accounts import throttles
 from accounts.mfa import SESSION_OTP_AT
 from accounts.models import TOTPDevice
 from parley import devstack
@@ -104,6 +105,7 @@ def totp_now(device) -> str:
 def clear_rate_counters() -> None:
     """Delete rate-limit and lockout counters only (the test Redis database also holds
     Celery's queues, so never flush it mid-session)."""
+    throttles._leases.clear()  # this process's unused leases (accounts.throttles.hit_leased)
     client = redis.Redis.from_url(settings.REDIS_URL)
     for pattern in ("*:rl:*", "*login-fail*"):
         for key in client.scan_iter(match=pattern):

@@ -3,12 +3,13 @@ and per tenant on the API; 429 with Retry-After."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, connections
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
@@ -155,3 +156,115 @@ def test_it_reads_a_good_rate_setting(monkeypatch):
     monkeypatch.setenv("PARLEY_RATE_TEST", "120/hour")
     assert parley_settings._env_rate("PARLEY_RATE_TEST", "30/min") == "120/hour"
     assert throttles.parse_rate("120/hour") == (120, 3600)
+
+
+# --- leases (accounts.throttles.hit_leased): busy limits, one round trip per lease ----------------
+
+WINDOW = 1_000_000 * 60.0  # a window boundary
+
+
+def _counted(scope: str, ident: str, at: float) -> int:
+    """The shared count of the minute window holding ``at``."""
+    (raw,) = throttles.get_raw([f"rl:{scope}:{ident}:{int(at // 60)}"])
+    return int(raw or 0)
+
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """Calls of the counting script (one Redis round trip each)."""
+    calls = []
+    count = throttles._count
+
+    def counting(keys, ttls, units=1):
+        calls.append(units)
+        return count(keys, ttls, units)
+
+    monkeypatch.setattr(throttles, "_count", counting)
+    return calls
+
+
+def test_a_busy_limit_is_counted_a_lease_at_a_time(acme, round_trips):
+    ident, rate = uuid.uuid4().hex, "100000/min"  # a lease: min(50, 100000 / 1000)
+    with tenant_context(acme):
+        assert all(
+            throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 1) is None
+            for _ in range(120)
+        )
+        assert round_trips == [50, 50, 50]
+        assert _counted("unit", ident, WINDOW + 1) == 150
+        # A new window: the old lease's 30 unused requests stay counted where they
+        # were (early refusals, never late ones); a new lease is taken.
+        assert throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 61) is None
+        assert round_trips == [50, 50, 50, 50]
+        assert _counted("unit", ident, WINDOW + 61) == 50
+    connection.set_schema_to_public()
+
+
+def test_near_its_limit_a_leased_limit_counts_each_request_exactly(acme, round_trips):
+    ident, rate = uuid.uuid4().hex, "2000/min"  # a lease of 2
+    limit = throttles.Limit("unit", ident, rate)
+    with tenant_context(acme):
+        assert throttles.hit_many([limit], now=WINDOW + 30, units=1997) is None
+        assert throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 30) is None
+        assert _counted("unit", ident, WINDOW + 30) == 1999  # a lease of 2 taken whole
+        assert throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 30) is None
+        # No lease left and none fits whole: the request is counted alone, and fits.
+        assert throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 30) is None
+        assert _counted("unit", ident, WINDOW + 30) == 2000
+        # Full: refused as hit() refuses, with its Retry-After, and not counted.
+        wait = throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 30)
+        assert wait == throttles.hit(scope="unit", ident=ident, rate=rate, now=WINDOW + 30) > 0
+        assert _counted("unit", ident, WINDOW + 30) == 2000
+    connection.set_schema_to_public()
+
+
+@pytest.mark.parametrize("rate", ["1999/min", "30/min", "1/min"])
+def test_a_limit_below_two_leases_per_mille_is_counted_one_request_at_a_time(
+    acme, round_trips, rate
+):
+    ident = uuid.uuid4().hex
+    with tenant_context(acme):
+        for _ in range(3):
+            throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 1)
+        assert round_trips == [1, 1, 1]
+        assert _counted("unit", ident, WINDOW + 1) == (3 if rate != "1/min" else 1)
+    connection.set_schema_to_public()
+
+
+def test_a_tenants_lease_serves_that_tenant_alone(acme, globex, round_trips):
+    ident, rate = uuid.uuid4().hex, "100000/min"
+    with tenant_context(acme):
+        assert throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 1) is None
+    with tenant_context(globex):
+        assert throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 1) is None
+        assert _counted("unit", ident, WINDOW + 1) == 50
+    assert round_trips == [50, 50]
+    connection.set_schema_to_public()
+
+
+def test_threads_sharing_a_lease_let_through_exactly_what_was_counted(acme, round_trips):
+    """Eight threads of one process, 25 requests each: every request allowed, and no
+    more let through than the leases counted."""
+    ident, rate = uuid.uuid4().hex, "100000/min"
+    allowed = []
+
+    def worker():
+        with tenant_context(acme):
+            for _ in range(25):
+                if (
+                    throttles.hit_leased(scope="unit", ident=ident, rate=rate, now=WINDOW + 1)
+                    is None
+                ):
+                    allowed.append(1)
+        connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(allowed) == 200
+    with tenant_context(acme):
+        assert _counted("unit", ident, WINDOW + 1) == 50 * len(round_trips) >= 200
+    assert len(round_trips) <= 4 + 8  # a lease each time one runs out, a few taken at once
+    connection.set_schema_to_public()
