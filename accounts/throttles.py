@@ -258,6 +258,12 @@ def hit_leased(*, scope: str, ident: str, rate: str, now: float | None = None) -
     return hit(scope=scope, ident=ident, rate=rate, now=now)
 
 
+def leases_forget() -> None:
+    """Drop this process's unused leases (tests that reset the shared counts call it)."""
+    with _leases_lock:
+        _leases.clear()
+
+
 def _retry_after(limit: int, period: int, into: float, count: int, previous: int) -> int:
     """Seconds until one more request fits (the counts exclude the refused request)."""
     excess = previous * (1 - into / period) + count + 1 - limit

@@ -239,11 +239,12 @@ def inbound_drain_request() -> bool:
     The tenant's drain flag (``connectors.models.InboundDrain``) stands for "a drain
     is queued": a request that finds it up publishes nothing, because the drain
     lowers the flag *before* it claims, so it sees every event committed before the
-    flag was found up. The webhook raises the flag in the very INSERT that stores its
-    event (``inbound.inbound_event_store(request_drain=True)``) and calls
-    :func:`inbound_drain_publish` when that raised it: a busy channel costs no round
-    trip and no task per event. This is the same for everything else (a repeat of
-    a pending event, the API kind's fallback, the shared app, a drain handing over)."""
+    flag was found up. This function raises it in a statement of its own, for every
+    caller but one (a repeat of a pending event, the API kind's fallback, the shared
+    app, a drain handing over). The webhook raises it in the very INSERT that stores
+    its event (``inbound.inbound_event_store(request_drain=True)``) and calls
+    :func:`inbound_drain_publish` only when that raised it: a busy channel costs no
+    round trip and no task per event."""
     try:
         if not inbound.drain_flag_raise():
             return True

@@ -105,7 +105,7 @@ def totp_now(device) -> str:
 def clear_rate_counters() -> None:
     """Delete rate-limit and lockout counters only (the test Redis database also holds
     Celery's queues, so never flush it mid-session)."""
-    throttles._leases.clear()  # this process's unused leases (accounts.throttles.hit_leased)
+    throttles.leases_forget()  # this process's unused leases (accounts.throttles.hit_leased)
     client = redis.Redis.from_url(settings.REDIS_URL)
     for pattern in ("*:rl:*", "*login-fail*"):
         for key in client.scan_iter(match=pattern):
