@@ -18,21 +18,16 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.http import Http404
-from django.utils import timezone
 
-from accounts.policy import POLICY, Perm, user_has
-from audit.context import Actor
+from accounts.policy import Perm, user_has
 from audit.services import record
 from connectors.adapters import registry
 from connectors.adapters.base import DeliveryError
@@ -45,6 +40,7 @@ from connectors.api_channel.adapter import (  # noqa: F401 - re-exported
     signature_header,
     signature_verify,
 )
+from connectors.health import channel_actor, channel_health_failed, channel_health_ok
 from connectors.meta import common as meta_common
 from connectors.models import Channel, ChannelCredential, Credential, InboundEvent
 from connectors.services import credential_replace, credential_set, credential_use
@@ -60,11 +56,6 @@ logger = logging.getLogger(__name__)
 
 CONNECTOR = "api-channel"
 MAX_ATTEMPTS = 5  # delivery attempts per outbound message, the first one included
-
-
-def channel_actor(channel: Channel) -> Actor:
-    """Who acts when the channel does (inbound events, deliveries)."""
-    return Actor(kind="connector", id=str(channel.pk), name=f"{channel.kind}:{channel.name}"[:200])
 
 
 def channel_secrets(
@@ -782,76 +773,3 @@ def channel_test_connection(*, by, channel: Channel) -> ConnectionTest:
             },
         )
     return result
-
-
-# --- health -----------------------------------------------------------------------------------------
-
-
-EVENT_SEEN_SECONDS = 60  # "last event" is kept to this precision
-
-
-def channel_event_seen(*, channel: Channel) -> None:
-    """A verified event arrived (the list page's "last event", to the minute).
-
-    Written at most once per ``EVENT_SEEN_SECONDS``: every webhook of a channel
-    writing the channel's row made them queue on its lock (docs/scaling.md). The
-    update is conditional, so concurrent webhooks that all saw an old value
-    write it once."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=EVENT_SEEN_SECONDS)
-    if channel.last_event_at is not None and channel.last_event_at > stale:
-        return
-    Channel.objects.filter(pk=channel.pk).filter(
-        Q(last_event_at__isnull=True) | Q(last_event_at__lte=stale)
-    ).update(last_event_at=now)
-    channel.last_event_at = now
-
-
-def channel_health_ok(*, channel_id: int) -> None:
-    Channel.objects.filter(pk=channel_id).exclude(health=Channel.Health.OK).update(
-        health=Channel.Health.OK
-    )
-
-
-def _tell_admins(channel_name: str, code: str) -> None:
-    roles = [role for role, perms in POLICY.items() if Perm.CONNECTORS_MANAGE in perms]
-    recipients = list(
-        get_user_model()
-        .objects.filter(is_active=True, role__in=roles)
-        .values_list("email", flat=True)
-    )
-    if recipients:
-        send_mail(
-            subject=f"Parley: channel {channel_name} cannot send ({code})",
-            message=f"The channel {channel_name} refused our credentials ({code}). "
-            "Replies on it fail until its access token or secret is replaced on the "
-            "Channels page of your workspace.",
-            from_email=None,
-            recipient_list=recipients,
-            fail_silently=True,
-        )
-
-
-def channel_health_failed(*, channel_id: int, code: str, auth_failed: bool = False) -> None:
-    """A send failed for a reason about the channel: record it; on refused credentials
-    mark it unhealthy and, the first time, audit and e-mail who manages connectors."""
-    now = timezone.now()
-    health = Channel.Health.AUTH_FAILED if auth_failed else Channel.Health.FAILING
-    with transaction.atomic():
-        channel = Channel.objects.select_for_update().filter(pk=channel_id).first()
-        if channel is None:
-            return
-        newly_refused = auth_failed and channel.health != Channel.Health.AUTH_FAILED
-        channel.health, channel.last_error_code, channel.last_error_at = health, code[:40], now
-        channel.save(update_fields=["health", "last_error_code", "last_error_at"])
-        if newly_refused:
-            record(
-                "channel.auth_failed",
-                actor=channel_actor(channel),
-                outcome="failed",
-                target_type="channel",
-                target_id=channel.pk,
-                details={"name": channel.name, "kind": channel.kind, "code": code[:40]},
-            )
-            name = channel.name
-            transaction.on_commit(lambda: _tell_admins(name, code[:40]))

@@ -38,12 +38,8 @@ from audit.services import record
 from connectors.adapters import registry
 from connectors.adapters.base import DeliveryError, OutboundMessage, Template
 from connectors.adapters.http import HttpReply, HttpTransportError, outbound_http
-from connectors.channels import (
-    MAX_ATTEMPTS,
-    channel_actor,
-    channel_health_failed,
-    channel_health_ok,
-)
+from connectors.channels import MAX_ATTEMPTS
+from connectors.health import channel_actor, channel_health_failed, channel_health_ok
 from connectors.models import Channel, ChannelCredential, Credential
 from connectors.services import credential_use
 from conversations.models import (

@@ -37,12 +37,8 @@ from connectors.adapters.base import (
     PayloadInvalid,
     StatusUpdate,
 )
-from connectors.channels import (
-    ROUTING_SETTINGS,
-    channel_event_seen,
-    channel_health_failed,
-    channel_with_inbox,
-)
+from connectors.channels import ROUTING_SETTINGS, channel_with_inbox
+from connectors.health import channel_event_seen, channel_health_failed
 from connectors.models import Channel, InboundDrain, InboundEvent
 from conversations.models import Message
 from conversations.services import message_delivery_update, message_receive

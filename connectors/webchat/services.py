@@ -27,6 +27,7 @@ from django.db import IntegrityError, connection, transaction
 
 from accounts.policy import Perm, user_has
 from audit.services import record
+from connectors.health import channel_event_seen, channel_health_ok
 from connectors.models import Channel
 from connectors.webchat.adapter import KIND
 from conversations.access import inbox_create, inbox_member_add
@@ -308,6 +309,13 @@ def visitor_message_send(*, visitor: Visitor, text, client_id) -> tuple[dict, bo
     except IntegrityError:
         # Two first messages of one new visitor raced on the identity: retry finds it.
         message, created = message_receive(**kwargs)
+    # The channel works: its page shows the last event and "Working", as a
+    # webhook's stored event or a delivered reply shows them for the other kinds.
+    channel = visitor.channel
+    channel_event_seen(channel=channel)
+    if channel.health != Channel.Health.OK:
+        channel_health_ok(channel_id=channel.pk)
+        channel.health = Channel.Health.OK
     return _shown(message), created
 
 

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from audit.models import AuditEvent
-from connectors import channels, inbound, services
+from connectors import channels, health, inbound, services
 from connectors.models import Channel, ChannelCredential, Credential, InboundEvent
 from connectors.services import credential_replace, credential_set, credential_use
 from connectors.tasks import message_deliver
@@ -471,7 +471,7 @@ def test_last_event_is_written_once_a_minute_not_per_event(acme):
     assert _webhook(channel, 1).status_code == 200
     with tenant_context(acme):
         assert Channel.objects.get(pk=channel.pk).last_event_at == first
-        earlier = timezone.now() - timedelta(seconds=channels.EVENT_SEEN_SECONDS + 5)
+        earlier = timezone.now() - timedelta(seconds=health.EVENT_SEEN_SECONDS + 5)
         Channel.objects.filter(pk=channel.pk).update(last_event_at=earlier)
     assert _webhook(channel, 2).status_code == 200
     with tenant_context(acme):

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit.models import AuditEvent
-from connectors import channels, delivery, inbound
+from connectors import channels, delivery, health, inbound
 from connectors.adapters import registry
 from connectors.adapters.base import DeliveryError
 from connectors.api_channel.adapter import ApiChannelAdapter
@@ -283,7 +283,7 @@ def test_the_channel_list_shows_health_last_event_and_last_error(acme):
     raw = (FIXTURES / "wa_webhook_text.json").read_bytes()
     assert _post(channel, raw, signed(raw)).status_code == 200
     with tenant_context(acme):
-        channels.channel_health_failed(channel_id=channel.pk, code="auth_failed", auth_failed=True)
+        health.channel_health_failed(channel_id=channel.pk, code="auth_failed", auth_failed=True)
     connection.set_schema_to_public()
     page = support.signed_in(acme, "integrator@acme.test").get("/connectors/channels/")
     assert page.status_code == 200

@@ -193,6 +193,10 @@ def test_a_message_reaches_the_inbox_and_the_reply_comes_back_by_poll(acme):
         stored = Message.objects.get(conversation=conversation)
         assert body_of(stored) == "Where is my order?"
         assert stored.direction == "in"
+        # The visitor's message showed the channel working, as a stored webhook
+        # event shows it for the other kinds.
+        channel.refresh_from_db()
+        assert channel.health == Channel.Health.OK and channel.last_event_at is not None
         admin = _user("admin@acme.test")
         reply = reply_send(
             by=admin, conversation_id=conversation.pk, body="On its way <b>today</b>"
@@ -206,7 +210,7 @@ def test_a_message_reaches_the_inbox_and_the_reply_comes_back_by_poll(acme):
         assert reply.delivery == "queued" and reply.delivery_attempts == 0
         assert reply.delivery_error == ""
         channel.refresh_from_db()
-        assert channel.health == Channel.Health.UNKNOWN and channel.last_error_code == ""
+        assert channel.health == Channel.Health.OK and channel.last_error_code == ""
         assert not AuditEvent.objects.filter(
             action="message.delivery_failed", target_id=str(reply.pk)
         ).exists()
@@ -421,6 +425,9 @@ def test_hostile_input_is_refused_with_a_code_and_nothing_stored(acme, raw, stat
         assert response.json()["code"] == code
     with tenant_context(acme):
         assert not Message.objects.filter(conversation__inbox__channel=channel).exists()
+        # A refused message is no sign of life: the channel's health is untouched.
+        channel.refresh_from_db()
+        assert channel.health == Channel.Health.UNKNOWN and channel.last_event_at is None
 
 
 def test_html_is_stored_and_returned_as_inert_text(acme):
@@ -448,6 +455,16 @@ def test_the_channels_page_lists_a_webchat_channel_and_refuses_to_rotate_it(acme
     assert page.status_code == 200
     assert f'data-parley-channel="{channel.public_id}"' in page.content.decode()
     assert ORIGIN in page.content.decode()
+    assert "Not used yet" in page.content.decode()
+    # A visitor writes: the list shows the channel working and its last event.
+    visitor = Visitor("acme", channel)
+    visitor.start()
+    assert visitor.send("Hello").status_code == 201
+    page = client.get("/connectors/channels/").content.decode()
+    assert "Working" in page and "Not used yet" not in page
+    with tenant_context(acme):
+        channel.refresh_from_db()
+    assert channel.last_event_at is not None
     refused = client.post(f"/connectors/channels/{channel.pk}/rotate/")
     assert refused.status_code == 302
 

@@ -3,7 +3,7 @@ while secrets sit in their frames, as a real webhook or connector view would."""
 
 from django.urls import path
 
-from connectors import channels
+from connectors import channels, health
 from connectors.services import credential_use
 
 
@@ -14,7 +14,7 @@ def _verify_then_fail(secret: str, key: bytes) -> None:
 def secret_in_locals(request, public_id):
     channel = channels.channel_for_webhook(kind="api", public_id=public_id)
     secret = credential_use(
-        credential=channel.signing_credential, purpose="test", actor=channels.channel_actor(channel)
+        credential=channel.signing_credential, purpose="test", actor=health.channel_actor(channel)
     )
     settings_like = {"password": secret, "kek": secret, "url": "redis://:pw-in-a-dict-77@h:1/0"}
     _verify_then_fail(secret, secret.encode())
