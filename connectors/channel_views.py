@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import permission_required, step_up_required
 from accounts.policy import POLICY, Perm, user_has
-from connectors import channels
+from connectors import channels, health
 from connectors.forms import ChannelForm, MetaChannelForm
 from connectors.webchat.forms import WebchatChannelForm
 from parley.forms import add_validation_error
@@ -54,6 +54,7 @@ def _row(request, channel) -> dict:
         "routing_id": (channel.settings or {}).get(routing, "") if routing else "",
         "verify_hint": hints.get("verify_token", ""),
         "token_hint": hints.get("access_token", ""),
+        "error_text": health.error_text(channel.last_error_code) if channel.last_error_code else "",
     }
 
 
@@ -174,7 +175,9 @@ def channel_test(request, channel_id: int):
     if result.ok:
         messages.success(request, f"{channel.name}: Meta accepted the access token.")
     else:
-        messages.error(request, f"{channel.name}: the test failed ({result.code}).")
+        messages.error(
+            request, f"{channel.name}: the test failed. {health.error_text(result.code)}"
+        )
     return redirect("connectors:channels")
 
 

@@ -64,6 +64,16 @@ logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60  # one sender per message at a time (longer than an attempt)
 OUTSIDE_WINDOW = OUTSIDE_WINDOW_ERROR  # the inbox offers a template on such a message
+
+
+def outside_window_closed(label: str) -> str:
+    """What the agent reads on a reply refused outside the window of a kind without templates."""
+    return (
+        f"This customer last wrote more than 24 hours ago: {label} delivers no reply "
+        "until they write again."
+    )
+
+
 AWAITING_RECIPIENT = "awaiting_visitor"  # the outcome for a PULL kind's reply
 # Codes that say something about the channel rather than the message.
 CHANNEL_CODES = {"auth_failed", "credentials_missing", "credentials_invalid", "settings_invalid"}
@@ -536,7 +546,11 @@ def _send(
                 counted=False,
                 retry_after=http.held_back.retry_after,
             ) from None
-        error = OUTSIDE_WINDOW if exc.outside_window else str(exc)[:300]
+        error = str(exc)[:300]
+        if exc.outside_window:
+            # A kind with templates (WhatsApp): the inbox offers one on this text.
+            # Others (Messenger, Instagram) have no way to write first.
+            error = OUTSIDE_WINDOW if adapter.TEMPLATES else outside_window_closed(adapter.label)
         if exc.auth_failed or exc.code in CHANNEL_CODES:
             channel_health_failed(channel_id=channel.pk, code=exc.code, auth_failed=exc.auth_failed)
         if not exc.permanent and attempts < MAX_ATTEMPTS:

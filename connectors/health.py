@@ -65,7 +65,8 @@ def _tell_admins(channel_name: str, code: str) -> None:
             subject=f"Parley: channel {channel_name} cannot send ({code})",
             message=f"The channel {channel_name} refused our credentials ({code}). "
             "Replies on it fail until its access token or secret is replaced on the "
-            "Channels page of your workspace.",
+            "Credentials page of your workspace (Settings, Credentials); then use "
+            "Test connection on the Channels page.",
             from_email=None,
             recipient_list=recipients,
             fail_silently=True,
@@ -95,3 +96,31 @@ def channel_health_failed(*, channel_id: int, code: str, auth_failed: bool = Fal
             )
             name = channel.name
             transaction.on_commit(lambda: _tell_admins(name, code[:40]))
+
+
+# What a channel's last error code means, for the people who fix it (the
+# Channels page and "Test connection"). Codes are stable; Meta's own text is
+# never stored (it can name a customer).
+ERROR_TEXTS = {
+    "auth_failed": "Meta refused the access token: replace it on the Credentials page.",
+    "credentials_missing": "A secret this channel needs is missing.",
+    "credentials_invalid": "A stored secret of this channel cannot be read: replace it on the Credentials page.",
+    "settings_invalid": "The channel's settings are not valid: check its account id.",
+    "network_error": "Parley could not reach Meta (no network, a failed lookup or a timeout).",
+    "destination_refused": "Parley refused the Graph API address (a private address or a bad URL).",
+    "server_error": "Meta answered with a server error; it usually passes.",
+    "rate_limited": "Meta asked Parley to slow down; replies are retried later.",
+    "rejected": "Meta refused the request: check the account id and the app's permissions.",
+    "response_invalid": "Meta's answer could not be read.",
+}
+
+
+def error_text(code: str) -> str:
+    """A channel error code in words (``vendor_<n>``: an error Meta reported in a webhook)."""
+    if code in ERROR_TEXTS:
+        return ERROR_TEXTS[code]
+    if code.startswith("vendor_"):
+        number = code.removeprefix("vendor_")
+        said = f" (code {number})" if number.isascii() and number.isdigit() else ""
+        return f"Meta reported an error for this account{said}."
+    return "The last attempt failed."

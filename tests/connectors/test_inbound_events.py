@@ -190,11 +190,12 @@ def test_the_relay_enqueues_pending_events_and_the_purge_keeps_recent_ones(acme)
 class _Refusing:
     """A throw-away kind whose sends fail the way a DeliveryError says."""
 
-    def __init__(self, error: DeliveryError):
+    def __init__(self, error: DeliveryError, *, templates: bool = False):
 
         class Adapter(ApiChannelAdapter):
             kind = "refusing_test"
             label = "Refusing"
+            TEMPLATES = templates
 
             def send(self, message, settings, secrets, http):
                 raise error
@@ -242,14 +243,15 @@ def test_refused_credentials_mark_the_channel_unhealthy_and_tell_the_admins(
             )
             reply = Message.objects.get(pk=reply_id)
             assert reply.delivery == "failed" and reply.delivery_attempts == 1
-    assert any(channel.name in m.subject for m in mail.outbox)
+    told = [m for m in mail.outbox if channel.name in m.subject]
+    assert told and "Credentials page" in told[0].body  # where the token is replaced
 
 
 @pytest.mark.django_db
 def test_outside_the_window_the_agent_is_told_to_use_a_template(acme):
 
     error = DeliveryError("outside", permanent=True, code="outside_window", outside_window=True)
-    with _Refusing(error) as adapter:
+    with _Refusing(error, templates=True) as adapter:
         _, reply_id = _reply_on(acme, adapter)
         with tenant_context(acme):
             message_deliver.apply(args=(reply_id,)).get()
@@ -259,6 +261,24 @@ def test_outside_the_window_the_agent_is_told_to_use_a_template(acme):
         "This customer last wrote more than 24 hours ago: WhatsApp only allows a template "
         "message now."
     )
+    assert reply.awaits_template
+
+
+@pytest.mark.django_db
+def test_outside_the_window_of_a_kind_without_templates_no_template_is_offered(acme):
+    # Messenger and Instagram: no template can write first, so none is offered.
+    error = DeliveryError("outside", permanent=True, code="outside_window", outside_window=True)
+    with _Refusing(error) as adapter:
+        _, reply_id = _reply_on(acme, adapter)
+        with tenant_context(acme):
+            message_deliver.apply(args=(reply_id,)).get()
+            reply = Message.objects.get(pk=reply_id)
+    assert reply.delivery == "failed"
+    assert reply.delivery_error == (
+        "This customer last wrote more than 24 hours ago: Refusing delivers no reply "
+        "until they write again."
+    )
+    assert not reply.awaits_template
 
 
 @pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from audit.models import AuditEvent
-from connectors import channels
+from connectors import channels, health
 from connectors.models import Channel
 from conversations import access
 from parley.base_url import console_url
@@ -73,7 +73,7 @@ def test_an_integrator_creates_a_whatsapp_channel_over_the_api_and_never_sees_it
             assert secret.encode() not in response.content
     page = " ".join(later[2].content.decode().split())
     assert "<h1>Channels</h1>" in page and "WhatsApp shop" in page
-    assert f"/webhooks/whatsapp/{body['public_id']}/" in page and "Verify token ••••2222" in page
+    assert f"/webhooks/whatsapp/{body['public_id']}/" in page and "Own Meta app · verify token ••••2222" in page
     with tenant_context(acme):
         assert AuditEvent.objects.filter(action="channel.created", target_id=str(body["id"]))
         assert Channel.objects.get(pk=body["id"]).inbox.pk == inbox.pk
@@ -227,7 +227,9 @@ def test_test_connection_asks_graph_with_the_token_and_records_health(acme, capl
         with tenant_context(acme):
             assert Channel.objects.get(pk=channel.pk).health == "ok"
         graph.fail("expired_token")
-        client.post(f"/connectors/channels/{channel.pk}/test/")
+        failed = client.post(f"/connectors/channels/{channel.pk}/test/", follow=True)
+        # The admin reads what to do, not only a code.
+        assert "the test failed. Meta refused the access token" in failed.content.decode()
         with tenant_context(acme):
             refused = Channel.objects.get(pk=channel.pk)
             assert (refused.health, refused.last_error_code) == ("auth_failed", "auth_failed")
@@ -237,6 +239,8 @@ def test_test_connection_asks_graph_with_the_token_and_records_health(acme, capl
             trail = " ".join(str(e.details) for e in AuditEvent.objects.all())
     page = client.get("/connectors/channels/").content.decode()
     assert "Test connection" in page and "Credentials refused" in page
+    assert "Meta refused the access token: replace it on the Credentials page." in page
+    assert 'href="/connectors/credentials/"' in page
     for secret in SECRETS.values():
         assert secret not in trail and secret not in caplog.text and secret not in page
 
@@ -256,3 +260,18 @@ def test_messenger_is_tested_on_me_and_an_unreachable_graph_is_failing(acme):
         result = channels.channel_test_connection(by=admin, channel=channel)
         assert (result.ok, result.code) == (False, "network_error")
         assert Channel.objects.get(pk=channel.pk).health == "failing"
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("auth_failed", "Meta refused the access token"),
+        ("network_error", "could not reach Meta"),
+        ("vendor_131031", "Meta reported an error for this account (code 131031)."),
+        ("vendor_error", "Meta reported an error for this account."),
+        ("vendor_²", "Meta reported an error for this account."),
+        ("something_new", "The last attempt failed."),
+    ],
+)
+def test_a_channel_error_code_is_said_in_words(code, words):
+    assert words in health.error_text(code)
