@@ -141,7 +141,9 @@ def demo_graph() -> dict:
             pattern=r"^[A-Za-z]-?\d{4,8}$",
             variable="order",
             retries=2,
-            retry_text="That doesn't look like an order number (like A-12345). Try again?",
+            retry_text="That doesn't look like an order number (like A-12345). Try again, "
+            "or type agent for a person.",
+            leave_words=["agent", "human", "person"],
         ),
         _node(
             "order_thanks",

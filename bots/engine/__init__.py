@@ -36,7 +36,6 @@ from bots.engine.walk import (
 from bots.engine.worker import (
     bot_may_take,
     inbox_has_greeting_flow,
-    keyword_match,
     message_process,
     messages_waiting,
     run_end_for_human,
@@ -53,7 +52,6 @@ __all__ = [
     "bot_may_take",
     "caches_clear",
     "inbox_has_greeting_flow",
-    "keyword_match",
     "message_process",
     "messages_waiting",
     "run_end_for_human",

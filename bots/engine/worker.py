@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
-import unicodedata
-from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -59,21 +56,6 @@ def variables_of(run: FlowRun) -> dict[str, str]:
     )
     data = json.loads(raw)
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-
-
-def keyword_match(keywords: Iterable[str], text: str) -> bool:
-    """A keyword as a whole word (or phrase), case- and accent-insensitively."""
-    folded = _fold(text)
-    for keyword in keywords:
-        word = _fold(keyword).strip()
-        if word and re.search(rf"(?<!\w){re.escape(word)}(?!\w)", folded):
-            return True
-    return False
 
 
 # A live, enabled flow serves the inbox: both statements below start from it.
@@ -141,7 +123,7 @@ def _flow_for(conversation: Conversation, message: Message, text: str) -> Flow |
             human = _human_has_it(conversation)
         if human:
             return None
-        if flow.trigger == Flow.Trigger.KEYWORD and keyword_match(flow.keywords, text):
+        if flow.trigger == Flow.Trigger.KEYWORD and nodes.keyword_match(flow.keywords, text):
             return flow
         if flow.trigger == Flow.Trigger.INTENT and flow.trigger_intent:
             model = version_model(flow.live_version, graph_of(flow.live_version))

@@ -1,4 +1,10 @@
-"""The ask node: a question, the answer checked by kind, retries and a fallback."""
+"""The ask node: a question, the answer checked by kind, retries and a fallback.
+
+``leave_words`` (optional, e.g. "agent", "human"): a message holding one of them
+as a whole word (case- and accent-insensitively, as a keyword trigger matches)
+is no answer: the ask leaves by ``fallback`` at once, or hands off with
+``ask_person_asked`` when that port has no edge. A customer who asks for a person
+in the middle of a question is not told to try again."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from bots.nodes.registry import (
     compile_pattern,
     decimal_of,
     fold,
+    keyword_match,
     pattern_problem,
     reads_texts,
     register,
@@ -33,7 +40,16 @@ def _clean_ask(config, node):
         config,
         node=node,
         allowed=frozenset(
-            {"text", "kind", "choices", "pattern", "variable", "retries", "retry_text"}
+            {
+                "text",
+                "kind",
+                "choices",
+                "pattern",
+                "variable",
+                "retries",
+                "retry_text",
+                "leave_words",
+            }
         ),
     )
     return {
@@ -53,6 +69,9 @@ def _clean_ask(config, node):
         ),
         "retry_text": schema.text(
             config.get("retry_text"), node=node, key="retry_text", max_length=MAX_TEXT
+        ),
+        "leave_words": schema.text_list(
+            config.get("leave_words"), node=node, key="leave_words", max_items=10, max_length=60
         ),
     }
 
@@ -124,6 +143,9 @@ def _run_ask(ctx, node) -> Step:
         return Step(wait=True)
     if not ctx.take_message():
         return Step(wait=True)
+    if config["leave_words"] and keyword_match(config["leave_words"], ctx.message):
+        ctx.state.pop("ask", None)
+        return Step(port="fallback", reason="ask_person_asked")
     value = answer_of(config, ctx.message)
     if value is not None:
         ctx.state.pop("ask", None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import re._constants as sre_constants  # the parsed form of a pattern, to vet it
 import re._parser as sre_parse
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -87,6 +88,22 @@ def reads_texts(*values: str) -> list[str]:
 
 def fold(value: str) -> str:
     return value.strip().casefold()
+
+
+def _fold_accents(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def keyword_match(keywords: Iterable[str], text: str) -> bool:
+    """A keyword as a whole word (or phrase), case- and accent-insensitively (a
+    flow's keyword trigger; an ask's words that hand over at once)."""
+    folded = _fold_accents(text)
+    for keyword in keywords:
+        word = _fold_accents(keyword).strip()
+        if word and re.search(rf"(?<!\w){re.escape(word)}(?!\w)", folded):
+            return True
+    return False
 
 
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,18}([.][0-9]{1,10})?", re.ASCII)

@@ -63,6 +63,7 @@
       { key: "variable", label: "Save the answer in variable", kind: "text" },
       { key: "retries", label: "Retries (0–5)", kind: "number", min: 0, max: 5, step: 1, optional: true },
       { key: "retry_text", label: "Text when the answer is not valid", kind: "textarea", optional: true },
+      { key: "leave_words", label: "Words that leave by fallback at once (comma separated, e.g. agent, human)", kind: "csv", optional: true },
     ],
     condition: [
       { key: "kind", label: "Condition on", kind: "select", options: ["variable", "contact", "time", "business_hours"] },

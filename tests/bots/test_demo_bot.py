@@ -63,6 +63,12 @@ def test_the_demo_bot_greets_answers_asks_and_hands_off(acme):
         # A bad order number twice, then the fallback: a person.
         sim = _run(owner, flow, "track my parcel", "no idea", "still no", "nope")
         assert sim["outcome"] == "handoff"
+        # Asked for the number, the customer types "agent": a person, at once.
+        sim = _run(owner, flow, "where is my order", "agent")
+        assert sim["outcome"] == "handoff"
+        bot = [t["text"] for t in sim["transcript"] if t["from"] == "bot"]
+        assert bot[-1] == "I'm connecting you to a person; they will answer here."
+        assert not any("doesn't look like an order number" in text for text in bot)
 
 
 def test_gibberish_gets_a_polite_word_and_a_person(acme):

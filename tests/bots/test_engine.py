@@ -246,6 +246,56 @@ def test_ask_fallback_without_an_edge_hands_off(env):
     assert event.details["reason"] == "ask_no_valid_answer" and event.details["note"] == note.pk
 
 
+def test_a_leave_word_leaves_the_ask_at_once_by_its_fallback(env):
+    graph = chain(
+        node("start", "start"),
+        node(
+            "ask",
+            "ask",
+            text="Your order number?",
+            kind="regex",
+            pattern=r"A-\d{4,8}",
+            variable="order",
+            retries=2,
+            leave_words=["agent", "real person"],
+        ),
+        node("ok", "end", text="Thanks"),
+    )
+    graph["nodes"].append(node("connecting", "end", text="A person will answer."))
+    graph["edges"].append(edge("ask", "fallback", "connecting"))
+    env.publish(graph)
+    env.say("hi")
+    assert env.say("agentic")[0] == "waiting"  # not the whole word: a wrong answer
+    # Case, accents and a sentence around it: the customer asked for a person.
+    outcome, conversation = env.say("ÁGENT, please!")
+    assert outcome == "completed"
+    assert env.bot_said(conversation) == [
+        "Your order number?",
+        "Your order number?",
+        "A person will answer.",
+    ]
+    assert engine.variables_of(env.run(conversation)) == {}
+
+
+def test_a_leave_word_without_a_fallback_edge_hands_off_saying_why(env):
+    env.publish(
+        chain(
+            node("start", "start"),
+            node("ask", "ask", text="Name?", kind="text", variable="name", leave_words=["agent"]),
+            node("ok", "end"),
+        )
+    )
+    env.say("hi")
+    # On a text question too: the leave word is checked before the answer.
+    outcome, conversation = env.say("agent")
+    assert outcome == "handoff"
+    run = env.run(conversation)
+    assert run.reason == "ask_person_asked"
+    assert engine.variables_of(run) == {}
+    note = Message.objects.get(conversation=conversation, kind="note")
+    assert "ask_person_asked" in services.body_of(note)
+
+
 @pytest.mark.parametrize(
     ("kind", "extra", "good", "stored", "bad"),
     [

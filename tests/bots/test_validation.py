@@ -324,6 +324,41 @@ HOSTILE = [
         "config_too_many",
     ),
     (
+        "leave_words_not_list",
+        lambda: _with(lambda g: g["nodes"][1]["config"].update(leave_words="agent")),
+        "config_bad_value",
+    ),
+    (
+        "leave_words_nul",
+        lambda: _with(lambda g: g["nodes"][1]["config"].update(leave_words=["age\x00nt"])),
+        "config_bad_text",
+    ),
+    (
+        "leave_words_surrogate",
+        lambda: _with(lambda g: g["nodes"][1]["config"].update(leave_words=["\udc00"])),
+        "config_bad_text",
+    ),
+    (
+        "leave_words_number",
+        lambda: _with(lambda g: g["nodes"][1]["config"].update(leave_words=[10**400])),
+        "config_bad_value",
+    ),
+    (
+        "leave_words_too_many",
+        lambda: _with(lambda g: g["nodes"][1]["config"].update(leave_words=["w"] * 11)),
+        "config_too_many",
+    ),
+    (
+        "leave_words_too_long",
+        lambda: _with(lambda g: g["nodes"][1]["config"].update(leave_words=["w" * 61])),
+        "config_too_long",
+    ),
+    (
+        "leave_words_nested",
+        lambda: _with(lambda g: g["nodes"][1]["config"].update(leave_words=_deep(10_000))),
+        "config_bad_value",
+    ),
+    (
         "variable_unicode",
         lambda: _with(lambda g: g["nodes"][1]["config"].update(variable="émail")),
         "config_bad_variable",
