@@ -751,7 +751,7 @@ def channel_test_connection(*, by, channel: Channel) -> ConnectionTest:
         )
     result = _graph_probe(channel)
     if result.ok:
-        channel_health_ok(channel_id=channel.pk)
+        channel_health_ok(channel=channel)
     else:
         channel_health_failed(
             channel_id=channel.pk,

@@ -574,8 +574,7 @@ def _send(
         external_id=result.external_id,
         log=http.take(),
     )
-    if channel.health != Channel.Health.OK:
-        channel_health_ok(channel_id=channel.pk)
+    channel_health_ok(channel=channel)
     return "sent"
 
 

@@ -47,10 +47,15 @@ def channel_event_seen(*, channel: Channel) -> None:
     channel.last_event_at = now
 
 
-def channel_health_ok(*, channel_id: int) -> None:
-    Channel.objects.filter(pk=channel_id).exclude(health=Channel.Health.OK).update(
+def channel_health_ok(*, channel: Channel) -> None:
+    """The channel worked (a delivered reply, a passed test, a visitor's message):
+    "Working". No write when the row read already said so."""
+    if channel.health == Channel.Health.OK:
+        return
+    Channel.objects.filter(pk=channel.pk).exclude(health=Channel.Health.OK).update(
         health=Channel.Health.OK
     )
+    channel.health = Channel.Health.OK
 
 
 def _tell_admins(channel_name: str, code: str) -> None:

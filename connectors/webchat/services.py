@@ -311,11 +311,8 @@ def visitor_message_send(*, visitor: Visitor, text, client_id) -> tuple[dict, bo
         message, created = message_receive(**kwargs)
     # The channel works: its page shows the last event and "Working", as a
     # webhook's stored event or a delivered reply shows them for the other kinds.
-    channel = visitor.channel
-    channel_event_seen(channel=channel)
-    if channel.health != Channel.Health.OK:
-        channel_health_ok(channel_id=channel.pk)
-        channel.health = Channel.Health.OK
+    channel_event_seen(channel=visitor.channel)
+    channel_health_ok(channel=visitor.channel)
     return _shown(message), created
 
 
