@@ -1,10 +1,12 @@
-"""Channel endpoints: list, create (API and Meta kinds), rotate. An API channel's
+"""Channel endpoints: list, create (API, Meta and web chat kinds), rotate, a web
+chat's allowed sites. An API channel's
 signing secret appears in the response to create and rotate only, never in a
 list or anywhere else; a Meta channel's secrets are write-only (their last four
 characters are the only trace, ``secret_hints``)."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
@@ -14,6 +16,7 @@ from accounts.permissions import HasPolicyPermission, StepUpFresh
 from accounts.policy import Perm
 from connectors import channels
 from connectors.models import Channel
+from connectors.webchat import services as webchat
 from parley.api import IntegerField, StringField
 
 
@@ -36,6 +39,8 @@ class ChannelSerializer(serializers.ModelSerializer):
     outbound_url = serializers.SerializerMethodField()
     inbox = serializers.SerializerMethodField()
     webhook_url = serializers.SerializerMethodField()
+    allowed_origins = serializers.SerializerMethodField()
+    widget_script = serializers.SerializerMethodField()
     secret_last4 = serializers.CharField(source="signing_credential.last4", read_only=True)
     secret_rotated_at = serializers.DateTimeField(
         source="signing_credential.rotated_at", read_only=True
@@ -53,6 +58,8 @@ class ChannelSerializer(serializers.ModelSerializer):
             "public_id",
             "webhook_url",
             "outbound_url",
+            "allowed_origins",
+            "widget_script",
             "enabled",
             "inbox",
             "secret_last4",
@@ -97,7 +104,21 @@ class ChannelSerializer(serializers.ModelSerializer):
         return str((channel.settings or {}).get("outbound_url", ""))
 
     def get_webhook_url(self, channel) -> str:
+        """Where the channel's events are posted ("" for a web chat: its widget posts them)."""
+        if channel.kind == webchat.KIND:
+            return ""
         return channels.channel_webhook_url(channel, self.context.get("request"))
+
+    def get_allowed_origins(self, channel) -> list[str]:
+        """Web chat: the sites that may embed the widget; other kinds: []."""
+        return webchat.allowed_origins_of(channel) if channel.kind == webchat.KIND else []
+
+    def get_widget_script(self, channel) -> str:
+        """Web chat: the one script tag to put on those sites; other kinds: ""."""
+        request = self.context.get("request")
+        if channel.kind != webchat.KIND or request is None:
+            return ""
+        return webchat.widget_snippet(channel, f"{request.scheme}://{request.get_host()}")
 
 
 class ChannelWithSecretSerializer(ChannelSerializer):
@@ -123,9 +144,15 @@ class MetaSecretsSerializer(serializers.Serializer):
 class ChannelCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=80)
     kind = serializers.ChoiceField(
-        choices=["api", *channels.META_KINDS],
+        choices=["api", *channels.META_KINDS, webchat.KIND],
         default="api",
-        help_text="api (custom integration) or a Meta kind. Web chats have their own endpoint.",
+        help_text="api (custom integration), a Meta kind, or webchat (the website widget).",
+    )
+    allowed_origins = serializers.ListField(
+        child=StringField(max_length=300),
+        required=False,
+        max_length=webchat.MAX_ORIGINS,
+        help_text="webchat: the sites that embed the widget, like https://shop.example.com.",
     )
     outbound_url = serializers.CharField(
         max_length=500, required=False, default="", help_text="api: where replies are POSTed."
@@ -172,6 +199,16 @@ class ChannelListView(generics.ListAPIView):
         body.is_valid(raise_exception=True)
         values = dict(body.validated_data)
         kind = values["kind"]
+        if kind == webchat.KIND:
+            channel = webchat.webchat_channel_create(
+                by=request.user,
+                name=values["name"],
+                allowed_origins=values.get("allowed_origins") or [],
+                inbox_id=values.get("inbox_id"),
+            )
+            channel = channels.channel_get(channel_id=channel.pk)
+            data = ChannelSerializer(channel, context={"request": request}).data
+            return Response(data, status=status.HTTP_201_CREATED)
         if kind != "api":
             channel, _ = channels.channel_create(
                 by=request.user,
@@ -214,3 +251,33 @@ class ChannelRotateView(APIView):
             channel, context={"request": request, "signing_secret": secret}
         ).data
         return Response(data, headers={"Cache-Control": "no-store"})
+
+
+class WebchatOriginsSerializer(serializers.Serializer):
+    allowed_origins = serializers.ListField(
+        child=StringField(max_length=300),
+        max_length=webchat.MAX_ORIGINS,
+        help_text="Every site that may embed the widget (replaces the list).",
+    )
+
+
+class ChannelOriginsView(APIView):
+    permission_classes = [HasPolicyPermission, StepUpFresh]
+    required_permission = Perm.CONNECTORS_MANAGE
+
+    @extend_schema(
+        request=WebchatOriginsSerializer,
+        responses=ChannelSerializer,
+        summary="A web chat's allowed sites (CORS and frame-ancestors follow at once)",
+    )
+    def put(self, request, channel_id: int):
+        body = WebchatOriginsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        channel = channels.channel_get(channel_id=channel_id)
+        if channel.kind != webchat.KIND:
+            raise ValidationError({"channel": "Only a web chat has allowed sites."})
+        webchat.webchat_origins_set(
+            by=request.user, channel=channel, allowed_origins=body.validated_data["allowed_origins"]
+        )
+        channel = channels.channel_get(channel_id=channel.pk)
+        return Response(ChannelSerializer(channel, context={"request": request}).data)

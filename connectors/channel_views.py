@@ -14,6 +14,7 @@ from accounts.permissions import permission_required, step_up_required
 from accounts.policy import POLICY, Perm, user_has
 from connectors import channels, health
 from connectors.forms import ChannelForm, MetaChannelForm
+from connectors.webchat import services as webchat
 from connectors.webchat.forms import WebchatChannelForm
 from parley.forms import add_validation_error
 
@@ -55,6 +56,11 @@ def _row(request, channel) -> dict:
         "verify_hint": hints.get("verify_token", ""),
         "token_hint": hints.get("access_token", ""),
         "error_text": health.error_text(channel.last_error_code) if channel.last_error_code else "",
+        "widget": (
+            webchat.widget_snippet(channel, f"{request.scheme}://{request.get_host()}")
+            if channel.kind == webchat.KIND
+            else ""
+        ),
     }
 
 

@@ -76,6 +76,11 @@ api_v1 = [
         connectors_channel_api.ChannelRotateView.as_view(),
         name="channel-rotate",
     ),
+    path(
+        "channels/<int:channel_id>/origins/",
+        connectors_channel_api.ChannelOriginsView.as_view(),
+        name="channel-origins",
+    ),
     *bots_api_urls.urlpatterns,
 ]
 

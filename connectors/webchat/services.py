@@ -207,6 +207,17 @@ def webchat_origins_set(*, by, channel: Channel, allowed_origins: list[str] | st
     return channel
 
 
+WIDGET_PATH = "/static/webchat/widget.js"  # a fixed address: host pages embed it
+
+
+def widget_snippet(channel: Channel, base_url: str) -> str:
+    """The script tag a site embeds (``base_url``: the tenant's scheme and host)."""
+    return (
+        f'<script src="{base_url}{WIDGET_PATH}" '
+        f'data-parley-channel="{channel.public_id}" async></script>'
+    )
+
+
 def channel_for_visitor(*, public_id: str) -> Channel | None:
     """The enabled web chat channel behind a widget URL, in the request's tenant."""
     if not isinstance(public_id, str) or not 1 <= len(public_id) <= 32:

@@ -453,7 +453,8 @@ def test_the_channels_page_lists_a_webchat_channel_and_refuses_to_rotate_it(acme
     client = support.signed_in(acme, "integrator@acme.test")
     page = client.get("/connectors/channels/")
     assert page.status_code == 200
-    assert f'data-parley-channel="{channel.public_id}"' in page.content.decode()
+    # The snippet, shown as text (escaped).
+    assert f"data-parley-channel=&quot;{channel.public_id}&quot;" in page.content.decode()
     assert ORIGIN in page.content.decode()
     assert "Not used yet" in page.content.decode()
     # A visitor writes: the list shows the channel working and its last event.
@@ -652,3 +653,144 @@ def test_the_demo_seed_is_idempotent_and_follows_the_origin(acme):
         assert services.allowed_origins_of(moved) == ["http://acme.localhost:9000"]
         assert agent in access.inbox_members(Inbox.objects.get(name=services.DEMO_INBOX))
     connection.set_schema_to_public()
+
+
+# --- the REST API ---------------------------------------------------------------------------------
+
+
+def test_an_integrator_creates_a_webchat_through_the_api(acme):
+    with tenant_context(acme):
+        inbox = access.inbox_create(by=_user("admin@acme.test"), name="Site chat inbox")
+    connection.set_schema_to_public()
+    client = support.signed_in(acme, "integrator@acme.test")
+    created = client.post(
+        "/api/v1/channels/",
+        {
+            "name": "Site chat",
+            "kind": "webchat",
+            "allowed_origins": [ORIGIN, "https://b.example:8443/"],
+            "inbox_id": inbox.pk,
+        },
+        content_type="application/json",
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["kind"] == "webchat" and body["inbox"] == {"id": inbox.pk, "name": inbox.name}
+    assert body["allowed_origins"] == [ORIGIN, "https://b.example:8443"]
+    assert body["webhook_url"] == ""  # nothing posts to a web chat but its widget
+    assert body["widget_script"] == (
+        '<script src="http://acme.localhost/static/webchat/widget.js" '
+        f'data-parley-channel="{body["public_id"]}" async></script>'
+    )
+    with tenant_context(acme):
+        event = AuditEvent.objects.get(action="channel.created", target_id=str(body["id"]))
+        assert event.details["allowed_origins"] == body["allowed_origins"]
+    connection.set_schema_to_public()
+    # The page shows the same snippet; the list API the same fields.
+    listed = client.get("/api/v1/channels/").json()["results"]
+    mine = next(c for c in listed if c["id"] == body["id"])
+    assert mine["widget_script"] == body["widget_script"]
+    page = client.get("/connectors/channels/").content.decode()
+    assert f"data-parley-channel=&quot;{body['public_id']}&quot;" in page
+    # Other kinds carry no web chat fields.
+    others = [c for c in listed if c["kind"] != "webchat"]
+    assert all(c["allowed_origins"] == [] and c["widget_script"] == "" for c in others)
+
+
+def test_the_api_changes_a_webchats_allowed_sites_and_framing_follows(acme):
+    channel = _channel(acme)
+    client = support.signed_in(acme, "integrator@acme.test")
+    url = f"/api/v1/channels/{channel.pk}/origins/"
+    changed = client.put(
+        url, {"allowed_origins": ["https://new.example"]}, content_type="application/json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["allowed_origins"] == ["https://new.example"]
+    frame = support.tenant_client("acme").get(f"/webchat/{channel.public_id}/")
+    assert "frame-ancestors 'self' https://new.example" in frame["Content-Security-Policy"]
+    assert ORIGIN not in frame["Content-Security-Policy"]
+    with tenant_context(acme):
+        assert AuditEvent.objects.filter(
+            action="channel.origins_changed", target_id=str(channel.pk)
+        ).exists()
+    connection.set_schema_to_public()
+    # Not a web chat, no such channel, not allowed, no fresh code.
+    with tenant_context(acme):
+        other = Channel.objects.exclude(kind="webchat").first() or channel
+    connection.set_schema_to_public()
+    if other.kind != "webchat":
+        wrong = client.put(
+            f"/api/v1/channels/{other.pk}/origins/",
+            {"allowed_origins": [ORIGIN]},
+            content_type="application/json",
+        )
+        assert wrong.status_code == 400 and "channel" in wrong.json()["errors"]
+    missing = client.put(
+        "/api/v1/channels/999999999/origins/",
+        {"allowed_origins": [ORIGIN]},
+        content_type="application/json",
+    )
+    assert missing.status_code == 404
+    agent = support.signed_in(acme, "agent@acme.test")
+    assert (
+        agent.put(url, {"allowed_origins": [ORIGIN]}, content_type="application/json").status_code
+        == 403
+    )
+    stale = support.signed_in(acme, "integrator@acme.test", step_up=False)
+    refused = stale.put(url, {"allowed_origins": [ORIGIN]}, content_type="application/json")
+    assert refused.status_code == 403 and refused.json()["code"] == "step_up_required"
+    with tenant_context(acme):
+        channel.refresh_from_db()
+        assert channel.settings["allowed_origins"] == ["https://new.example"]
+
+
+HOSTILE_ORIGINS = [
+    "https://shop.example.com",  # a string, not a list
+    ["javascript:alert(1)"],
+    ["https://shop.example.com/path"],
+    ["https://*.example.com"],
+    ["https://user@shop.example.com"],
+    ["https://shop.example.com:٨٠"],
+    ["https://shop.example.com:99999"],
+    ["https://a\x00b.example"],
+    ["https://\ud800.example"],
+    [10**400],
+    [["https://nested.example"]],
+    [f"https://s{i}.example" for i in range(21)],
+    ["https://" + "a" * 400 + ".example"],
+    [],
+]
+
+
+@pytest.mark.parametrize("origins", HOSTILE_ORIGINS, ids=range(len(HOSTILE_ORIGINS)))
+def test_hostile_allowed_sites_through_the_api_are_refused_and_nothing_stored(acme, origins):
+    channel = _channel(acme)
+    client = support.signed_in(acme, "integrator@acme.test")
+    with tenant_context(acme):
+        inbox = access.inbox_create(by=_user("admin@acme.test"), name=f"H {uuid.uuid4().hex[:6]}")
+        channels_before = Channel.objects.count()
+    connection.set_schema_to_public()
+    raw = json.dumps(
+        {
+            "name": "Hostile chat",
+            "kind": "webchat",
+            "allowed_origins": origins,
+            "inbox_id": inbox.pk,
+        }
+    )
+    created = client.post("/api/v1/channels/", raw, content_type="application/json")
+    assert created.status_code == 400, created.content
+    assert created.json()["code"] in ("invalid", "parse_error")
+    changed = client.put(
+        f"/api/v1/channels/{channel.pk}/origins/",
+        json.dumps({"allowed_origins": origins}),
+        content_type="application/json",
+    )
+    assert changed.status_code == 400, changed.content
+    with tenant_context(acme):
+        assert Channel.objects.count() == channels_before
+        channel.refresh_from_db()
+        assert channel.settings["allowed_origins"] == [ORIGIN]
+        assert not AuditEvent.objects.filter(
+            action="channel.origins_changed", target_id=str(channel.pk)
+        ).exists()

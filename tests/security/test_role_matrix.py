@@ -32,6 +32,7 @@ from bots import services as bot_services
 from connectors import services as connector_services
 from connectors.ai.services import ai_provider_create
 from connectors.channels import channel_create
+from connectors.webchat.services import webchat_channel_create
 from conversations import access
 from conversations.models import OUTSIDE_WINDOW_ERROR, Contact, Conversation, Message
 from conversations.services import reply_send
@@ -125,6 +126,7 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     ),
     "api:channels": ("GET", "policy", {}),
     "api:channel-rotate": ("POST", "policy", {}),
+    "api:channel-origins": ("PUT", "policy", {"allowed_origins": ["https://shop.example"]}),
     "conversations:inbox_app": ("GET", "policy", {}),
     "conversations:thread": ("GET", "policy", {}),
     "conversations:thread_new": ("GET", "policy", {}),
@@ -249,6 +251,13 @@ def _objects(acme) -> dict:
         channel, _ = channel_create(
             by=admin, name=f"Matrix {uuid.uuid4().hex[:6]}", outbound_url="https://x.example/"
         )
+        web_inbox = access.inbox_create(by=admin, name=f"Matrix web {uuid.uuid4().hex[:6]}")
+        web_chat = webchat_channel_create(
+            by=admin,
+            name=f"Matrix web {uuid.uuid4().hex[:6]}",
+            allowed_origins=["https://shop.example"],
+            inbox_id=web_inbox.pk,
+        )
         # Port 9 (discard) on loopback: its "test" is refused at once, nothing leaves.
         provider = ai_provider_create(
             by=admin,
@@ -314,7 +323,8 @@ def _objects(acme) -> dict:
         "grant_id": {"accounts": grant.pk, "break_glass": bg.pk},
         "credential_id": credential.pk,
         "sink_id": sink.pk,
-        "channel_id": channel.pk,
+        # A web chat's allowed sites (the API's) need a web chat; every other route the API channel.
+        "channel_id": {"api:channel-origins": web_chat.pk, "*": channel.pk},
         "provider_id": provider.pk,
         "public_id": channel.public_id,
         "kind": channel.kind,
@@ -336,8 +346,8 @@ def _url(name: str, objects: dict) -> str:
     kwargs = {}
     for key in _kwarg_names(name):
         value = objects[key]
-        if isinstance(value, dict):
-            value = value[name.split(":")[0]]
+        if isinstance(value, dict):  # by route, by app, or for every other route
+            value = value.get(name, value.get(name.split(":")[0], value.get("*")))
         kwargs[key] = value
     return reverse(name, urlconf="parley.urls", kwargs=kwargs or None)
 
@@ -397,8 +407,11 @@ def test_the_policy_table_decides(objects, acme, name, who):
         if who == "anonymous"
         else support.signed_in(acme, f"{who}@acme.test")
     )
-    send = client.get if method == "GET" else client.post
-    response = send(url, _data(data, objects))
+    if method == "PUT":
+        response = client.put(url, _data(data, objects), content_type="application/json")
+    else:
+        send = client.get if method == "GET" else client.post
+        response = send(url, _data(data, objects))
     status = response.status_code
     assert status < 500, f"{method} {url} as {who}: {status}"
     location = response.get("Location", "")
