@@ -155,14 +155,12 @@ def test_tenant_b_never_serves_tenant_a(acme, globex, name):
     client = support.tenant_client("globex")
 
     def call(token):
-        send = client.get if method == "GET" else client.post
         payload = {k: v for k, v in data.items() if not str(v).startswith("@")}
-        return send(
-            url,
-            payload if method == "POST" else None,
-            HTTP_AUTHORIZATION=f"Bearer {token}",
-            HTTP_X_PARLEY_OTP="",
-        )
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_X_PARLEY_OTP": ""}
+        if method == "PUT":
+            return client.put(url, payload, content_type="application/json", **auth)
+        send = client.get if method == "GET" else client.post
+        return send(url, payload if method == "POST" else None, **auth)
 
     with_a = call(a_token)
     assert with_a.status_code == 401, f"{url} with A's token at B: {with_a.status_code}"
