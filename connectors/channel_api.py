@@ -281,3 +281,19 @@ class ChannelOriginsView(APIView):
         )
         channel = channels.channel_get(channel_id=channel.pk)
         return Response(ChannelSerializer(channel, context={"request": request}).data)
+
+
+class ChannelInboxesView(APIView):
+    """The inboxes a new channel may bind (``inbox_id`` of create): those without a
+    channel. For integrators, who bind an inbox but may not list the inboxes."""
+
+    permission_classes = [HasPolicyPermission, StepUpFresh]
+    required_permission = Perm.CONNECTORS_MANAGE
+
+    @extend_schema(
+        responses=ChannelInboxSerializer(many=True),
+        summary="Inboxes without a channel (what a new channel's inbox_id may name)",
+    )
+    def get(self, request):
+        inboxes = channels.inboxes_unbound().only("id", "name")
+        return Response([{"id": inbox.pk, "name": inbox.name} for inbox in inboxes])

@@ -72,6 +72,11 @@ api_v1 = [
     ),
     path("channels/", connectors_channel_api.ChannelListView.as_view(), name="channels"),
     path(
+        "channels/inboxes/",
+        connectors_channel_api.ChannelInboxesView.as_view(),
+        name="channel-inboxes",
+    ),
+    path(
         "channels/<int:channel_id>/rotate/",
         connectors_channel_api.ChannelRotateView.as_view(),
         name="channel-rotate",

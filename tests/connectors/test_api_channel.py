@@ -454,7 +454,19 @@ def test_an_integrator_creates_a_channel_and_sees_the_secret_once(acme, caplog):
     assert len(secret) >= 40 and body["inbox"] == {"id": inbox.pk, "name": "Integration inbox"}
     assert body["webhook_url"] == f"http://acme.localhost/webhooks/api/{body['public_id']}/"
     assert body["secret_last4"] == secret[-4:]
-    # Integrators may not create inboxes: a new channel binds an existing one.
+    # Integrators may not create inboxes (nor list them): a new channel binds one
+    # of the inboxes without a channel, which the API names.
+    free = client.get("/api/v1/channels/inboxes/")
+    assert free.status_code == 200
+    assert {"id": inbox.pk, "name": "Integration inbox"} not in free.json()  # bound now
+    with tenant_context(acme):
+        spare = access.inbox_create(by=_user("admin@acme.test"), name="Spare inbox")
+    connection.set_schema_to_public()
+    assert {"id": spare.pk, "name": "Spare inbox"} in client.get("/api/v1/channels/inboxes/").json()
+    assert (
+        support.signed_in(acme, "agent@acme.test").get("/api/v1/channels/inboxes/").status_code
+        == 403
+    )
     no_inbox = client.post(
         "/api/v1/channels/",
         {"name": "Second", "outbound_url": "https://shop.example/hooks"},

@@ -126,6 +126,7 @@ HOW_TO_CALL: dict[str, tuple[str, str, dict]] = {
     ),
     "api:channels": ("GET", "policy", {}),
     "api:channel-rotate": ("POST", "policy", {}),
+    "api:channel-inboxes": ("GET", "policy", {}),
     "api:channel-origins": ("PUT", "policy", {"allowed_origins": ["https://shop.example"]}),
     "conversations:inbox_app": ("GET", "policy", {}),
     "conversations:thread": ("GET", "policy", {}),
