@@ -301,15 +301,20 @@ class _Pool:
     async def request(self, raw: bytes) -> int:
         """The status of one request; a connection the server dropped before
         answering (a worker recycled by gunicorn's max_requests, an idle keep-alive
-        closed) is retried on a fresh one, and counted in ``retries``."""
+        closed), or reset while connecting (the connections queued on a recycled
+        worker's own SO_REUSEPORT socket, on a host without
+        ``net.ipv4.tcp_migrate_req``), is retried on a fresh one, and counted in
+        ``retries``."""
         for attempt in range(ATTEMPTS):
             reused = bool(self.free)
-            reader, writer = self.free.pop() if reused else await self._fresh()
+            writer = None
             try:
+                reader, writer = self.free.pop() if reused else await self._fresh()
                 writer.write(raw)
                 head = await reader.readuntil(b"\r\n\r\n")
             except (ConnectionError, asyncio.IncompleteReadError):
-                writer.close()
+                if writer is not None:
+                    writer.close()
                 if attempt < ATTEMPTS - 1:
                     self.retries += 1
                     await asyncio.sleep(0.02 * attempt)  # let a recycled worker's successor start
