@@ -248,37 +248,26 @@ def test_refused_credentials_mark_the_channel_unhealthy_and_tell_the_admins(
 
 
 @pytest.mark.django_db
-def test_outside_the_window_the_agent_is_told_to_use_a_template(acme):
-
+@pytest.mark.parametrize(
+    ("templates", "told"),
+    [
+        # WhatsApp: a template may write first, and the inbox offers one on this text.
+        (True, "WhatsApp only allows a template message now."),
+        # Messenger and Instagram: nothing may write first, so no template is offered.
+        (False, "Refusing delivers no reply until they write again."),
+    ],
+    ids=["with-templates", "without-templates"],
+)
+def test_outside_the_window_the_agent_is_told_what_may_go(acme, templates, told):
     error = DeliveryError("outside", permanent=True, code="outside_window", outside_window=True)
-    with _Refusing(error, templates=True) as adapter:
+    with _Refusing(error, templates=templates) as adapter:
         _, reply_id = _reply_on(acme, adapter)
         with tenant_context(acme):
             message_deliver.apply(args=(reply_id,)).get()
             reply = Message.objects.get(pk=reply_id)
     assert reply.delivery == "failed"
-    assert reply.delivery_error == (
-        "This customer last wrote more than 24 hours ago: WhatsApp only allows a template "
-        "message now."
-    )
-    assert reply.awaits_template
-
-
-@pytest.mark.django_db
-def test_outside_the_window_of_a_kind_without_templates_no_template_is_offered(acme):
-    # Messenger and Instagram: no template can write first, so none is offered.
-    error = DeliveryError("outside", permanent=True, code="outside_window", outside_window=True)
-    with _Refusing(error) as adapter:
-        _, reply_id = _reply_on(acme, adapter)
-        with tenant_context(acme):
-            message_deliver.apply(args=(reply_id,)).get()
-            reply = Message.objects.get(pk=reply_id)
-    assert reply.delivery == "failed"
-    assert reply.delivery_error == (
-        "This customer last wrote more than 24 hours ago: Refusing delivers no reply "
-        "until they write again."
-    )
-    assert not reply.awaits_template
+    assert reply.delivery_error == "This customer last wrote more than 24 hours ago: " + told
+    assert reply.awaits_template is templates
 
 
 @pytest.mark.django_db

@@ -651,26 +651,4 @@ def test_the_send_api_window_error_is_outside_window_not_auth(graph, adapter, su
         True,
         False,
     )
-
-
-@pytest.mark.parametrize("adapter", [MESSENGER, INSTAGRAM], ids=lambda a: a.kind)
-@pytest.mark.parametrize("subcode", [2018278, 2534022])
-def test_messenger_and_instagram_see_the_24_hour_window(graph, adapter, subcode):
-    # Meta's answer to a send outside the standard messaging window: code 10 with
-    # a window subcode (Messenger Platform error codes). Not a refused credential.
-    graph.answer(
-        400,
-        {
-            "error": {
-                "message": "(#10) This message is sent outside of allowed window.",
-                "type": "OAuthException",
-                "code": 10,
-                "error_subcode": subcode,
-                "fbtrace_id": "A1b2C3",
-            }
-        },
-    )
-    error = send_failure(adapter, graph, {"graph_base_url": graph.base_url})
-    assert error.outside_window and error.code == "outside_window"
-    assert error.permanent and not error.auth_failed
-    assert not adapter.TEMPLATES  # so the agent is not offered a template
+    assert not adapter.TEMPLATES  # so the agent is offered no template (connectors.delivery)
