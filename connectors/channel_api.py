@@ -118,7 +118,7 @@ class ChannelSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         if channel.kind != webchat.KIND or request is None:
             return ""
-        return webchat.widget_snippet(channel, f"{request.scheme}://{request.get_host()}")
+        return webchat.widget_snippet(channel, request)
 
 
 class ChannelWithSecretSerializer(ChannelSerializer):

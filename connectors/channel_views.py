@@ -56,11 +56,7 @@ def _row(request, channel) -> dict:
         "verify_hint": hints.get("verify_token", ""),
         "token_hint": hints.get("access_token", ""),
         "error_text": health.error_text(channel.last_error_code) if channel.last_error_code else "",
-        "widget": (
-            webchat.widget_snippet(channel, f"{request.scheme}://{request.get_host()}")
-            if channel.kind == webchat.KIND
-            else ""
-        ),
+        "widget": webchat.widget_snippet(channel, request) if channel.kind == webchat.KIND else "",
     }
 
 

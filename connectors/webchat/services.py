@@ -210,10 +210,10 @@ def webchat_origins_set(*, by, channel: Channel, allowed_origins: list[str] | st
 WIDGET_PATH = "/static/webchat/widget.js"  # a fixed address: host pages embed it
 
 
-def widget_snippet(channel: Channel, base_url: str) -> str:
-    """The script tag a site embeds (``base_url``: the tenant's scheme and host)."""
+def widget_snippet(channel: Channel, request) -> str:
+    """The script tag a site embeds, on the scheme and host the request came to."""
     return (
-        f'<script src="{base_url}{WIDGET_PATH}" '
+        f'<script src="{request.scheme}://{request.get_host()}{WIDGET_PATH}" '
         f'data-parley-channel="{channel.public_id}" async></script>'
     )
 
